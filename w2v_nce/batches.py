@@ -1,0 +1,63 @@
+"""Training examples: sub-sampling, word2vec's dynamic window, skip-gram pairs and CBOW contexts.
+
+All of it runs as tensor ops on the training device over a chunk of the encoded corpus at a time.
+Windows never cross a line break (SEPARATOR) and, since chunks are processed independently, not a
+chunk boundary either: with 1M-token chunks that drops about window/1M of the pairs.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .vocab import SEPARATOR
+
+
+def subsample(ids: torch.Tensor, keep: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Drop each word with probability 1 - keep[w]; separators always stay. ids: (L,) int64."""
+    words = ids.clamp_min(0)
+    coin = torch.rand(ids.shape, device=ids.device, generator=generator)  # (L,)
+    return ids[(ids == SEPARATOR) | (coin < keep[words])]
+
+
+def split_lines(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Remove separators; return the words and, for each, the index of the line it is on."""
+    is_sep = ids == SEPARATOR
+    line = torch.cumsum(is_sep, 0)  # (L,)
+    return ids[~is_sep], line[~is_sep]
+
+
+def draw_windows(n: int, window: int, device, generator: torch.Generator | None = None) -> torch.Tensor:
+    """word2vec's dynamic window: an effective window drawn uniformly from 1..window per centre word."""
+    return torch.randint(1, window + 1, (n,), device=device, generator=generator)
+
+
+def context_table(words: torch.Tensor, lines: torch.Tensor, eff: torch.Tensor, window: int):
+    """For each centre i and offset o in -W..-1, 1..W: the context position and whether it is valid.
+
+    Valid means |o| <= eff[i], inside the chunk and on the same line. Returns (pos (L, 2W), valid (L, 2W)).
+    """
+    n = len(words)
+    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(words.device)  # (2W,)
+    pos = torch.arange(n, device=words.device)[:, None] + offsets[None, :]  # (L, 2W)
+    valid = (offsets.abs()[None, :] <= eff[:, None]) & (pos >= 0) & (pos < n)
+    pos = pos.clamp(0, max(n - 1, 0))
+    valid &= lines[pos] == lines[:, None]
+    return pos, valid
+
+
+def skipgram_pairs(words, lines, eff, window):
+    """(centre, context) pairs in corpus order: the centre is the input, the context the target."""
+    pos, valid = context_table(words, lines, eff, window)
+    centres = words[:, None].expand_as(pos)[valid]  # (P,)
+    contexts = words[pos][valid]  # (P,)
+    return centres, contexts
+
+
+def cbow_examples(words, lines, eff, window):
+    """CBOW examples: context ids (N, 2W) with a validity mask, and the centre word as target (N,).
+
+    Centres with no valid context (a one-word line) are dropped.
+    """
+    pos, valid = context_table(words, lines, eff, window)
+    has = valid.any(1)
+    return words[pos][has], valid[has], words[has]

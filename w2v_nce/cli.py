@@ -1,0 +1,166 @@
+"""The `w2v-nce` command: a thin Typer layer over the library.
+
+Library code raises W2VError; `main` prints its message as one line on stderr and exits with its code
+(1 for errors, 2 for usage errors, 130/143 when training was interrupted), with no traceback unless
+--debug is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from .errors import W2VError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Train word2vec embeddings (CBOW / skip-gram) with full softmax, negative sampling "
+                       "or true noise-contrastive estimation, on CPU or CUDA; evaluate and export them.")
+eval_app = typer.Typer(no_args_is_help=True, help="Score vectors the way published word2vec results are scored.")
+app.add_typer(eval_app, name="eval")
+
+LATEST = Path("runs") / "latest"
+_debug = False
+
+
+def _resolve_vectors(path: Optional[Path]) -> Path:
+    if path is not None:
+        return path
+    if not LATEST.exists():
+        raise W2VError("no run found at runs/latest; train one with `w2v-nce train CORPUS` or pass a path")
+    return LATEST
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
+    global _debug
+    _debug = debug
+
+
+@app.command()
+def train(
+    corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False)] = None,
+    config: Annotated[Optional[Path], typer.Option("--config", help="TOML preset (see configs/); flags override it.")] = None,
+    model: Annotated[Optional[str], typer.Option(help="sg (skip-gram) or cbow. Default: sg.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Output head: neg, nce or softmax. Default: neg.")] = None,
+    dim: Annotated[Optional[int], typer.Option(help="Vector size. Default: 100.")] = None,
+    window: Annotated[Optional[int], typer.Option(help="Maximum window; each centre draws 1..W. Default: 5.")] = None,
+    negatives: Annotated[Optional[int], typer.Option(help="Noise words k per example (neg, nce). Default: 5.")] = None,
+    min_count: Annotated[Optional[int], typer.Option(help="Drop words rarer than this. Default: 5.")] = None,
+    max_vocab: Annotated[Optional[int], typer.Option(help="Keep only the N most frequent words. Default: all.")] = None,
+    sample: Annotated[Optional[float], typer.Option(help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
+    noise_power: Annotated[Optional[float], typer.Option(help="Noise distribution unigram^p. Default: 0.75.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per SGD step. Default: 1024.")] = None,
+    lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
+    encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
+    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads; 0 = all cores. Default: 0.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible. Default: 1.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+):
+    """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
+    from . import config as config_mod
+    from . import train as train_mod
+
+    if resume is not None:
+        train_mod.train(None, None, resume, resume=True, progress=progress, log=_info)
+        return
+    if corpus is None:
+        raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
+    flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
+                 max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
+                 batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
+                 threads=threads, seed=seed)
+    cfg = config_mod.make_config(config, **flags)
+    train_mod.resolve_device(cfg.device)  # a usage error before any work
+    if not corpus.exists():
+        raise W2VError(f"corpus {corpus} does not exist; check the path")
+    train_mod.train(cfg, corpus, out, progress=progress, log=_info)
+
+
+@app.command("export")
+def export_cmd(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False)] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). Default: RUN_DIR/vectors.txt.")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text) or word2vec-binary.")] = None,
+):
+    """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary."""
+    from .export import export
+
+    path, fmt = export(_resolve_vectors(run_dir), out, format)
+    _info(f"wrote {path} ({fmt})")
+
+
+@eval_app.command("analogies")
+def eval_analogies(
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False)] = None,
+    questions: Annotated[Optional[Path], typer.Option(help="Analogy file ('a b c d' lines, ': section' headers). Default: gensim's questions-words.txt.")] = None,
+    restrict_vocab: Annotated[int, typer.Option(help="Only the N most frequent words are candidates and in vocabulary.")] = 30000,
+    method: Annotated[str, typer.Option(help="3cosadd (word2vec's) or 3cosmul (Levy & Goldberg).")] = "3cosadd",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Analogy accuracy (a:b :: c:?), per section and in total, as gensim's evaluate_word_analogies."""
+    from . import evaluate
+
+    if method not in ("3cosadd", "3cosmul"):
+        raise typer.BadParameter(f"{method!r}: choose 3cosadd or 3cosmul", param_hint="--method")
+    if restrict_vocab <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--restrict-vocab")
+    kv = evaluate.load_vectors(_resolve_vectors(vectors))
+    result = evaluate.analogies(kv, questions, restrict_vocab=restrict_vocab, method=method)
+    typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
+
+
+@eval_app.command("similarity")
+def eval_similarity(
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False)] = None,
+    pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.")] = "ws353",
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Spearman and Pearson correlation with human similarity judgements, and the OOV ratio."""
+    from . import evaluate
+
+    kv = evaluate.load_vectors(_resolve_vectors(vectors))
+    result = evaluate.similarity(kv, pairs)
+    typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
+
+
+def _info(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: run the app, turning W2VError into one line and an exit code."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except W2VError as e:
+        if _debug or os.environ.get("W2V_NCE_DEBUG"):
+            raise
+        typer.echo(f"error: {e}", err=True)
+        sys.exit(e.code)
+    except KeyboardInterrupt:
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as e:  # click's own usage errors
+        import click
+        if isinstance(e, click.exceptions.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Exit):
+            sys.exit(e.exit_code)
+        if isinstance(e, click.exceptions.Abort):
+            typer.echo("error: aborted", err=True)
+            sys.exit(1)
+        raise
+
+
+if __name__ == "__main__":
+    main()

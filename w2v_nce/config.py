@@ -1,0 +1,118 @@
+"""Hyperparameters: one dataclass, filled from defaults < TOML file < CLI flags, written to config.toml."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tomllib
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+from .errors import UsageError
+
+MODELS = ("sg", "cbow")
+LOSSES = ("neg", "nce", "softmax")
+DEVICES = ("auto", "cpu", "cuda")
+ENCODING_ERRORS = ("strict", "replace")
+
+
+@dataclass
+class Config:
+    model: str = "sg"
+    loss: str = "neg"
+    dim: int = 100
+    window: int = 5
+    negatives: int = 5
+    min_count: int = 5
+    max_vocab: int | None = None
+    sample: float = 1e-3
+    noise_power: float = 0.75
+    epochs: int = 5
+    lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
+    min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
+    batch_size: int = 1024  # (centre, context) pairs for sg, centre words for cbow, per SGD step
+    chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
+    lowercase: bool = False
+    encoding_errors: str = "strict"
+    device: str = "auto"
+    threads: int = 0  # 0 -> all cores
+    seed: int = 1
+
+    def resolved(self) -> "Config":
+        """A copy with the defaults that depend on other values filled in (lr by model)."""
+        lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" else 0.05)
+        return dataclasses.replace(self, lr=lr)
+
+    def validate(self) -> "Config":
+        """Raise UsageError for any out-of-range or unknown value, before any work starts."""
+        def need(ok: bool, msg: str) -> None:
+            if not ok:
+                raise UsageError(msg)
+
+        need(self.model in MODELS, f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
+        need(self.loss in LOSSES, f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
+        need(self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        need(self.encoding_errors in ENCODING_ERRORS,
+             f"unknown encoding-errors {self.encoding_errors!r}: choose strict or replace")
+        for name in ("dim", "window", "epochs", "batch_size", "chunk_tokens", "min_count"):
+            need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        if self.loss in ("neg", "nce"):
+            need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
+        need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")
+        need(self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be > 0 (got {self.lr})")
+        need(self.sample >= 0 and math.isfinite(self.sample), f"--sample must be >= 0 (got {self.sample}); 0 turns it off")
+        need(self.noise_power >= 0, f"--noise-power must be >= 0 (got {self.noise_power})")
+        need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
+        need(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
+        return self
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def load_toml(path: str | Path) -> dict:
+    """Read a preset; unknown keys and wrong types are usage errors naming the file."""
+    path = Path(path)
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise UsageError(f"config file {path} not found; see configs/ for presets") from None
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
+        raise UsageError(f"cannot read config file {path}: {e}") from None
+    data = data.get("train", data)  # accept both a flat file and the [train] table that config.toml has
+    known = set(FIELD_TYPES)
+    for key, value in data.items():
+        if key not in known:
+            raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(known))}")
+        want = FIELD_TYPES[key]
+        if "float" in want and isinstance(value, int) and not isinstance(value, bool):
+            data[key] = float(value)
+        elif ("int" in want and not isinstance(value, int)) or ("str" in want and not isinstance(value, str)) \
+                or ("bool" in want and not isinstance(value, bool)) or ("float" in want and not isinstance(data[key], float)):
+            raise UsageError(f"bad value for {key!r} in {path}: expected {want}, got {value!r}")
+    return data
+
+
+def make_config(toml_path: str | Path | None = None, **flags) -> Config:
+    """defaults < TOML file < flags (flags that are None were not given on the command line)."""
+    values = load_toml(toml_path) if toml_path else {}
+    values.update({k: v for k, v in flags.items() if v is not None})
+    return Config(**values).validate().resolved()
+
+
+def to_toml(cfg: Config, extra: dict | None = None) -> str:
+    """The resolved hyperparameters as a [train] table that `--config` reads back, plus info tables."""
+    def fmt(v) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        return repr(v)
+
+    lines = ["[train]"]
+    for f in fields(cfg):
+        v = getattr(cfg, f.name)
+        lines.append(f"{f.name} = {fmt(v)}" if v is not None else f"# {f.name} = (none)")
+    for table, items in (extra or {}).items():
+        lines += ["", f"[{table}]"] + [f"{k} = {fmt(v)}" for k, v in items.items()]
+    return "\n".join(lines) + "\n"

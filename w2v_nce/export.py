@@ -1,0 +1,100 @@
+"""Export: turn trained vectors into a gensim KeyedVectors and write them in the formats people load.
+
+A run directory holds `vectors.kv` (a gensim pickle). `export` converts it, or any vectors file
+`evaluate.load_vectors` accepts, into the C word2vec text or binary format. Those two outputs are
+written by gensim's own `save_word2vec_format`, so they are byte-for-byte what gensim would write.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from gensim.models import KeyedVectors
+
+from .errors import UsageError, W2VError
+from .files import atomic_path
+
+FORMATS = ("kv", "word2vec", "word2vec-binary")
+_SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin"}
+_FROM_SUFFIX = {".kv": "kv", ".txt": "word2vec", ".vec": "word2vec", ".bin": "word2vec-binary"}
+RUN_VECTORS = "vectors.kv"  # the file a run directory keeps its vectors in
+
+
+def to_keyed_vectors(words: list[str], counts: np.ndarray, vectors: np.ndarray) -> KeyedVectors:
+    """Wrap (V,) words, (V,) counts and (V, D) vectors in a KeyedVectors, keeping the given word order.
+
+    The fields are assigned directly: gensim's add_vector(s) path reallocates per call or loops in
+    Python, which is slow for a million words. `words` must be in descending-count order, because
+    save_word2vec_format re-sorts by the 'count' attribute (a stable sort, so ties keep our order).
+    """
+    counts = np.asarray(counts)
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(words) != len(vectors) or counts.shape != (len(words),):
+        raise ValueError(f"need V words, (V,) counts, (V, D) vectors; got {len(words)}, {counts.shape}, {vectors.shape}")
+    if len(counts) > 1 and np.any(np.diff(counts) > 0):
+        raise ValueError("counts must be in descending order: word2vec files are written most frequent first")
+    if len(set(words)) != len(words):
+        raise ValueError("words must be unique")
+    # The word2vec formats separate a word from its vector by a space and records by a newline.
+    if any(not w or " " in w or "\n" in w for w in words):
+        raise ValueError("words must be non-empty and contain no space or newline")
+
+    kv = KeyedVectors(vectors.shape[1], count=0, dtype=np.float32)
+    kv.index_to_key = list(words)
+    kv.key_to_index = {w: i for i, w in enumerate(words)}
+    kv.vectors = vectors
+    kv.next_index = len(words)
+    kv.expandos["count"] = counts.astype(np.int64)  # the dtype gensim's set_vecattr gives ints
+    return kv
+
+
+def save_kv(kv: KeyedVectors, path: str | Path) -> None:
+    """Save `kv` to `path` as ONE gensim pickle file, atomically.
+
+    Given a file name, gensim stores large arrays in side files named after it (`<name>.vectors.npy`),
+    which would be named after our temporary file. Given an open handle it pickles everything into
+    that handle, so the temp-then-rename of atomic_path covers the whole result.
+    Protocol 5 pickles numpy arrays without an extra in-memory copy; KeyedVectors.load reads it.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        kv.save(f, pickle_protocol=5)
+
+
+def format_from_suffix(path: str | Path) -> str:
+    """The export format implied by a file name: .kv, .txt/.vec or .bin."""
+    fmt = _FROM_SUFFIX.get(Path(path).suffix.lower())
+    if fmt is None:
+        raise UsageError(
+            f"cannot tell the format of {path} from its suffix; "
+            f"pass --format ({', '.join(FORMATS)}) or use .kv, .txt, .vec or .bin"
+        )
+    return fmt
+
+
+def export(source: Path, out: Path | None = None, fmt: str | None = None) -> tuple[Path, str]:
+    """Write the vectors of `source` (a run directory or a vectors file) to `out` in format `fmt`.
+
+    Defaults: fmt from out's suffix, else word2vec text; out is `<run dir>/vectors.<ext>` for a run
+    directory, or `source` with the format's extension for a file. Returns (written path, fmt).
+    """
+    from .evaluate import load_vectors  # evaluate owns format sniffing; imported here to keep modules acyclic
+
+    source = Path(source)
+    if fmt is not None and fmt not in FORMATS:
+        raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if fmt is None:
+        fmt = format_from_suffix(out) if out is not None else "word2vec"
+    if out is None:
+        out = source / f"vectors{_SUFFIX[fmt]}" if source.is_dir() else source.with_suffix(_SUFFIX[fmt])
+    out = Path(out)
+    if out.is_dir():
+        raise W2VError(f"cannot write {out}: it is a directory; pass a file name such as {out / ('vectors' + _SUFFIX[fmt])}")
+
+    kv = load_vectors(source)
+    if fmt == "kv":
+        save_kv(kv, out)
+    else:
+        with atomic_path(out) as tmp:
+            kv.save_word2vec_format(str(tmp), binary=(fmt == "word2vec-binary"))
+    return out, fmt
