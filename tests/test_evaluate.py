@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 from gensim.models import KeyedVectors
@@ -80,6 +82,7 @@ def test_3cosadd_equals_gensim(kv, restrict_vocab, case_insensitive):
     n_questions = len(_question_lines())
     assert ours["total"] + ours["skipped"] == n_questions
     assert ours["method"] == "3cosadd" and ours["questions"] == QUESTIONS
+    assert json.loads(json.dumps(ours)) == ours  # plain Python types, for `--json`
 
 
 def test_3cosadd_ties_are_broken_like_gensim(monkeypatch):
@@ -219,7 +222,8 @@ def test_missing_questions_file_and_bad_method(tmp_path, kv):
 def test_similarity_equals_gensim(name, file, restrict_vocab, case_insensitive):
     rng = np.random.default_rng(0)
     words = sorted({w for line in open(datapath(file)) if not line.startswith("#") for w in line.split("\t")[:2]})
-    words = [w.capitalize() if i % 7 == 0 else w for i, w in enumerate(words) if i % 5]  # some OOV, some capitalised
+    # every 5th word out of vocabulary, some capitalised (found only case-insensitively)
+    words = [w.capitalize() if i % 7 == 0 else w for i, w in enumerate(words) if i % 5]
     kv = KeyedVectors(16)
     kv.add_vectors(words, rng.standard_normal((len(words), 16)).astype(np.float32))
     ours = similarity(kv, name, restrict_vocab=restrict_vocab, case_insensitive=case_insensitive)
@@ -230,6 +234,7 @@ def test_similarity_equals_gensim(name, file, restrict_vocab, case_insensitive):
     assert ours["pairs"] == datapath(file)
     assert ours["total"] == {"ws353": 353, "simlex999": 999}[name]
     assert ours["oov"] == round(oov_pct * ours["total"] / 100) > 0
+    assert json.loads(json.dumps(ours)) == ours
 
 
 def test_similarity_all_oov_and_format(tmp_path):

@@ -25,7 +25,7 @@ from .export import RUN_VECTORS
 METHODS = ("3cosadd", "3cosmul")
 PAIR_SETS = {"ws353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 WINDOW = 5  # gensim looks at the top 5 candidates (after dropping the question words' own rows)
-TIE_EPS = -1.0  # float32 cosines differ from gensim's by ~2e-7; closer candidates go to gensim itself
+TIE_EPS = 1e-5  # float32 cosines differ from gensim's by ~2e-7; closer candidates go to gensim itself
 COSMUL_EPS = 1e-6  # gensim's most_similar_cosmul guard against division by zero
 
 
@@ -144,8 +144,9 @@ def _ok_vocab(kv: KeyedVectors, restrict_vocab: int, case_insensitive: bool) -> 
 
 
 def _pick(window, group, ignore) -> int:
-    """Gensim's choice: the first candidate that is not a question word (in any spelling); if all
-    are, the last one looked at, which then counts as wrong (-1: no candidate at all)."""
+    """Gensim's choice: the first candidate that is not a question word (in any spelling). If all are,
+    gensim keeps the last one, so it counts as right when the answer is that question word.
+    -1: no candidate at all."""
     pred = -1
     for i in window:
         pred = int(group[i])
@@ -160,7 +161,8 @@ def _gensim_window(kv, ok, fold, a, b, c, restrict_vocab) -> list[int]:
     original, kv.key_to_index = kv.key_to_index, ok  # what evaluate_word_analogies does
     try:
         with np.errstate(all="ignore"):
-            sims = kv.most_similar(positive=words[1:], negative=words[:1], topn=WINDOW, restrict_vocab=restrict_vocab)
+            sims = kv.most_similar(positive=words[1:], negative=words[:1], topn=WINDOW,
+                                   restrict_vocab=restrict_vocab)
     finally:
         kv.key_to_index = original
     return [kv.key_to_index[w] for w, _ in sims]
@@ -277,11 +279,14 @@ def _read_pairs(path: Path) -> list[tuple[str, str, float]]:
     except UnicodeDecodeError:
         raise W2VError(f"{path} is not valid UTF-8; save the file as UTF-8") from None
     except OSError as e:
-        raise W2VError(f"cannot read pairs file {path}: {e.strerror}; pass ws353, simlex999 or an existing file") from e
+        raise W2VError(
+            f"cannot read pairs file {path}: {e.strerror}; pass ws353, simlex999 or an existing file") from e
     return rows
 
 
-def similarity(kv: KeyedVectors, pairs: str = "ws353", restrict_vocab: int = 300000, case_insensitive: bool = True) -> dict:
+def similarity(
+    kv: KeyedVectors, pairs: str = "ws353", restrict_vocab: int = 300000, case_insensitive: bool = True
+) -> dict:
     """Spearman and Pearson correlation of cosine similarity with human scores, over the pairs whose
     words are both in the top `restrict_vocab` words. Correlations are None when fewer than 2 pairs
     are in vocabulary (or the model gives every pair the same score)."""

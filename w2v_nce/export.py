@@ -31,7 +31,8 @@ def to_keyed_vectors(words: list[str], counts: np.ndarray, vectors: np.ndarray) 
     counts = np.asarray(counts)
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(words) != len(vectors) or counts.shape != (len(words),):
-        raise ValueError(f"need V words, (V,) counts, (V, D) vectors; got {len(words)}, {counts.shape}, {vectors.shape}")
+        raise ValueError(
+            f"need V words, (V,) counts, (V, D) vectors; got {len(words)}, {counts.shape}, {vectors.shape}")
     if len(counts) > 1 and np.any(np.diff(counts) > 0):
         raise ValueError("counts must be in descending order: word2vec files are written most frequent first")
     if len(set(words)) != len(words):
@@ -89,7 +90,7 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None) -> tup
         out = source / f"vectors{_SUFFIX[fmt]}" if source.is_dir() else source.with_suffix(_SUFFIX[fmt])
     out = Path(out)
     if out.is_dir():
-        raise W2VError(f"cannot write {out}: it is a directory; pass a file name such as {out / ('vectors' + _SUFFIX[fmt])}")
+        raise W2VError(f"cannot write {out}: it is a directory; pass a file name such as {out}/vectors{_SUFFIX[fmt]}")
 
     kv = load_vectors(source)
     if fmt == "kv":

@@ -1,0 +1,60 @@
+import torch
+
+from w2v_nce import batches
+from w2v_nce.vocab import SEPARATOR
+
+
+def brute_pairs(words, lines, eff, window):
+    out = []
+    n = len(words)
+    for i in range(n):
+        for o in list(range(-window, 0)) + list(range(1, window + 1)):
+            j = i + o
+            if abs(o) <= eff[i] and 0 <= j < n and lines[i] == lines[j]:
+                out.append((words[i], words[j]))
+    return out
+
+
+def test_skipgram_pairs_are_exactly_the_dynamic_windows():
+    ids = torch.tensor([10, 11, 12, 13, SEPARATOR, 14, 15, 16, 17, 18, 19])
+    words, lines = batches.split_lines(ids)
+    assert words.tolist() == [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
+    assert lines.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
+    eff = torch.tensor([1, 2, 1, 3, 2, 1, 3, 2, 1, 2])
+    c, x = batches.skipgram_pairs(words, lines, eff, window=3)
+    got = list(zip(c.tolist(), x.tolist()))
+    # by hand for the first line (10 11 12 13 with windows 1 2 1 3)
+    assert got[:9] == [(10, 11), (11, 10), (11, 12), (11, 13), (12, 11), (12, 13), (13, 10), (13, 11), (13, 12)]
+    assert got == brute_pairs(words.tolist(), lines.tolist(), eff.tolist(), 3)
+
+
+def test_cbow_examples_match_skipgram_sets():
+    gen = torch.Generator().manual_seed(3)
+    ids = torch.randint(0, 50, (200,), generator=gen)
+    ids[[17, 90, 91, 150]] = SEPARATOR
+    words, lines = batches.split_lines(ids)
+    eff = batches.draw_windows(len(words), 5, "cpu", gen)
+    assert eff.min() >= 1 and eff.max() <= 5
+    ctx, mask, target = batches.cbow_examples(words, lines, eff, 5)
+    expected = {}
+    for i, (w, lw, e) in enumerate(zip(words.tolist(), lines.tolist(), eff.tolist())):
+        js = [j for j in range(i - e, i + e + 1) if j != i and 0 <= j < len(words) and lines[j] == lw]
+        if js:
+            expected[i] = (w, sorted(words[j].item() for j in js))
+    assert len(target) == len(expected)
+    for (w, want), c, m, t in zip(expected.values(), ctx, mask, target):
+        assert t.item() == w and sorted(c[m].tolist()) == want
+
+
+def test_dynamic_window_is_uniform():
+    eff = batches.draw_windows(100_000, 5, "cpu", torch.Generator().manual_seed(0))
+    freq = torch.bincount(eff, minlength=6)[1:].float() / len(eff)
+    assert torch.allclose(freq, torch.full((5,), 0.2), atol=0.01)
+
+
+def test_subsample_keeps_with_probability_and_keeps_separators():
+    keep = torch.tensor([0.25, 1.0])
+    ids = torch.tensor([0] * 40000 + [1] * 1000 + [SEPARATOR] * 100)
+    out = batches.subsample(ids, keep, torch.Generator().manual_seed(0))
+    assert (out == 1).sum() == 1000 and (out == SEPARATOR).sum() == 100
+    assert abs((out == 0).sum().item() / 40000 - 0.25) < 0.01
