@@ -13,11 +13,27 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
+import click
 import typer
+from typer.core import TyperGroup
 
 from .errors import W2VError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+
+class _Group(TyperGroup):
+    """Turns a W2VError from any command into one line on stderr and its exit code (no traceback)."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except W2VError as e:
+            if _debug or os.environ.get("W2V_NCE_DEBUG"):
+                raise
+            typer.echo(f"error: {e}", err=True)
+            ctx.exit(e.code)
+
+
+app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Train word2vec embeddings (CBOW / skip-gram) with full softmax, negative sampling "
                        "or true noise-contrastive estimation, on CPU or CUDA; evaluate and export them.")
 eval_app = typer.Typer(no_args_is_help=True, help="Score vectors the way published word2vec results are scored.")
@@ -137,29 +153,9 @@ def _info(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning W2VError into one line and an exit code."""
-    try:
-        app(args=argv, standalone_mode=False)
-    except W2VError as e:
-        if _debug or os.environ.get("W2V_NCE_DEBUG"):
-            raise
-        typer.echo(f"error: {e}", err=True)
-        sys.exit(e.code)
-    except KeyboardInterrupt:
-        typer.echo("error: interrupted", err=True)
-        sys.exit(130)
-    except Exception as e:  # click's own usage errors
-        import click
-        if isinstance(e, click.exceptions.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Exit):
-            sys.exit(e.exit_code)
-        if isinstance(e, click.exceptions.Abort):
-            typer.echo("error: aborted", err=True)
-            sys.exit(1)
-        raise
+def main() -> None:
+    """Console-script entry point."""
+    app()
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ def _sniff(path: Path) -> str:
         if count == 0 or not record:
             return "word2vec"  # nothing to tell them apart; gensim's text reader reports truncation
         try:
-            parts = record.rstrip().decode("utf-8").split(" ")
-            [float(x) for x in parts[1:]]
+            parts = record.rstrip().decode("utf-8").split(" ")  # gensim's text parsing
+            _ = [float(x) for x in parts[1:]]  # ValueError unless the rest are numbers
         except (UnicodeDecodeError, ValueError):
             return "word2vec-binary"
         return "word2vec" if len(parts) >= 2 else "word2vec-binary"
@@ -143,16 +143,22 @@ def _ok_vocab(kv: KeyedVectors, restrict_vocab: int, case_insensitive: bool) -> 
     return ok
 
 
-def _pick(window, group, ignore) -> int:
-    """Gensim's choice: the first candidate that is not a question word (in any spelling). If all are,
-    gensim keeps the last one, so it counts as right when the answer is that question word.
-    -1: no candidate at all."""
-    pred = -1
-    for i in window:
-        pred = int(group[i])
-        if pred not in ignore:
-            break
-    return pred
+def _pick(window, group, ignore) -> tuple[int, int]:
+    """Gensim's choice, as (position in window, group): the first candidate that is not a question
+    word in any spelling. If all are, gensim keeps the last one, so it counts as right when the answer
+    is that question word. (-1, -1): no candidate at all."""
+    for pos, i in enumerate(window):
+        if group[i] not in ignore:
+            return pos, int(group[i])
+    return (len(window) - 1, int(group[window[-1]])) if window else (-1, -1)
+
+
+def _close_call(scores: list[float], pos: int, all_ignored: bool) -> bool:
+    """Could float32 rounding make gensim rank differently where it decides the verdict? Only the
+    order of the picked candidate and the next one matters (and, when every candidate in the window
+    is a question word, also the order of the last two)."""
+    gaps = [pos - 1, pos] if all_ignored else [pos]
+    return any(0 <= k < len(scores) - 1 and scores[k] - scores[k + 1] < TIE_EPS for k in gaps)
 
 
 def _gensim_window(kv, ok, fold, a, b, c, restrict_vocab) -> list[int]:
@@ -196,15 +202,18 @@ def _predict(kv, ok, fold, quads: np.ndarray, restrict_vocab: int, method: str) 
             scores[:, bad_t] = -math.inf
         scores.scatter_(1, q[start:start + batch], -math.inf)  # gensim drops the question words' rows
         top, idx = scores.topk(min(WINDOW + 1, R), dim=1)  # (B, 6), best first
-        near_tie = ((top[:, :-1] - top[:, 1:]) < TIE_EPS).any(dim=1)
         for row, (cands, vals) in enumerate(zip(idx.tolist(), top.tolist())):
             a, b, c, _ = (int(x) for x in quads[start + row])
             ignore = {a, b, c}  # groups of the question words
-            if method == "3cosadd" and (near_tie[row] or bad[[a, b, c]].any()):
-                window = _gensim_window(kv, ok, fold, a, b, c, restrict_vocab)
-            else:
-                window = [i for i, v in zip(cands, vals) if v > -math.inf][:WINDOW]
-            out[start + row] = _pick(window, group, ignore)
+            ranked = [(i, v) for i, v in zip(cands, vals) if v > -math.inf]  # without the masked rows
+            window = [i for i, _ in ranked[:WINDOW]]
+            pos, pred = _pick(window, group, ignore)
+            all_ignored = all(group[i] in ignore for i in window)
+            if method == "3cosadd" and (
+                _close_call([v for _, v in ranked], pos, all_ignored) or bad[[a, b, c]].any()
+            ):
+                _, pred = _pick(_gensim_window(kv, ok, fold, a, b, c, restrict_vocab), group, ignore)
+            out[start + row] = pred
     return out
 
 

@@ -1,0 +1,139 @@
+"""The CLI through typer's CliRunner: exit codes, one-line messages, runs/latest as the default."""
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+from gensim.models import KeyedVectors
+from typer.testing import CliRunner
+
+from w2v_nce.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def words_corpus(path: Path, n=3000):
+    # a tiny corpus with structure: two "topics" whose words co-occur
+    import random
+    rnd = random.Random(0)
+    a, b = "cat dog pet fur paw".split(), "car bus road wheel drive".split()
+    lines = [" ".join(rnd.choice(a if i % 2 else b) for _ in range(12)) for i in range(n // 12)]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def invoke(*args):
+    return runner.invoke(app, [str(a) for a in args])
+
+
+def test_train_export_eval_with_defaults(workdir):
+    corpus = words_corpus(workdir / "toy.txt")
+    r = invoke("train", corpus, "--epochs", 2, "--dim", 16, "--min-count", 1, "--no-progress")
+    assert r.exit_code == 0, r.output
+    run = workdir / "runs" / "toy-sg-neg"
+    assert (workdir / "runs" / "latest").resolve() == run.resolve()
+    for f in ("config.toml", "vocab.tsv", "checkpoint.pt", "vectors.kv", "corpus.ids"):
+        assert (run / f).exists(), f
+    assert not (run / "INCOMPLETE").exists()
+    assert 'model = "sg"' in (run / "config.toml").read_text()
+    assert "words/s" in r.output
+    # export defaults to runs/latest and the suffix picks the format
+    r = invoke("export", "--out", "v.bin")
+    assert r.exit_code == 0, r.output
+    kv = KeyedVectors.load_word2vec_format(workdir / "v.bin", binary=True)
+    assert kv.index_to_key == (run / "vocab.tsv").read_text().split()[::2]
+    r = invoke("export")
+    assert r.exit_code == 0 and (run / "vectors.txt").exists()
+    r = invoke("eval", "similarity", "--json")
+    assert r.exit_code == 0, r.output
+    assert set(json.loads(r.stdout)) >= {"spearman", "pearson", "oov_ratio"}
+    r = invoke("eval", "analogies", "--json")
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert set(got) >= {"accuracy", "correct", "total", "skipped"} and got["total"] == 0
+    # a second run with the same name does not overwrite the first
+    r = invoke("train", corpus, "--epochs", 1, "--dim", 8, "--min-count", 1, "--no-progress", "--model", "sg")
+    assert r.exit_code == 0 and (workdir / "runs" / "toy-sg-neg-2").is_dir()
+    assert (workdir / "runs" / "latest").resolve() == (workdir / "runs" / "toy-sg-neg-2").resolve()
+
+
+def test_config_file_and_flag_override(workdir):
+    corpus = words_corpus(workdir / "toy.txt")
+    r = invoke("train", corpus, "--config", ROOT / "configs" / "cbow-nce.toml", "--dim", 12, "--epochs", 1,
+               "--min-count", 1, "--no-progress", "--out", "r")
+    assert r.exit_code == 0, r.output
+    text = (workdir / "r" / "config.toml").read_text()
+    assert 'model = "cbow"' in text and 'loss = "nce"' in text and "dim = 12" in text and "lr = 0.05" in text
+
+
+@pytest.mark.parametrize("args,code,msg", [
+    (["--dim", "0"], 2, "--dim must be > 0"),
+    (["--window", "-1"], 2, "--window must be > 0"),
+    (["--negatives", "0", "--loss", "nce"], 2, "--negatives must be > 0"),
+    (["--lr", "0"], 2, "--lr must be > 0"),
+    (["--sample", "-1"], 2, "--sample must be >= 0"),
+    (["--epochs", "0"], 2, "--epochs must be > 0"),
+    (["--model", "glove"], 2, "unknown model 'glove'"),
+    (["--loss", "hs"], 2, "unknown loss 'hs'"),
+    (["--device", "tpu"], 2, "unknown device 'tpu'"),
+])
+def test_bad_flags_are_usage_errors_before_any_work(workdir, args, code, msg):
+    corpus = words_corpus(workdir / "toy.txt")
+    r = invoke("train", corpus, *args)
+    assert r.exit_code == code and msg in r.output
+    assert "Traceback" not in r.output and not (workdir / "runs").exists()
+
+
+def test_cuda_without_gpu(workdir):
+    import torch
+    if torch.cuda.is_available():
+        pytest.skip("this machine has CUDA")
+    r = invoke("train", words_corpus(workdir / "toy.txt"), "--device", "cuda")
+    assert r.exit_code == 2 and "no CUDA GPU" in r.output and not (workdir / "runs").exists()
+
+
+def test_unknown_config_key(workdir):
+    (workdir / "bad.toml").write_text("[train]\nmodel = 'sg'\nwindw = 5\n")
+    r = invoke("train", words_corpus(workdir / "toy.txt"), "--config", "bad.toml")
+    assert r.exit_code == 2 and "unknown key 'windw'" in r.output
+
+
+@pytest.mark.parametrize("setup,msg", [
+    (lambda d: None, "does not exist"),
+    (lambda d: (d / "missing").mkdir(), "is a directory"),
+    (lambda d: (d / "missing").write_bytes(b""), "no tokens"),
+])
+def test_bad_corpus(workdir, setup, msg):
+    setup(workdir)
+    r = invoke("train", workdir / "missing", "--no-progress")
+    assert r.exit_code == 1 and msg in r.output and len(r.output.strip().splitlines()) == 1
+    assert not (workdir / "runs").exists() or not any((workdir / "runs").iterdir())
+
+
+def test_eval_and_export_without_runs(workdir):
+    for args in (["export"], ["eval", "analogies"], ["eval", "similarity"]):
+        r = invoke(*args)
+        assert r.exit_code == 1 and "runs/latest" in r.output
+
+
+def test_help_for_every_command():
+    for args in (["--help"], ["train", "--help"], ["export", "--help"], ["eval", "--help"],
+                 ["eval", "analogies", "--help"], ["eval", "similarity", "--help"]):
+        r = invoke(*args)
+        assert r.exit_code == 0 and "Usage" in r.output
+
+
+def test_console_script_exit_code(workdir):
+    import subprocess
+    import sys
+    p = subprocess.run([sys.executable, "-m", "w2v_nce.cli", "train", "nope.txt"], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 1 and p.stderr.strip() == "error: corpus nope.txt does not exist; check the path"

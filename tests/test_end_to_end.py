@@ -1,0 +1,62 @@
+"""Every head x model trained on real text (gensim's Lee news corpus) learns a semantic signal.
+
+The signal: for 20 pairs of words that belong together in this corpus (bin/laden, yasser/arafat,
+fire/firefighters, palestinian/israeli, ...), where does one word rank among all words by cosine
+similarity to the other? We take the median rank as a fraction of the vocabulary over both directions.
+Random vectors give about 0.5 (0.62 measured). Calibration, 10 epochs on the 60k-token corpus, on
+2 CPU cores: 0.004-0.015 for all six models (sg/cbow x neg/nce/softmax), so the threshold 0.05
+("the partner is in the top 5% of the vocabulary") leaves a 3x margin and is still 10x below chance.
+"""
+
+import numpy as np
+import pytest
+from gensim.test.utils import datapath
+
+from w2v_nce.config import make_config
+from w2v_nce.evaluate import load_vectors
+from w2v_nce.train import train
+
+PAIRS = [("bin", "laden"), ("al", "qaeda"), ("osama", "laden"), ("yasser", "arafat"), ("tora", "bora"),
+         ("palestinian", "israeli"), ("hamas", "gaza"), ("fire", "firefighters"), ("taliban", "afghan"),
+         ("suicide", "attacks"), ("south", "wales"), ("prime", "minister"), ("united", "states"),
+         ("per", "cent"), ("security", "forces"), ("arafat", "sharon"), ("qantas", "unions"),
+         ("fire", "fires"), ("police", "arrested"), ("workers", "unions")]
+THRESHOLD = 0.05
+
+
+def neighbour_rank(kv) -> float:
+    v = kv.vectors / np.linalg.norm(kv.vectors, axis=1, keepdims=True)
+    ranks = []
+    for a, b in PAIRS:
+        for x, y in ((a, b), (b, a)):
+            sims = v @ v[kv.key_to_index[x]]
+            ranks.append(((sims > sims[kv.key_to_index[y]]).sum() - 1) / (len(sims) - 1))
+    return float(np.median(ranks))
+
+
+@pytest.fixture(scope="module")
+def lee():
+    return datapath("lee_background.cor")
+
+
+@pytest.mark.parametrize("loss", ["neg", "nce", "softmax"])
+@pytest.mark.parametrize("model", ["sg", "cbow"])
+def test_semantic_signal_on_real_text(tmp_path, lee, model, loss):
+    cfg = make_config(model=model, loss=loss, epochs=10, min_count=5, lowercase=True, seed=7)
+    summary = train(cfg, lee, tmp_path / "run", progress=False, log=lambda *_: None)
+    kv = load_vectors(tmp_path / "run")
+    assert all(w in kv.key_to_index for p in PAIRS for w in p)
+    score = neighbour_rank(kv)
+    assert score < THRESHOLD, f"{model}-{loss}: median neighbour rank {score:.3f}"
+    # the control: the same vocabulary with untrained (random) vectors is near chance
+    kv.vectors = np.random.default_rng(0).uniform(-0.5, 0.5, kv.vectors.shape).astype(np.float32)
+    assert neighbour_rank(kv) > 0.3
+    assert np.isfinite(summary.loss)
+
+
+def test_cpu_runs_are_reproducible(tmp_path, lee):
+    cfg = make_config(model="sg", loss="nce", epochs=1, min_count=5, lowercase=True, seed=3, threads=1)
+    train(cfg, lee, tmp_path / "a", progress=False, log=lambda *_: None)
+    train(cfg, lee, tmp_path / "b", progress=False, log=lambda *_: None)
+    a, b = load_vectors(tmp_path / "a"), load_vectors(tmp_path / "b")
+    assert np.array_equal(a.vectors, b.vectors)

@@ -1,0 +1,112 @@
+import bz2
+import gzip
+import lzma
+
+import numpy as np
+import pytest
+
+from w2v_nce import vocab
+from w2v_nce.errors import W2VError
+from w2v_nce.tokenize import LINE_BREAK, iter_tokens
+
+TEXT = "한국어 λόγος café naïve\nthe cat  sat\t on\r\nthe mat\n\n  ΆΈΉ ok"
+WANT = ["한국어", "λόγος", "café", "naïve", LINE_BREAK, "the", "cat", "sat", "on", LINE_BREAK,
+        "the", "mat", LINE_BREAK, LINE_BREAK, "ΆΈΉ", "ok"]
+
+
+def tokens(path, **kw):
+    return [t for block in iter_tokens(path, **kw) for t in block]
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 7, 64, 1 << 20])
+def test_any_block_size_gives_the_same_tokens(tmp_path, block):
+    p = tmp_path / "c.txt"
+    p.write_text(TEXT, encoding="utf-8")
+    assert tokens(p, block_bytes=block) == WANT
+
+
+@pytest.mark.parametrize("suffix,opener", [(".gz", gzip.open), (".bz2", bz2.open), (".xz", lzma.open)])
+def test_compressed_corpora(tmp_path, suffix, opener):
+    p = tmp_path / f"c.txt{suffix}"
+    with opener(p, "wb") as f:
+        f.write(TEXT.encode("utf-8"))
+    assert tokens(p) == WANT
+
+
+def test_lowercase(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("The CAT Ünïcode ΛΌΓΟΣ", encoding="utf-8")
+    assert tokens(p, lowercase=True) == ["the", "cat", "ünïcode", "λόγος"]  # Python lower-cases a final Σ to ς
+
+
+def test_one_long_line_without_newline_streams(tmp_path):
+    # text8-style: one line, no newline; blocks far smaller than the line
+    words = [f"w{i % 97}" for i in range(20000)]
+    p = tmp_path / "one.txt"
+    p.write_text(" ".join(words), encoding="utf-8")
+    blocks = list(iter_tokens(p, block_bytes=4096))
+    assert len(blocks) > 10  # never the whole line at once
+    assert [t for b in blocks for t in b] == words
+
+
+def test_invalid_utf8_names_the_byte_and_the_flag(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_bytes(b"good words \xff\xfe here")
+    with pytest.raises(W2VError, match=r"byte 11.*--encoding-errors replace"):
+        tokens(p)
+    stats = {}
+    assert tokens(p, encoding_errors="replace", stats=stats) == ["good", "words", "\ufffd\ufffd", "here"]
+    assert stats["replaced_bytes"] == 2
+
+
+def test_invalid_utf8_offset_across_blocks(tmp_path):
+    p = tmp_path / "bad.txt"
+    p.write_bytes("ab é".encode() + b" \xc3(")  # a truncated 2-byte sequence at byte 6
+    with pytest.raises(W2VError, match="byte 6"):
+        tokens(p, block_bytes=3)
+
+
+def test_vocab_counts_order_and_encoding(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("b a b c b a\nd b a c\n", encoding="utf-8")
+    v, stats = vocab.build(p, tmp_path / "ids", min_count=2)
+    assert v.words == ["b", "a", "c"] and v.counts.tolist() == [4, 3, 2]
+    assert stats["tokens"] == 10 and stats["kept_tokens"] == 9 and stats["distinct"] == 4
+    ids = vocab.load_ids(tmp_path / "ids")
+    assert ids.dtype == np.int32
+    # d (count 1) is dropped before windows are formed; lines are separated by SEPARATOR
+    assert ids.tolist() == [0, 1, 0, 2, 0, 1, -1, 0, 1, 2, -1]
+    v.save(tmp_path / "vocab.tsv")
+    assert (tmp_path / "vocab.tsv").read_text(encoding="utf-8") == "b\t4\na\t3\nc\t2\n"
+    back = vocab.Vocab.load(tmp_path / "vocab.tsv")
+    assert back.words == v.words and back.counts.tolist() == v.counts.tolist()
+
+
+def test_max_vocab_and_ties_keep_first_seen_order(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("x y z x y z w", encoding="utf-8")
+    v, _ = vocab.build(p, tmp_path / "ids", min_count=1, max_vocab=2)
+    assert v.words == ["x", "y"]
+
+
+def test_empty_vocabulary_suggests_lower_min_count(tmp_path):
+    p = tmp_path / "c.txt"
+    p.write_text("a b c d", encoding="utf-8")
+    with pytest.raises(W2VError, match="lower --min-count"):
+        vocab.build(p, tmp_path / "ids", min_count=5)
+    assert not (tmp_path / "ids").exists() and not (tmp_path / "ids.raw").exists()
+
+
+@pytest.mark.parametrize("content", [b"", b"  \n\t \n"])
+def test_empty_corpus(tmp_path, content):
+    p = tmp_path / "c.txt"
+    p.write_bytes(content)
+    with pytest.raises(W2VError, match="no tokens"):
+        vocab.build(p, tmp_path / "ids")
+
+
+def test_binary_file_is_refused(tmp_path):
+    p = tmp_path / "prog"
+    p.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4)
+    with pytest.raises(W2VError, match="binary"):
+        vocab.build(p, tmp_path / "ids")
