@@ -149,6 +149,62 @@ def eval_similarity(
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
 
+@eval_app.command("heldout")
+def eval_heldout(
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.  Default: runs/latest.", show_default=False)] = None,
+    corpus: Annotated[Path, typer.Option(help="Held-out text, not used in training.", show_default=False)] = ...,
+    max_contexts: Annotated[int, typer.Option(help="Contexts sampled from the text (each costs a pass over the vocabulary).")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed for sampling the contexts.")] = 0,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+):
+    """Exact log Z(c) over the whole vocabulary and held-out NLL / perplexity: is the model normalised?"""
+    from . import heldout
+
+    if max_contexts <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
+    stats = heldout.evaluate_run(_resolve_vectors(run_dir), corpus, max_contexts, seed)
+    typer.echo(json.dumps(stats) if json_out else heldout.format_stats(stats))
+
+
+@app.command("bench")
+def bench_cmd(
+    corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False)],
+    model: Annotated[Optional[list[str]], typer.Option(help="sg and/or cbow (repeat the flag).  Default: both.")] = None,
+    loss: Annotated[Optional[list[str]], typer.Option(help="neg, nce and/or softmax (repeat).  Default: neg and nce.")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs for every model.")] = 5,
+    threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.")] = 0,
+    ours_only: Annotated[bool, typer.Option("--ours-only", help="Skip gensim (quick timing).")] = False,
+    dim: Annotated[int, typer.Option(help="Vector size.")] = 100,
+    batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
+    max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
+    heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
+    json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.")] = None,
+):
+    """Train ours and gensim's Word2Vec on the same corpus, settings and threads; one side-by-side table."""
+    from . import bench
+
+    models, losses = model or ["sg", "cbow"], loss or ["neg", "nce"]
+    for m in models:
+        if m not in ("sg", "cbow"):
+            raise typer.BadParameter(f"{m!r}: choose sg or cbow", param_hint="--model")
+    for l in losses:
+        if l not in ("neg", "nce", "softmax"):
+            raise typer.BadParameter(f"{l!r}: choose neg, nce or softmax", param_hint="--loss")
+    if epochs <= 0 or threads < 0 or not 0 < heldout_fraction < 0.5:
+        raise typer.BadParameter("need epochs > 0, threads >= 0 and 0 < heldout-fraction < 0.5")
+    if not corpus.exists():
+        raise W2VError(f"corpus {corpus} does not exist; check the path")
+    overrides = {k: v for k, v in dict(dim=dim, batch_size=batch_size, max_vocab=max_vocab).items() if v is not None}
+    rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
+                             heldout_fraction, overrides=overrides, log=_info)
+    command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"
+    report = bench.markdown(rows, meta, command)
+    if out is not None:
+        bench.write_report(out, report)
+    typer.echo(json.dumps(rows) if json_out else report)
+
+
 def _info(msg: str) -> None:
     typer.echo(msg, err=True)
 

@@ -249,6 +249,7 @@ def train(cfg: Config, corpus: Path | None, run_dir: Path | None = None, resume:
         saved = load_toml(run_dir / "config.toml")
         cfg = Config(**saved).validate().resolved()
         vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
+        info = _read_toml(run_dir / "config.toml").get("run", {})
         vocab_seconds = 0.0
     else:
         run_dir = run_dir or default_run_dir(Path(corpus), cfg)
@@ -299,12 +300,38 @@ def train(cfg: Config, corpus: Path | None, run_dir: Path | None = None, resume:
     trainer.save_vectors()
     (run_dir / INCOMPLETE).unlink(missing_ok=True)
     point_latest(run_dir)
-    words = trainer.total_words - start_words
+    # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
+    words = (trainer.total_words - start_words) * info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum,
                       len(vocab), vocab_seconds)
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}; run directory {run_dir}")
     return summary
+
+
+def load_run(run_dir: Path) -> dict:
+    """A run directory's config, vocabulary and checkpoint tensors (on the CPU)."""
+    run_dir = Path(run_dir)
+    if not (run_dir / CHECKPOINT).exists():
+        raise W2VError(f"{run_dir} is not a run directory (no {CHECKPOINT}); pass one written by `w2v-nce train`")
+    cfg = Config(**_read_toml(run_dir / "config.toml").get("train", {})).validate().resolved()
+    vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
+    try:
+        st = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
+    except Exception as e:  # a truncated or foreign file: torch raises several types
+        raise W2VError(f"cannot read {run_dir / CHECKPOINT}: {str(e).splitlines()[0]}; the run directory is damaged") from None
+    if st["input"].shape[0] != len(vocab):
+        raise W2VError(f"{run_dir}: checkpoint and vocab.tsv disagree; the run directory is damaged")
+    return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
+            "output": st["output"], "bias": st["bias"], "complete": not (run_dir / INCOMPLETE).exists()}
+
+
+def _read_toml(path: Path) -> dict:
+    import tomllib
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise W2VError(f"cannot read {path}: {e}; the run directory is damaged") from None
 
 
 def _main_thread() -> bool:

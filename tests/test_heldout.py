@@ -1,0 +1,77 @@
+import json
+import math
+
+import numpy as np
+import pytest
+import torch
+from gensim.test.utils import datapath
+from typer.testing import CliRunner
+
+from w2v_nce import heldout
+from w2v_nce.cli import app
+from w2v_nce.config import make_config
+from w2v_nce.train import train
+
+
+def test_log_z_stats_by_brute_force():
+    g = torch.Generator().manual_seed(0)
+    inp, out, bias = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g), torch.randn(6, generator=g)
+    inputs, targets = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 3, 0, 1])
+    st = heldout.log_z_stats(inp, out, bias, "sg", inputs, targets, batch=3)
+    lz = [math.log(sum(math.exp(float(inp[i] @ out[w] + bias[w])) for w in range(6))) for i in inputs.tolist()]
+    nll = [z - float(inp[i] @ out[t] + bias[t]) for z, i, t in zip(lz, inputs.tolist(), targets.tolist())]
+    assert st["mean_log_z"] == pytest.approx(np.mean(lz), rel=1e-5)
+    assert st["std_log_z"] == pytest.approx(np.std(lz, ddof=1), rel=1e-4)
+    assert st["nll"] == pytest.approx(np.mean(nll), rel=1e-5)
+    assert st["perplexity"] == pytest.approx(math.exp(np.mean(nll)), rel=1e-5)
+    # CBOW: the hidden vector is the masked mean of the context inputs
+    ctx, mask = torch.tensor([[0, 1], [2, 0]]), torch.tensor([[True, True], [True, False]])
+    st = heldout.log_z_stats(inp, out, bias, "cbow", ctx, torch.tensor([4, 5]), mask)
+    h = torch.stack([(inp[0] + inp[1]) / 2, inp[2]])
+    want = torch.logsumexp(h @ out.T + bias, 1).mean().item()
+    assert st["mean_log_z"] == pytest.approx(want, rel=1e-5)
+
+
+def test_examples_use_the_full_window_without_sampling():
+    ids = np.array([0, 1, 2, -1, 3, 4])
+    inputs, targets, mask = heldout.examples(ids, "sg", 2, 1000)
+    assert sorted(zip(inputs.tolist(), targets.tolist())) == sorted(
+        [(0, 1), (0, 2), (1, 0), (1, 2), (2, 0), (2, 1), (3, 4), (4, 3)])
+    inputs, targets, mask = heldout.examples(ids, "sg", 2, 3)
+    assert len(targets) == 3
+
+
+@pytest.fixture(scope="module")
+def lee_runs(tmp_path_factory):
+    lee = datapath("lee_background.cor")
+    text = open(lee, encoding="utf-8").read().splitlines()
+    d = tmp_path_factory.mktemp("held")
+    (d / "train.txt").write_text("\n".join(text[:270]) + "\n", encoding="utf-8")
+    (d / "held.txt").write_text("\n".join(text[270:]) + "\n", encoding="utf-8")
+    runs = {}
+    for loss in ("neg", "nce"):
+        cfg = make_config(model="cbow", loss=loss, epochs=10, min_count=3, lowercase=True, seed=1)
+        train(cfg, d / "train.txt", d / loss, progress=False, log=lambda *_: None)
+        runs[loss] = d / loss
+    return runs, d / "held.txt"
+
+
+def test_nce_is_self_normalised_and_neg_is_not(lee_runs):
+    runs, held = lee_runs
+    nce = heldout.evaluate_run(runs["nce"], held, max_contexts=3000)
+    neg = heldout.evaluate_run(runs["neg"], held, max_contexts=3000)
+    # calibrated on this split (cbow, 10 epochs): NCE's mean log Z is near 0, NEG's is far from it
+    assert abs(nce["mean_log_z"]) < 0.5, nce
+    assert abs(neg["mean_log_z"]) > 1.0, neg
+    # and exp(s) used as p(w|c) without normalising is almost as good as normalising, under NCE
+    assert abs(nce["unnormalized_nll"] - nce["nll"]) < 0.5
+    assert "unnormalized_nll" not in neg
+
+
+def test_heldout_cli_json(lee_runs):
+    runs, held = lee_runs
+    r = CliRunner().invoke(app, ["eval", "heldout", str(runs["nce"]), "--corpus", str(held), "--max-contexts", "500",
+                                 "--json"])
+    assert r.exit_code == 0, r.output
+    got = json.loads(r.stdout)
+    assert set(got) >= {"mean_log_z", "std_log_z", "nll", "perplexity", "contexts"} and got["contexts"] == 500

@@ -1,0 +1,181 @@
+"""`w2v-nce bench`: our models and gensim's Word2Vec on the same text, settings and threads, in one run.
+
+The corpus is split once: the last `heldout_fraction` of it (cut at whitespace) is held out for the
+log Z / NLL columns and both tools train on the rest. Training words/s = training-corpus tokens x epochs
+/ training seconds; vocabulary building (gensim's build_vocab, our tokenise + count + encode) is
+reported apart. Quality: analogy accuracy on questions-words.txt (restrict_vocab 30000), Spearman on
+WordSim353 and SimLex-999, all through the same evaluate functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import os
+import platform
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import evaluate, heldout
+from .config import Config, make_config
+from .files import atomic_path
+from .tokenize import open_binary
+
+COPY_BLOCK = 1 << 24
+
+
+def split_corpus(corpus: Path, workdir: Path, heldout_fraction: float) -> tuple[Path, Path]:
+    """Decompress `corpus` into train.txt and heldout.txt (the last fraction, cut at whitespace)."""
+    full = workdir / "full.txt"
+    with open_binary(corpus) as src, open(full, "wb") as dst:
+        shutil.copyfileobj(src, dst, COPY_BLOCK)
+    size = full.stat().st_size
+    cut = int(size * (1 - heldout_fraction))
+    with open(full, "rb") as f:
+        f.seek(cut)
+        tail = f.read(1 << 16)
+    spaces = [tail.find(c) for c in (b" ", b"\n") if tail.find(c) >= 0]
+    cut += min(spaces) if spaces else 0
+    train, held = workdir / "train.txt", workdir / "heldout.txt"
+    with open(full, "rb") as f, open(train, "wb") as t, open(held, "wb") as h:
+        left = cut
+        while left > 0:
+            block = f.read(min(COPY_BLOCK, left))
+            t.write(block)
+            left -= len(block)
+        shutil.copyfileobj(f, h, COPY_BLOCK)
+    full.unlink()
+    return train, held
+
+
+def quality(kv) -> dict:
+    a = evaluate.analogies(kv, restrict_vocab=30000)
+    return {"analogy": a["accuracy"], "ws353": evaluate.similarity(kv, "ws353")["spearman"],
+            "simlex": evaluate.similarity(kv, "simlex999")["spearman"]}
+
+
+def held_stats(words, input_vecs, output_vecs, bias, model, cfg: Config, held: Path, max_contexts: int) -> dict:
+    ids = heldout.encode(held, words, max_contexts * 4, cfg.lowercase)
+    inputs, targets, mask = heldout.examples(ids, model, cfg.window, max_contexts)
+    st = heldout.log_z_stats(torch.as_tensor(input_vecs), torch.as_tensor(output_vecs),
+                             None if bias is None else torch.as_tensor(bias), model, inputs, targets, mask)
+    return {"mean_log_z": st["mean_log_z"], "heldout_nll": st["nll"]}
+
+
+def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
+    from .train import load_run, train
+
+    run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}"
+    summary = train(cfg, train_txt, run_dir, progress=True, log=log)
+    run = load_run(run_dir)
+    row = {"tool": "w2v-nce", "model": cfg.model, "loss": cfg.loss,
+           "train_words_per_s": summary.words_per_s, "train_seconds": summary.seconds,
+           "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size}
+    row.update(quality(evaluate.load_vectors(run_dir)))
+    row.update(held_stats(run["words"], run["input"], run["output"], run["bias"], cfg.model, cfg, held, max_contexts))
+    shutil.rmtree(run_dir, ignore_errors=True)
+    return row
+
+
+def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_contexts: int, log) -> dict:
+    from gensim.models import Word2Vec
+    from gensim.models.word2vec import LineSentence
+
+    sentences = LineSentence(str(train_txt))  # lines longer than 10,000 words are split, as gensim does
+    model = Word2Vec(vector_size=cfg.dim, window=cfg.window, negative=cfg.negatives, hs=0, sample=cfg.sample,
+                     min_count=cfg.min_count, max_final_vocab=cfg.max_vocab, workers=threads,
+                     sg=int(cfg.model == "sg"), cbow_mean=1, alpha=cfg.lr, min_alpha=cfg.lr * cfg.min_lr_ratio,
+                     ns_exponent=cfg.noise_power, seed=cfg.seed)
+    t0 = time.perf_counter()
+    model.build_vocab(sentences)
+    vocab_seconds = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    model.train(sentences, total_examples=model.corpus_count, epochs=cfg.epochs)
+    seconds = time.perf_counter() - t0
+    words = model.corpus_total_words * cfg.epochs
+    log(f"gensim {cfg.model}-neg: {words:,} words in {seconds:.1f} s ({words / seconds:,.0f} words/s)")
+    row = {"tool": f"gensim {_version('gensim')}", "model": cfg.model, "loss": "neg",
+           "train_words_per_s": words / seconds, "train_seconds": seconds, "vocab_seconds": vocab_seconds,
+           "vocab_size": len(model.wv)}
+    row.update(quality(model.wv))
+    row.update(held_stats(model.wv.index_to_key, model.wv.vectors, model.syn1neg, None, cfg.model, cfg, held,
+                          max_contexts))
+    return row
+
+
+def _version(pkg: str) -> str:
+    from importlib.metadata import version
+    return version(pkg)
+
+
+def machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+
+
+def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threads: int, ours_only: bool,
+          heldout_fraction: float = 0.005, max_contexts: int = 20000, overrides: dict | None = None,
+          log=print) -> tuple[list[dict], dict]:
+    """Train and score every (model, loss) of ours and, per model, gensim's; returns rows and settings."""
+    torch.set_num_threads(threads)
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
+        workdir = Path(tmp)
+        log(f"splitting {corpus}: {heldout_fraction:.1%} held out")
+        train_txt, held = split_corpus(corpus, workdir, heldout_fraction)
+        settings = None
+        for model in models:
+            for loss in losses:
+                cfg = make_config(None, model=model, loss=loss, epochs=epochs, threads=threads, device="cpu",
+                                  lr=0.025, **(overrides or {}))
+                settings = settings or cfg
+                log(f"w2v-nce {model}-{loss}")
+                rows.append(run_ours(cfg, train_txt, held, workdir, max_contexts, log))
+            if not ours_only:
+                cfg = make_config(None, model=model, loss="neg", epochs=epochs, threads=threads, lr=0.025,
+                                  **(overrides or {}))
+                log(f"gensim {model}-neg")
+                rows.append(run_gensim(cfg, train_txt, held, threads, max_contexts, log))
+    meta = {"corpus": str(corpus), "date": datetime.date.today().isoformat(), "machine": machine(),
+            "threads": threads, "settings": dataclasses.asdict(settings), "heldout_fraction": heldout_fraction}
+    return rows, meta
+
+
+def markdown(rows: list[dict], meta: dict, command: str) -> str:
+    s = meta["settings"]
+    gensim_speed = {r["model"]: r["train_words_per_s"] for r in rows if r["tool"].startswith("gensim")}
+    out = [f"Command: `{command}`  ", f"Machine: {meta['machine']}; {meta['threads']} threads  ",
+           f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
+           f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
+           f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
+           f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {s['batch_size']} examples per SGD step; "
+           "gensim: LineSentence, cbow_mean=1, hs=0.", "",
+           "| tool | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
+           "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ratio = r["train_words_per_s"] / gensim_speed[r["model"]] if r["model"] in gensim_speed else None
+        out.append(f"| {r['tool']} | {r['model']} | {r['loss']} | {r['train_words_per_s']:,.0f} | "
+                   f"{'' if ratio is None else f'{ratio:.2f}x'} | {r['vocab_seconds']:.1f} | {r['analogy']:.3f} | "
+                   f"{_f(r['ws353'])} | {_f(r['simlex'])} | {r['mean_log_z']:+.2f} | {r['heldout_nll']:.3f} |")
+    return "\n".join(out) + "\n"
+
+
+def _f(x) -> str:
+    return "n/a" if x is None else f"{x:.3f}"
+
+
+def write_report(path: Path, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")

@@ -1,0 +1,118 @@
+"""Held-out likelihood: is the model normalised, and how well does it predict unseen text?
+
+For contexts c sampled from held-out text we compute, exactly over the whole vocabulary,
+log Z(c) = logsumexp_w s(w, c), and the negative log-likelihood of the true target under the normalised
+model, log Z(c) - s(target, c). A self-normalised model (NCE) has log Z ≈ 0, so exp(s) can be used as a
+probability without computing Z; negative sampling gives no such guarantee.
+
+Contexts are built as in training but deterministically: the full window (no dynamic shrinking) and no
+sub-sampling, since held-out text should be scored as it is. Skip-gram: each (centre, context-word) pair
+is an example, the centre's input vector predicts the context word. CBOW: the mean of the window's
+input vectors predicts the centre word. Out-of-vocabulary words are dropped, as in training.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import batches
+from .errors import W2VError
+from .tokenize import LINE_BREAK, iter_tokens
+from .vocab import SEPARATOR
+
+
+def encode(path: str | Path, words: list[str], max_tokens: int, lowercase: bool = False) -> np.ndarray:
+    """The first max_tokens in-vocabulary words of `path` as ids, with SEPARATOR between lines."""
+    index = {w: i for i, w in enumerate(words)}
+    index[LINE_BREAK] = SEPARATOR
+    out, n = [], 0
+    for block in iter_tokens(path, lowercase, encoding_errors="replace"):
+        ids = np.fromiter((index.get(t, -2) for t in block), dtype=np.int64, count=len(block))
+        ids = ids[ids != -2]
+        out.append(ids)
+        n += int((ids >= 0).sum())
+        if n >= max_tokens:
+            break
+    return np.concatenate(out) if out else np.zeros(0, dtype=np.int64)
+
+
+def examples(ids: np.ndarray, arch: str, window: int, max_contexts: int, seed: int = 0):
+    """Sampled held-out examples: (inputs, targets, mask or None), at most max_contexts of them."""
+    words, lines = batches.split_lines(torch.from_numpy(ids))
+    eff = torch.full((len(words),), window, dtype=torch.int64)  # the full window, no random shrinking
+    if arch == "sg":
+        inputs, targets = batches.skipgram_pairs(words, lines, eff, window)
+        mask = None
+    else:
+        inputs, mask, targets = batches.cbow_examples(words, lines, eff, window)
+    if len(targets) > max_contexts:
+        pick = torch.randperm(len(targets), generator=torch.Generator().manual_seed(seed))[:max_contexts]
+        pick = pick.sort().values
+        inputs, targets = inputs[pick], targets[pick]
+        mask = None if mask is None else mask[pick]
+    return inputs, targets, mask
+
+
+@torch.no_grad()
+def log_z_stats(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
+                inputs, targets, mask=None, batch: int = 1024) -> dict:
+    """Exact log Z(c), normalised NLL and the unnormalised NLL (-s(target, c)) over the examples."""
+    if len(targets) == 0:
+        raise W2VError("the held-out text has no usable context (too short, or every word is out of the vocabulary)")
+    if bias is None:
+        bias = torch.zeros(len(output_vecs), dtype=output_vecs.dtype)
+    log_z, nll, raw = [], [], []
+    for s in range(0, len(targets), batch):
+        sl = slice(s, s + batch)
+        if arch == "sg":
+            h = input_vecs[inputs[sl]]  # (B, D)
+        else:
+            m = mask[sl].to(input_vecs.dtype)  # (B, 2W)
+            h = (input_vecs[inputs[sl]] * m[:, :, None]).sum(1) / m.sum(1, keepdim=True)
+        scores = (h @ output_vecs.T + bias).double()  # (B, V), in double: logsumexp over 10^5 words
+        lz = torch.logsumexp(scores, dim=1)  # (B,)
+        st = scores.gather(1, targets[sl, None]).squeeze(1)  # (B,)
+        log_z.append(lz)
+        nll.append(lz - st)
+        raw.append(-st)
+    log_z, nll, raw = torch.cat(log_z), torch.cat(nll), torch.cat(raw)
+    return {
+        "contexts": len(targets),
+        "mean_log_z": log_z.mean().item(),
+        "std_log_z": log_z.std().item() if len(log_z) > 1 else 0.0,
+        "nll": nll.mean().item(),
+        "perplexity": math.exp(nll.mean().item()),
+        "unnormalized_nll": raw.mean().item(),
+    }
+
+
+def evaluate_run(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int = 0) -> dict:
+    """Held-out statistics of a run directory's checkpoint on `corpus`."""
+    from .train import load_run  # the run directory format belongs to train
+
+    run = load_run(run_dir)
+    cfg = run["config"]
+    # enough tokens for max_contexts examples: about 2 * window examples per token in sg, 1 in cbow
+    need = max_contexts if cfg.model == "cbow" else max_contexts // cfg.window + 1
+    ids = encode(corpus, run["words"], max(need * 4, 10_000), cfg.lowercase)
+    inputs, targets, mask = examples(ids, cfg.model, cfg.window, max_contexts, seed)
+    stats = log_z_stats(run["input"], run["output"], run["bias"], cfg.model, inputs, targets, mask)
+    stats.update(run=str(run_dir), corpus=str(corpus), model=cfg.model, loss=cfg.loss, vocab_size=len(run["words"]))
+    if cfg.loss != "nce":
+        del stats["unnormalized_nll"]  # exp(s) is a probability only under NCE
+    return stats
+
+
+def format_stats(st: dict) -> str:
+    lines = [f"held-out text {st['corpus']}: {st['contexts']:,} contexts, vocabulary {st['vocab_size']:,} "
+             f"({st['model']}-{st['loss']})",
+             f"  log Z(c)            mean {st['mean_log_z']:+.3f}  std {st['std_log_z']:.3f}"
+             + ("   (self-normalised: |mean| <= 0.5)" if abs(st["mean_log_z"]) <= 0.5 else ""),
+             f"  NLL (normalised)    {st['nll']:.3f} nats   perplexity {st['perplexity']:,.1f}"]
+    if "unnormalized_nll" in st:
+        lines.append(f"  NLL with exp(s) taken as p(w|c), unnormalised: {st['unnormalized_nll']:.3f} nats")
+    return "\n".join(lines)
