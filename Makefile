@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test test-slow bench text8 clean
+.PHONY: install test test-slow bench bench-heldout bench-scaling text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -16,8 +16,28 @@ test:
 test-slow:
 	$(PYTHON) -m pytest -q -m slow
 
+# BENCHMARKS.md, table 1: ours and gensim on the same corpus, settings and threads (about 25 minutes)
 bench:
-	$(PYTHON) -m w2v_nce.cli bench $(CORPUS) --out BENCH-REPORT.md
+	w2v-nce bench $(CORPUS) --epochs 5 --threads 2 --out bench-report.md
+
+# BENCHMARKS.md, table 2: held-out log Z and perplexity, softmax vs neg vs nce (k = 5, 25, 100), on a
+# 10 MB slice with a 10,000-word vocabulary so that the exact softmax trains on a CPU
+SLICE := /tmp/w2v-nce-slice
+bench-heldout:
+	mkdir -p $(SLICE)
+	zcat -f $(CORPUS) | head -c 10000000 | head -c 9500000 > $(SLICE)/train.txt
+	zcat -f $(CORPUS) | head -c 10000000 | tail -c 500000 > $(SLICE)/heldout.txt
+	for spec in softmax:5 neg:5 nce:5 nce:25 nce:100; do loss=$${spec%:*}; k=$${spec#*:}; \
+	  rm -rf $(SLICE)/$$loss-$$k; \
+	  w2v-nce train $(SLICE)/train.txt --model cbow --loss $$loss --negatives $$k --max-vocab 10000 --epochs 3 \
+	    --lr 0.05 --no-progress --out $(SLICE)/$$loss-$$k && \
+	  w2v-nce eval heldout $(SLICE)/$$loss-$$k --corpus $(SLICE)/heldout.txt --max-contexts 20000 --json; done
+
+# BENCHMARKS.md, table 3: words/s against vocabulary size, dim and batch size (sg-neg, 1 epoch, ours only)
+bench-scaling:
+	for v in 10000 30000; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --max-vocab $$v --json; done
+	for d in 50 100 300; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --dim $$d --json; done
+	for b in 256 4096 16384; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --batch-size $$b --json; done
 
 # text8 (Matt Mahoney's 100 MB Wikipedia sample) for real training; tests never need it.
 text8: corpora/text8

@@ -110,3 +110,30 @@ def test_binary_file_is_refused(tmp_path):
     p.write_bytes(b"\x7fELF\x02\x01\x01\x00\x00\x00" + bytes(range(256)) * 4)
     with pytest.raises(W2VError, match="binary"):
         vocab.build(p, tmp_path / "ids")
+
+
+def test_every_unicode_whitespace_separates_tokens(tmp_path):
+    # No token can contain whitespace of any kind, so every exported file reads back: word2vec.c splits on
+    # space/tab/newline and gensim on ' ' and line ends, both subsets of what is split on here.
+    seps = ["\u00a0", "\u3000", "\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\u2009", "\t", "\r"]
+    p = tmp_path / "ws.txt"
+    p.write_text("a" + "b".join(seps) + "c", encoding="utf-8")
+    assert tokens(p) == ["a"] + ["b"] * (len(seps) - 1) + ["c"]
+
+
+def test_non_ascii_words_round_trip_through_training_and_binary_export(tmp_path):
+    from gensim.models import KeyedVectors
+
+    from w2v_nce.config import make_config
+    from w2v_nce.export import export
+    from w2v_nce.train import train
+
+    words = ["한국어", "λόγος", "café", "naïve", "日本語", "привет", "שלום", "x\u00adx"]
+    rng = np.random.default_rng(0)
+    (tmp_path / "c.txt").write_text("\n".join(" ".join(rng.choice(words, 20)) for _ in range(50)), encoding="utf-8")
+    train(make_config(epochs=1, dim=8, min_count=1), tmp_path / "c.txt", tmp_path / "r", progress=False,
+          log=lambda *_: None)
+    for suffix, binary in ((".bin", True), (".txt", False)):
+        out, _ = export(tmp_path / "r", tmp_path / f"v{suffix}")
+        kv = KeyedVectors.load_word2vec_format(out, binary=binary)
+        assert sorted(kv.index_to_key) == sorted(words)

@@ -175,6 +175,7 @@ def bench_cmd(
     threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.")] = 0,
     ours_only: Annotated[bool, typer.Option("--ours-only", help="Skip gensim (quick timing).")] = False,
     dim: Annotated[int, typer.Option(help="Vector size.")] = 100,
+    negatives: Annotated[int, typer.Option(help="Noise words k (both tools).")] = 5,
     batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
@@ -195,7 +196,7 @@ def bench_cmd(
         raise typer.BadParameter("need epochs > 0, threads >= 0 and 0 < heldout-fraction < 0.5")
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
-    overrides = {k: v for k, v in dict(dim=dim, batch_size=batch_size, max_vocab=max_vocab).items() if v is not None}
+    overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab).items() if v is not None}
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
                              heldout_fraction, overrides=overrides, log=_info)
     command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"

@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
+import shutil
 import signal
+import threading
 import time
 from pathlib import Path
 
@@ -114,11 +116,12 @@ class Trainer:
         return ctx, centre, mask
 
     # -- the loop ---------------------------------------------------------------------------------
-    def run(self, bar: tqdm | None = None, stop=lambda: False) -> None:
+    def run(self, bar: tqdm | None = None, stop=lambda: False, on_epoch_end=lambda: None) -> None:
         cfg = self.cfg
         last_report = time.perf_counter()
-        loss_acc = torch.zeros((), device=self.device)
-        n_acc = 0
+        pending: list[torch.Tensor] = []  # per-step summed losses, still on the device (no sync per step)
+        n_pending = 0
+        lr = lr_at(cfg, self.words_done, self.total_words)
         while self.epoch < cfg.epochs:
             while self.chunk < len(self.starts):
                 if self.batch == 0:
@@ -138,36 +141,37 @@ class Trainer:
                         raise KeyboardInterrupt
                     b = self.batch
                     sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-                    self.words_done = words_before + chunk_words * (b + 1) / n_batches
-                    lr = lr_at(cfg, self.words_done, self.total_words)
+                    lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
                     if n:
-                        loss_acc += self.model.train_step(inputs[sl], targets[sl], lr,
-                                                          None if mask is None else mask[sl], self.gen)
-                        n_acc += len(targets[sl])
+                        pending.append(self.model.train_step(inputs[sl], targets[sl], lr,
+                                                             None if mask is None else mask[sl], self.gen))
+                        n_pending += len(targets[sl])
                     self.batch += 1
                     self.step += 1
+                    self.words_done = words_before + chunk_words * self.batch / n_batches
                     now = time.perf_counter()
-                    if bar is not None and (now - last_report > 0.5 or self.batch == n_batches):
+                    if now - last_report > 0.5 or self.batch == n_batches:
                         last_report = now
-                        self._report(bar, loss_acc, n_acc, lr)
-                        loss_acc.zero_()
-                        n_acc = 0
+                        self._report(bar, pending, n_pending, lr)
+                        pending, n_pending = [], 0
                 self.chunk += 1
                 self.batch = 0
             self.epoch += 1
             self.chunk = 0
-        if n_acc:
-            self._report(bar, loss_acc, n_acc, lr_at(cfg, self.words_done, self.total_words))
+            on_epoch_end()
 
-    def _report(self, bar, loss_acc, n_acc, lr):
-        loss = float(loss_acc) / max(n_acc, 1)
-        if not math.isfinite(loss):
-            raise Diverged(self.step, lr)
-        if n_acc:
-            self.loss_sum, self.loss_count = loss, n_acc
+    def _report(self, bar, pending, n_pending, lr):
+        if not pending:
+            return
+        losses = torch.stack(pending)  # (steps,)
+        finite = torch.isfinite(losses)
+        if not bool(finite.all()):
+            first = int((~finite).nonzero()[0])
+            raise Diverged(self.step - len(pending) + first + 1, lr)
+        self.loss_sum, self.loss_count = float(losses.sum()) / max(n_pending, 1), n_pending
         if bar is not None:
             bar.n = int(self.words_done)
-            bar.set_postfix(loss=f"{loss:.4f}", lr=f"{lr:.3g}", refresh=False)
+            bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{lr:.3g}", refresh=False)
             bar.refresh()
 
     # -- state ------------------------------------------------------------------------------------
@@ -209,8 +213,9 @@ class Trainer:
 
 class Diverged(W2VError):
     def __init__(self, step: int, lr: float):
-        super().__init__(f"training diverged (loss is NaN or infinite) near step {step} at learning rate "
-                         f"{lr:.3g}; the last good checkpoint is kept; retry with a lower --lr")
+        super().__init__(f"training diverged: the loss became NaN or infinite at step {step} (learning rate "
+                         f"{lr:.3g}); the last good checkpoint (end of the last full epoch) is kept; "
+                         "retry with a lower --lr")
         self.step = step
 
 
@@ -231,6 +236,9 @@ def prepare(cfg: Config, corpus: Path, run_dir: Path, log=print) -> tuple[vocab_
     (run_dir / INCOMPLETE).write_text("training has not finished; resume with `w2v-nce train --resume DIR`\n")
     vocab, stats = vocab_mod.build(corpus, run_dir / "corpus.ids", cfg.min_count, cfg.max_vocab,
                                    cfg.lowercase, cfg.encoding_errors)
+    if vocab.total < 2 * cfg.window + 1:
+        raise W2VError(f"corpus {corpus} has only {vocab.total} tokens in the vocabulary, fewer than one window "
+                       f"({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")
     vocab.save(run_dir / "vocab.tsv")
     info = {"corpus": str(Path(corpus).resolve()), "tokens": stats["tokens"], "kept_tokens": stats["kept_tokens"],
             "vocab_size": len(vocab), "vocab_seconds": round(stats["seconds"], 3),
@@ -240,73 +248,103 @@ def prepare(cfg: Config, corpus: Path, run_dir: Path, log=print) -> tuple[vocab_
     return vocab, info
 
 
-def train(cfg: Config, corpus: Path | None, run_dir: Path | None = None, resume: bool = False,
-          progress: bool = True, log=print) -> Summary:
-    """Train a model; returns a summary. With resume=True, run_dir holds an interrupted run."""
-    if resume:
-        if run_dir is None or not (run_dir / CHECKPOINT).exists() or not (run_dir / "vocab.tsv").exists():
-            raise UsageError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT}")
-        saved = load_toml(run_dir / "config.toml")
-        cfg = Config(**saved).validate().resolved()
-        vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
-        info = _read_toml(run_dir / "config.toml").get("run", {})
-        vocab_seconds = 0.0
-    else:
-        run_dir = run_dir or default_run_dir(Path(corpus), cfg)
-        if run_dir.exists() and any(run_dir.iterdir()):
-            raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
-                             "or --resume it")
-        device = resolve_device(cfg.device)  # fail before any work
-        created = not run_dir.exists()
-        try:
-            vocab, info = prepare(cfg, Path(corpus), run_dir, log)
-        except BaseException:
-            if created:  # nothing of a run that never started is left behind
-                import shutil
-                shutil.rmtree(run_dir, ignore_errors=True)
-            raise
-        vocab_seconds = info["vocab_seconds"]
-        log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {vocab_seconds:.1f} s"
-            + (f" ({info['replaced_bytes']} invalid bytes replaced)" if info["replaced_bytes"] else ""))
-    device = resolve_device(cfg.device)
-    torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-    trainer = Trainer(cfg, run_dir, vocab, device)
-    if resume:
-        trainer.load_state(torch.load(run_dir / CHECKPOINT, map_location=device, weights_only=False))
-    bar = tqdm(total=trainer.total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
-               desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.words_done))
-    stop = {"signal": None}
+class _Signals:
+    """SIGINT / SIGTERM: abort at once while preparing (nothing worth saving yet); during training only
+    set a flag, so the loop stops at a batch boundary, a consistent point to checkpoint."""
 
-    def on_signal(signum, frame):
-        stop["signal"] = signum
+    def __init__(self):
+        self.signum, self.training = None, False
 
-    old = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)} \
-        if _main_thread() else {}
-    start_words, t0 = trainer.words_done, time.perf_counter()
-    try:
-        trainer.run(bar, stop=lambda: stop["signal"] is not None)
-    except KeyboardInterrupt:
-        bar.close()
-        trainer.save()
-        code = 130 if stop["signal"] in (None, signal.SIGINT) else 143
-        raise Interrupted(f"interrupted at epoch {trainer.epoch + 1}, step {trainer.step}; checkpoint saved; "
-                          f"continue with: w2v-nce train --resume {run_dir}", code=code) from None
-    finally:
-        for s, h in old.items():
+    def __call__(self, signum, frame):
+        self.signum = signum
+        if not self.training:
+            raise KeyboardInterrupt
+
+    @property
+    def code(self) -> int:
+        return 143 if self.signum == signal.SIGTERM else 130
+
+    def __enter__(self):
+        main = threading.current_thread() is threading.main_thread()
+        self.old = {s: signal.signal(s, self) for s in (signal.SIGINT, signal.SIGTERM)} if main else {}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in self.old.items():
             signal.signal(s, h)
-    seconds = time.perf_counter() - t0
-    bar.close()
-    trainer.save()
-    trainer.save_vectors()
-    (run_dir / INCOMPLETE).unlink(missing_ok=True)
-    point_latest(run_dir)
+
+
+def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, resume: bool = False,
+          progress: bool = True, log=print) -> Summary:
+    """Train a model into a run directory; with resume=True continue the interrupted run in run_dir."""
+    with _Signals() as sig:
+        if resume:
+            cfg, vocab, info = _open_for_resume(run_dir)
+        else:
+            run_dir = Path(run_dir) if run_dir else default_run_dir(Path(corpus), cfg)
+            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
+                                 "or --resume it")
+            resolve_device(cfg.device)  # a usage error before any work
+            created = not run_dir.exists()
+            try:
+                vocab, info = prepare(cfg, Path(corpus), run_dir, log)
+            except BaseException as e:
+                if created:  # nothing is left of a run that never started
+                    shutil.rmtree(run_dir, ignore_errors=True)
+                if isinstance(e, KeyboardInterrupt):
+                    raise Interrupted("interrupted while building the vocabulary; nothing was kept",
+                                      code=sig.code) from None
+                raise
+            log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
+                + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else ""))
+        device = resolve_device(cfg.device)
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        trainer = Trainer(cfg, run_dir, vocab, device)
+        if resume:
+            # on the CPU: generator states must stay CPU byte tensors; load_state copies the rest to the device
+            trainer.load_state(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False))
+        bar = tqdm(total=trainer.total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
+                   desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.words_done))
+        start_words, t0 = trainer.words_done, time.perf_counter()
+        sig.training = True
+        try:
+            trainer.run(bar, stop=lambda: sig.signum is not None,
+                        on_epoch_end=lambda: trainer.epoch < cfg.epochs and trainer.save())  # the last good state
+        except KeyboardInterrupt:
+            bar.close()
+            trainer.save()
+            raise Interrupted(f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}; checkpoint saved; "
+                              f"continue with: w2v-nce train --resume {run_dir}", code=sig.code) from None
+        finally:
+            bar.close()
+        seconds = time.perf_counter() - t0
+        trainer.save()
+        trainer.save_vectors()
+        (run_dir / INCOMPLETE).unlink(missing_ok=True)
+        point_latest(run_dir)
     # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
     words = (trainer.total_words - start_words) * info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
-    summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum,
-                      len(vocab), vocab_seconds)
+    summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
+                      info.get("vocab_seconds", 0.0) if not resume else 0.0)
+    gpu = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB"
+           if device.type == "cuda" else "")
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
-        f"final loss {summary.loss:.4f}; run directory {run_dir}")
+        f"final loss {summary.loss:.4f}{gpu}; run directory {run_dir}")
     return summary
+
+
+def _open_for_resume(run_dir: Path | None):
+    run_dir = Path(run_dir) if run_dir else None
+    if run_dir is None or not run_dir.is_dir():
+        raise UsageError(f"cannot resume {run_dir}: not a directory")
+    if not (run_dir / CHECKPOINT).exists():
+        raise UsageError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT}; start a new run instead")
+    if not (run_dir / INCOMPLETE).exists():
+        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+    cfg = Config(**load_toml(run_dir / "config.toml")).validate().resolved()
+    vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
+    return cfg, vocab, _read_toml(run_dir / "config.toml").get("run", {})
 
 
 def load_run(run_dir: Path) -> dict:
@@ -332,8 +370,3 @@ def _read_toml(path: Path) -> dict:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise W2VError(f"cannot read {path}: {e}; the run directory is damaged") from None
-
-
-def _main_thread() -> bool:
-    import threading
-    return threading.current_thread() is threading.main_thread()

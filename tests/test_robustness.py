@@ -1,0 +1,162 @@
+"""Bad input, interruption and divergence: clear one-line errors, exact resume, nothing half-written."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from gensim.models import KeyedVectors
+from gensim.test.utils import datapath
+from typer.testing import CliRunner
+
+from w2v_nce import train as train_mod
+from w2v_nce.cli import app
+from w2v_nce.config import make_config
+from w2v_nce.errors import W2VError
+
+ROOT = Path(__file__).resolve().parents[1]
+LEE = datapath("lee_background.cor")
+runner = CliRunner()
+
+
+def cli(*args, cwd=None, env=None):
+    """The installed entry point in a subprocess (signals, exit codes, stderr as a user sees them)."""
+    return subprocess.Popen([sys.executable, "-c", "from w2v_nce.cli import main; main()", *map(str, args)],
+                            cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+
+
+@pytest.fixture
+def preset(tmp_path):
+    # small chunks, so that an interruption lands inside a chunk and resume must redraw its examples
+    p = tmp_path / "preset.toml"
+    p.write_text('[train]\nmodel = "sg"\nloss = "nce"\ndim = 20\nepochs = 12\nmin_count = 3\nlowercase = true\n'
+                 'chunk_tokens = 7000\nthreads = 1\nseed = 5\n')
+    return p
+
+
+@pytest.mark.parametrize("signum,code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_interrupt_then_resume_gives_identical_vectors(tmp_path, preset, signum, code):
+    ref = cli("train", LEE, "--config", preset, "--out", tmp_path / "ref", "--no-progress")
+    assert ref.wait(timeout=300) == 0, ref.stderr.read()
+
+    p = cli("train", LEE, "--config", preset, "--out", tmp_path / "run", "--no-progress")
+    ckpt = tmp_path / "run" / "checkpoint.pt"
+    deadline = time.time() + 120
+    while not ckpt.exists() and p.poll() is None and time.time() < deadline:  # after epoch 1's checkpoint
+        time.sleep(0.02)
+    time.sleep(0.3)
+    p.send_signal(signum)
+    assert p.wait(timeout=60) == code
+    err = p.stderr.read().strip().splitlines()  # an info line about the vocabulary, then the error
+    assert [line for line in err if line.startswith("error")] == err[-1:] and "Traceback" not in "".join(err)
+    assert "checkpoint saved" in err[-1] and f"--resume {tmp_path / 'run'}" in err[-1]
+    assert (tmp_path / "run" / "INCOMPLETE").exists() and not (tmp_path / "run" / "vectors.kv").exists()
+
+    r = cli("train", "--resume", tmp_path / "run", "--no-progress")
+    assert r.wait(timeout=300) == 0, r.stderr.read()
+    a = KeyedVectors.load(str(tmp_path / "ref" / "vectors.kv"))
+    b = KeyedVectors.load(str(tmp_path / "run" / "vectors.kv"))
+    assert a.index_to_key == b.index_to_key
+    assert np.array_equal(a.vectors, b.vectors)
+    assert not (tmp_path / "run" / "INCOMPLETE").exists()
+
+
+def test_resume_of_a_finished_run_is_refused(tmp_path):
+    cfg = make_config(epochs=1, min_count=3, dim=8)
+    train_mod.train(cfg, LEE, tmp_path / "r", progress=False, log=lambda *_: None)
+    with pytest.raises(W2VError, match="finished run"):
+        train_mod.train(None, None, tmp_path / "r", resume=True, progress=False)
+
+
+def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    good = make_config(epochs=1, min_count=3, dim=8)
+    train_mod.train(good, LEE, tmp_path / "runs" / "good", progress=False, log=lambda *_: None)
+    latest = (tmp_path / "runs" / "latest").resolve()
+
+    # a real divergence: an absurd learning rate
+    bad = make_config(epochs=2, min_count=3, dim=8, lr=1e12)
+    with pytest.raises(train_mod.Diverged, match=r"at step \d+ .*lower --lr"):
+        train_mod.train(bad, LEE, tmp_path / "runs" / "bad", progress=False, log=lambda *_: None)
+
+    # an injected NaN at a known step in epoch 2: the message names it, epoch 1's checkpoint is kept
+    real_step = train_mod.Word2Vec.train_step
+    calls = {"n": 0}
+
+    def poisoned(self, *a, **kw):
+        calls["n"] += 1
+        loss = real_step(self, *a, **kw)
+        return loss * float("nan") if calls["n"] == n_steps_epoch1 + 3 else loss
+
+    probe = make_config(epochs=1, min_count=3, dim=8, batch_size=512)
+    summary = train_mod.train(probe, LEE, tmp_path / "probe", progress=False, log=lambda *_: None)
+    n_steps_epoch1 = train_mod.torch.load(tmp_path / "probe" / "checkpoint.pt", weights_only=False)["position"]["step"]
+    monkeypatch.setattr(train_mod.Word2Vec, "train_step", poisoned)
+    cfg = make_config(epochs=2, min_count=3, dim=8, batch_size=512)
+    with pytest.raises(train_mod.Diverged, match=f"at step {n_steps_epoch1 + 3} "):
+        train_mod.train(cfg, LEE, tmp_path / "runs" / "nan", progress=False, log=lambda *_: None)
+    run = tmp_path / "runs" / "nan"
+    assert (run / "INCOMPLETE").exists() and not (run / "vectors.kv").exists()
+    st = train_mod.torch.load(run / "checkpoint.pt", weights_only=False)
+    assert st["position"]["epoch"] == 1 and st["position"]["step"] == n_steps_epoch1
+    assert (tmp_path / "runs" / "latest").resolve() == (tmp_path / "probe").resolve()  # the last complete run
+
+
+def test_failed_run_keeps_latest_and_leaves_nothing(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    ok = runner.invoke(app, ["train", LEE, "--epochs", "1", "--dim", "8", "--min-count", "3", "--no-progress"])
+    assert ok.exit_code == 0
+    latest = (tmp_path / "runs" / "latest").resolve()
+    (tmp_path / "tiny.txt").write_text("one two three\n")
+    r = runner.invoke(app, ["train", "tiny.txt", "--min-count", "1", "--no-progress"])
+    assert r.exit_code == 1 and "fewer than one window" in r.output
+    assert (tmp_path / "runs" / "latest").resolve() == latest
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["latest", latest.name]
+
+
+def test_invalid_utf8_stops_or_is_replaced_and_reported(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    text = open(LEE, "rb").read()
+    (tmp_path / "bad.txt").write_bytes(text[:1000] + b"\xff\xfe" + text[1000:])
+    r = runner.invoke(app, ["train", "bad.txt", "--epochs", "1", "--no-progress"])
+    assert r.exit_code == 1 and "not valid UTF-8 at byte 1000" in r.output and "--encoding-errors replace" in r.output
+    r = runner.invoke(app, ["train", "bad.txt", "--epochs", "1", "--dim", "8", "--no-progress",
+                            "--encoding-errors", "replace"])
+    assert r.exit_code == 0 and "2 invalid bytes replaced" in r.output
+
+
+def test_binary_corpus(tmp_path):
+    r = runner.invoke(app, ["train", sys.executable, "--no-progress", "--out", str(tmp_path / "r")])
+    assert r.exit_code == 1 and "binary" in r.output and not (tmp_path / "r").exists()
+
+
+def test_existing_run_dir_is_not_overwritten(tmp_path):
+    (tmp_path / "r").mkdir()
+    (tmp_path / "r" / "keep.txt").write_text("x")
+    r = runner.invoke(app, ["train", LEE, "--out", str(tmp_path / "r"), "--no-progress"])
+    assert r.exit_code == 2 and "already exists" in r.output and (tmp_path / "r" / "keep.txt").exists()
+
+
+@pytest.mark.slow
+def test_single_line_100mb_corpus_under_1gb(tmp_path):
+    """The text8 shape: the benchmark corpus as one line; vocabulary + 1 epoch of training, peak RSS < 1 GB."""
+    src = ROOT.parent / "shared" / "corpora" / "wiki100m.txt.gz"
+    if not src.exists():
+        pytest.skip("needs ../shared/corpora/wiki100m.txt.gz")
+    one = tmp_path / "one.txt"
+    subprocess.run(f"zcat {src} | tr '\\n' ' ' > {one}", shell=True, check=True)
+    code = ("import resource, sys; from w2v_nce.cli import main; sys.argv[1:] = sys.argv[1:]\n"
+            "try:\n    main()\nexcept SystemExit as e:\n"
+            "    print('maxrss_kb', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss, file=sys.stderr); raise")
+    p = subprocess.run([sys.executable, "-c", code, "train", str(one), "--epochs", "1", "--no-progress",
+                        "--out", str(tmp_path / "r")], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert p.returncode == 0, p.stderr
+    rss_mb = int(p.stderr.split("maxrss_kb")[1].split()[0]) / 1024
+    print(f"peak RSS {rss_mb:.0f} MB")
+    assert rss_mb < 1024
