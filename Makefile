@@ -38,6 +38,8 @@ bench-scaling:
 	for v in 10000 30000; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --max-vocab $$v --json; done
 	for d in 50 100 300; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --dim $$d --json; done
 	for b in 256 4096 16384; do w2v-nce bench $(CORPUS) --ours-only --model sg --loss neg --epochs 1 --batch-size $$b --json; done
+	mkdir -p $(SLICE) && zcat -f $(CORPUS) | head -c 10000000 > $(SLICE)/slice.txt
+	for v in 1000 5000 20000; do w2v-nce bench $(SLICE)/slice.txt --ours-only --model cbow --loss softmax --epochs 1 --max-vocab $$v --json; done
 
 # text8 (Matt Mahoney's 100 MB Wikipedia sample) for real training; tests never need it.
 text8: corpora/text8

@@ -160,3 +160,31 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     rss_mb = int(p.stderr.split("maxrss_kb")[1].split()[0]) / 1024
     print(f"peak RSS {rss_mb:.0f} MB")
     assert rss_mb < 1024
+
+
+def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path):
+    import torch
+
+    cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256)
+    vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
+
+    def fresh():
+        return train_mod.Trainer(cfg, tmp_path / "r", vocab, torch.device("cpu"))
+
+    ref = fresh()
+    chunk_starts = []
+    draw = ref.examples
+    ref.examples = lambda c: (chunk_starts.append(ref.step), draw(c))[1]
+    ref.run()
+    # the first batch of a chunk (its examples are drawn, no step taken), inside a chunk, the start of epoch 2
+    epoch2 = chunk_starts[len(chunk_starts) // 2]
+    for stop_at in sorted({chunk_starts[1], chunk_starts[2] + 3, epoch2, chunk_starts[-1] + 1}):
+        t = fresh()
+        with pytest.raises(KeyboardInterrupt):
+            t.run(stop=lambda: t.step == stop_at)
+        torch.save(t.state(), tmp_path / "ckpt.pt")
+        resumed = fresh()
+        resumed.load_state(torch.load(tmp_path / "ckpt.pt", weights_only=False))
+        resumed.run()
+        assert torch.equal(resumed.model.input, ref.model.input), stop_at
+        assert torch.equal(resumed.model.head.weight, ref.model.head.weight), stop_at

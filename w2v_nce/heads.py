@@ -44,8 +44,12 @@ class OutputHead(nn.Module, abc.ABC):
         """Per-example training loss (B,), differentiable; weight/bias override the head's own (tests)."""
 
     @abc.abstractmethod
-    def step(self, hidden, targets, lr: float, generator=None) -> tuple[torch.Tensor, torch.Tensor]:
-        """One SGD step on the head's rows; returns (summed loss, d loss / d hidden (B, D))."""
+    def step(self, hidden, targets, lr: float, generator=None, need_loss: bool = True):
+        """One SGD step on the head's rows; returns (summed loss, d loss / d hidden (B, D)).
+
+        With need_loss=False the first value is only a finiteness probe (0 when every score is finite,
+        NaN otherwise), which saves computing the loss on steps that do not report it.
+        """
 
 
 class SoftmaxHead(OutputHead):
@@ -54,7 +58,7 @@ class SoftmaxHead(OutputHead):
         b = self.bias if bias is None else bias
         return F.cross_entropy(hidden @ w.T + b, targets, reduction="none")
 
-    def step(self, hidden, targets, lr, generator=None):
+    def step(self, hidden, targets, lr, generator=None, need_loss=True):
         logits = self.scores(hidden)  # (B, V)
         loss = F.cross_entropy(logits, targets, reduction="sum")
         g = torch.softmax(logits, dim=-1)  # d loss / d logits = softmax - onehot
@@ -100,8 +104,8 @@ class SampledHead(OutputHead):
         terms = torch.cat([F.softplus(-delta[:, :1]), F.softplus(delta[:, 1:])], 1)
         return (terms * mask).sum(1)
 
-    def gradients(self, hidden, targets, noise):
-        """Closed-form gradients: (loss (B,), rows (B, 1+k), d/ds (B, 1+k), d/dhidden (B, D))."""
+    def gradients(self, hidden, targets, noise, need_loss: bool = True):
+        """Closed-form gradients: (loss (B,) or probe, rows (B, 1+k), d/ds (B, 1+k), d/dhidden (B, D))."""
         rows, mask = self._candidates(targets, noise)
         flat = rows.reshape(-1)  # (B(1+k),)
         # index_select and mul+sum are several times faster on CPU than fancy indexing and tiny bmm's
@@ -113,13 +117,16 @@ class SampledHead(OutputHead):
         g[:, 0] -= 1.0  # d/dΔ of softplus(-Δ) is σ(Δ) - 1; of softplus(Δ) it is σ(Δ)
         if not self.nce:
             g *= mask
-        loss = F.softplus(-delta[:, 0]) + (F.softplus(delta[:, 1:]) * mask[:, 1:]).sum(1)
+        if need_loss:
+            loss = F.softplus(-delta[:, 0]) + (F.softplus(delta[:, 1:]) * mask[:, 1:]).sum(1)
+        else:  # the loss is finite exactly when every score is: 0 if so, NaN if not
+            loss = delta.sum() * 0.0
         grad_hidden = torch.bmm(g[:, None, :], out).squeeze(1)  # (B, D)
         return loss, rows, g, grad_hidden
 
-    def step(self, hidden, targets, lr, generator=None):
+    def step(self, hidden, targets, lr, generator=None, need_loss=True):
         noise = self.sampler.draw((len(targets), self.k), generator)  # (B, k)
-        loss, rows, g, grad_hidden = self.gradients(hidden, targets, noise)
+        loss, rows, g, grad_hidden = self.gradients(hidden, targets, noise, need_loss)
         flat = rows.reshape(-1)  # (B(1+k),)
         g = g.mul_(-lr)  # fold the rate into the small tensor: index_add_ with alpha is 3x slower on CPU
         self.weight.index_add_(0, flat, (g[:, :, None] * hidden[:, None, :]).view(len(flat), -1))

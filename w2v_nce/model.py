@@ -8,6 +8,7 @@ The architecture is orthogonal to the head: both call head.step with (hidden, ta
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .heads import OutputHead
@@ -27,21 +28,29 @@ class Word2Vec(nn.Module):
         """sg: inputs (B,) -> (B, D). cbow: inputs (B, 2W), mask (B, 2W) -> masked mean (B, D)."""
         if self.arch == "sg":
             return self.input.index_select(0, inputs)
-        m = mask.to(self.input.dtype)  # (B, 2W)
-        ctx = self.input.index_select(0, inputs.reshape(-1)).view(*inputs.shape, -1)  # (B, 2W, D)
-        return (ctx * m[:, :, None]).sum(1) / m.sum(1, keepdim=True)
+        flat, offsets = _bags(inputs, mask)
+        # embedding_bag gathers and averages the valid context rows in one fused kernel
+        return F.embedding_bag(flat, self.input, offsets, mode="mean")
 
     @torch.no_grad()
-    def train_step(self, inputs, targets, lr: float, mask=None, generator=None) -> torch.Tensor:
-        """One SGD step on a batch; returns the summed loss (a 0-d tensor, left on the device)."""
+    def train_step(self, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
+        """One SGD step on a batch; returns the summed loss (a 0-d tensor, left on the device), or with
+        need_loss=False a finiteness probe (see OutputHead.step)."""
         hidden = self.hidden(inputs, mask)  # (B, D)
-        loss, grad_hidden = self.head.step(hidden, targets, lr, generator)  # (B, D)
+        loss, grad_hidden = self.head.step(hidden, targets, lr, generator, need_loss)  # (B, D)
         update = grad_hidden.mul_(-lr)  # index_add_ without alpha: see heads.SampledHead.step
         if self.arch == "sg":
             self.input.index_add_(0, inputs, update)
         else:
             # As word2vec.c and gensim (cbow_mean=1) do, every context word receives the hidden
             # vector's full gradient, not 1/|context| of it: the update their learning rates are tuned for.
-            example, slot = mask.nonzero(as_tuple=True)  # (N,) valid context slots
-            self.input.index_add_(0, inputs[example, slot], update.index_select(0, example))
+            flat, _ = _bags(inputs, mask)
+            example = torch.repeat_interleave(mask.sum(1))  # (N,) the example each context slot belongs to
+            self.input.index_add_(0, flat, update.index_select(0, example))
         return loss
+
+
+def _bags(inputs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The valid context ids of each example, concatenated (N,), and where each example's start (B,)."""
+    counts = mask.sum(1)  # (B,)
+    return inputs[mask], torch.cumsum(counts, 0) - counts

@@ -32,6 +32,7 @@ from .sampling import AliasSampler, keep_probs
 RUNS = Path("runs")
 INCOMPLETE = "INCOMPLETE"
 CHECKPOINT = "checkpoint.pt"
+LOSS_EVERY = 16  # steps between loss computations for the progress bar; every step is checked for NaN
 
 
 class Interrupted(W2VError):
@@ -94,7 +95,8 @@ class Trainer:
         head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
-        # position: next (epoch, chunk, batch); the generator state at that chunk's start
+        # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
+        # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
         self.epoch = self.chunk = self.batch = 0
         self.chunk_gen_state = None
         self.words_done = 0.0
@@ -124,10 +126,10 @@ class Trainer:
         lr = lr_at(cfg, self.words_done, self.total_words)
         while self.epoch < cfg.epochs:
             while self.chunk < len(self.starts):
-                if self.batch == 0:
+                if self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
                     self.chunk_gen_state = self.gen.get_state()
                     inputs, targets, mask = self.examples(self.chunk)
-                else:  # resuming inside a chunk: redraw the same examples, then continue the noise stream
+                else:  # resumed inside a chunk: redraw the same examples, then continue the noise stream
                     now = self.gen.get_state()
                     self.gen.set_state(self.chunk_gen_state)
                     inputs, targets, mask = self.examples(self.chunk)
@@ -143,9 +145,11 @@ class Trainer:
                     sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
                     lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
                     if n:
-                        pending.append(self.model.train_step(inputs[sl], targets[sl], lr,
-                                                             None if mask is None else mask[sl], self.gen))
-                        n_pending += len(targets[sl])
+                        need = self.step % LOSS_EVERY == 0
+                        loss = self.model.train_step(inputs[sl], targets[sl], lr, None if mask is None else mask[sl],
+                                                     self.gen, need_loss=need)
+                        pending.append(loss)
+                        n_pending += len(targets[sl]) if need else 0
                     self.batch += 1
                     self.step += 1
                     self.words_done = words_before + chunk_words * self.batch / n_batches
@@ -156,6 +160,7 @@ class Trainer:
                         pending, n_pending = [], 0
                 self.chunk += 1
                 self.batch = 0
+                self.chunk_gen_state = None
             self.epoch += 1
             self.chunk = 0
             on_epoch_end()
@@ -168,7 +173,8 @@ class Trainer:
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
             raise Diverged(self.step - len(pending) + first + 1, lr)
-        self.loss_sum, self.loss_count = float(losses.sum()) / max(n_pending, 1), n_pending
+        if n_pending:  # the steps in between returned 0 (their finiteness probe)
+            self.loss_sum, self.loss_count = float(losses.sum()) / n_pending, n_pending
         if bar is not None:
             bar.n = int(self.words_done)
             bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{lr:.3g}", refresh=False)
