@@ -29,8 +29,8 @@ bench-heldout:
 	zcat -f $(CORPUS) | head -c 10000000 | tail -c 500000 > $(SLICE)/heldout.txt
 	for spec in softmax:5 neg:5 nce:5 nce:25 nce:100; do loss=$${spec%:*}; k=$${spec#*:}; \
 	  rm -rf $(SLICE)/$$loss-$$k; \
-	  w2v-nce train $(SLICE)/train.txt --model cbow --loss $$loss --negatives $$k --max-vocab 10000 --epochs 3 \
-	    --lr 0.05 --no-progress --out $(SLICE)/$$loss-$$k && \
+	  w2v-nce train $(SLICE)/train.txt --model cbow --loss $$loss --negatives $$k --max-vocab 10000 --epochs 3 --batch-size 256 \
+	    --lr 0.025 --no-progress --out $(SLICE)/$$loss-$$k && \
 	  w2v-nce eval heldout $(SLICE)/$$loss-$$k --corpus $(SLICE)/heldout.txt --max-contexts 20000 --json; done
 
 # BENCHMARKS.md, table 3: words/s against vocabulary size, dim and batch size (sg-neg, 1 epoch, ours only)

@@ -20,9 +20,9 @@ def subsample(ids: torch.Tensor, keep: torch.Tensor, generator: torch.Generator 
 
 
 def split_lines(ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Remove separators; return the words and, for each, the index of the line it is on."""
+    """Remove separators; return the words and, for each, the index of the line it is on (int32)."""
     is_sep = ids == SEPARATOR
-    line = torch.cumsum(is_sep, 0)  # (L,)
+    line = torch.cumsum(is_sep, 0, dtype=torch.int32)  # (L,)
     return ids[~is_sep], line[~is_sep]
 
 
@@ -35,12 +35,13 @@ def context_table(words: torch.Tensor, lines: torch.Tensor, eff: torch.Tensor, w
     """For each centre i and offset o in -W..-1, 1..W: the context position and whether it is valid.
 
     Valid means |o| <= eff[i], inside the chunk and on the same line. Returns (pos (L, 2W), valid (L, 2W)).
+    Positions are int32: the (L, 2W) tables are the largest allocations of training.
     """
     n = len(words)
-    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(words.device)  # (2W,)
-    pos = torch.arange(n, device=words.device)[:, None] + offsets[None, :]  # (L, 2W)
+    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(words.device, torch.int32)
+    pos = torch.arange(n, device=words.device, dtype=torch.int32)[:, None] + offsets[None, :]  # (L, 2W)
     valid = (offsets.abs()[None, :] <= eff[:, None]) & (pos >= 0) & (pos < n)
-    pos = pos.clamp(0, max(n - 1, 0))
+    pos.clamp_(0, max(n - 1, 0))
     valid &= lines[pos] == lines[:, None]
     return pos, valid
 
@@ -49,7 +50,7 @@ def skipgram_pairs(words, lines, eff, window):
     """(centre, context) pairs in corpus order: the centre is the input, the context the target."""
     pos, valid = context_table(words, lines, eff, window)
     centres = words[:, None].expand_as(pos)[valid]  # (P,)
-    contexts = words[pos][valid]  # (P,)
+    contexts = words[pos[valid]]  # (P,), without materialising words[pos] for every slot
     return centres, contexts
 
 
@@ -60,4 +61,4 @@ def cbow_examples(words, lines, eff, window):
     """
     pos, valid = context_table(words, lines, eff, window)
     has = valid.any(1)
-    return words[pos][has], valid[has], words[has]
+    return words[pos[has]], valid[has], words[has]
