@@ -67,7 +67,7 @@ class SoftmaxHead(OutputHead):
         # The exact softmax gradient touches every output row: the one dense update in the project.
         self.weight.addmm_(g.T, hidden, alpha=-lr)  # (V, D)
         self.bias.sub_(g.sum(0), alpha=lr)
-        return loss, grad_hidden
+        return (loss if need_loss else loss * 0.0), grad_hidden  # 0 * NaN stays NaN: the finiteness probe
 
 
 class SampledHead(OutputHead):
