@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test test-slow bench bench-heldout bench-scaling text8 clean
+.PHONY: install test bench bench-heldout bench-scaling text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -12,9 +12,6 @@ install:
 
 test:
 	$(PYTHON) -m pytest -q
-
-test-slow:
-	$(PYTHON) -m pytest -q -m slow
 
 # BENCHMARKS.md, table 1: ours and gensim on the same corpus, settings and threads (about 25 minutes)
 bench:
