@@ -87,7 +87,6 @@ class Trainer:
         self.chunk_words = [min(cfg.chunk_tokens, len(self.ids) - s) - n for s, n in zip(self.starts, seps)]
         self.epoch_words = sum(self.chunk_words)
         self.total_words = self.epoch_words * cfg.epochs
-        torch.manual_seed(cfg.seed)
         self.gen = torch.Generator(device=device)
         self.gen.manual_seed(cfg.seed)
         init_gen = torch.Generator().manual_seed(cfg.seed)
@@ -101,7 +100,7 @@ class Trainer:
         self.chunk_gen_state = None
         self.words_done = 0.0
         self.step = 0
-        self.loss_sum, self.loss_count = 0.0, 0
+        self.loss_sum = 0.0  # mean loss per example over the last reported steps
 
     # -- examples ---------------------------------------------------------------------------------
     def examples(self, chunk: int):
@@ -174,7 +173,7 @@ class Trainer:
             first = int((~finite).nonzero()[0])
             raise Diverged(self.step - len(pending) + first + 1, lr)
         if n_pending:  # the steps in between returned 0 (their finiteness probe)
-            self.loss_sum, self.loss_count = float(losses.sum()) / n_pending, n_pending
+            self.loss_sum = float(losses.sum()) / n_pending
         if bar is not None:
             bar.n = int(self.words_done)
             bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{lr:.3g}", refresh=False)
