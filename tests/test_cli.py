@@ -137,3 +137,11 @@ def test_console_script_exit_code(workdir):
     p = subprocess.run([sys.executable, "-m", "w2v_nce.cli", "train", "nope.txt"], capture_output=True, text=True,
                        env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert p.returncode == 1 and p.stderr.strip() == "error: corpus nope.txt does not exist; check the path"
+
+
+@pytest.mark.parametrize("line,msg", [("dim = true", "expected int, got True"), ("dim = 1.5", "expected int"),
+                                      ("model = 3", "expected str"), ("lowercase = 1", "expected bool")])
+def test_wrongly_typed_config_value(workdir, line, msg):
+    (workdir / "bad.toml").write_text(f"[train]\n{line}\n")
+    r = invoke("train", words_corpus(workdir / "toy.txt"), "--config", "bad.toml")
+    assert r.exit_code == 2 and msg in r.output and not (workdir / "runs").exists()

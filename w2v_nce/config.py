@@ -67,29 +67,34 @@ class Config:
         return self
 
 
-FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+# The Python types a TOML value may have for each field (bool is excluded from int explicitly below).
+_KINDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
+FIELD_KINDS = {f.name: _KINDS[f.type.split(" |")[0]] for f in fields(Config)}
 
 
-def load_toml(path: str | Path) -> dict:
-    """Read a preset; unknown keys and wrong types are usage errors naming the file."""
+def read_toml(path: str | Path) -> dict:
+    """Parse a TOML file; a missing or malformed file is a usage error naming it."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise UsageError(f"config file {path} not found; see configs/ for presets") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise UsageError(f"cannot read config file {path}: {e}") from None
-    data = data.get("train", data)  # accept both a flat file and the [train] table that config.toml has
-    known = set(FIELD_TYPES)
+
+
+def load_toml(path: str | Path) -> dict:
+    """The hyperparameters of a preset or a run's config.toml; unknown keys and wrong types are usage errors."""
+    data = read_toml(path)
+    data = dict(data.get("train", data))  # a flat preset, or the [train] table that config.toml has
     for key, value in data.items():
-        if key not in known:
-            raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(known))}")
-        want = FIELD_TYPES[key]
-        if "float" in want and isinstance(value, int) and not isinstance(value, bool):
+        if key not in FIELD_KINDS:
+            raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(FIELD_KINDS))}")
+        kinds = FIELD_KINDS[key]
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise UsageError(f"bad value for {key!r} in {path}: expected {kinds[-1].__name__}, got {value!r}")
+        if float in kinds:
             data[key] = float(value)
-        elif ("int" in want and not isinstance(value, int)) or ("str" in want and not isinstance(value, str)) \
-                or ("bool" in want and not isinstance(value, bool)) or ("float" in want and not isinstance(data[key], float)):
-            raise UsageError(f"bad value for {key!r} in {path}: expected {want}, got {value!r}")
     return data
 
 

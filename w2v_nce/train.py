@@ -22,7 +22,7 @@ import torch
 from tqdm import tqdm
 
 from . import batches, export, vocab as vocab_mod
-from .config import Config, load_toml, to_toml
+from .config import Config, load_toml, read_toml, to_toml
 from .errors import UsageError, W2VError
 from .files import atomic_path
 from .heads import make_head
@@ -349,7 +349,7 @@ def _open_for_resume(run_dir: Path | None):
         raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
     cfg = Config(**load_toml(run_dir / "config.toml")).validate().resolved()
     vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
-    return cfg, vocab, _read_toml(run_dir / "config.toml").get("run", {})
+    return cfg, vocab, read_toml(run_dir / "config.toml").get("run", {})
 
 
 def load_run(run_dir: Path) -> dict:
@@ -357,7 +357,7 @@ def load_run(run_dir: Path) -> dict:
     run_dir = Path(run_dir)
     if not (run_dir / CHECKPOINT).exists():
         raise W2VError(f"{run_dir} is not a run directory (no {CHECKPOINT}); pass one written by `w2v-nce train`")
-    cfg = Config(**_read_toml(run_dir / "config.toml").get("train", {})).validate().resolved()
+    cfg = Config(**load_toml(run_dir / "config.toml")).validate().resolved()
     vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
     try:
         st = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
@@ -367,11 +367,3 @@ def load_run(run_dir: Path) -> dict:
         raise W2VError(f"{run_dir}: checkpoint and vocab.tsv disagree; the run directory is damaged")
     return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
             "output": st["output"], "bias": st["bias"], "complete": not (run_dir / INCOMPLETE).exists()}
-
-
-def _read_toml(path: Path) -> dict:
-    import tomllib
-    try:
-        return tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
-        raise W2VError(f"cannot read {path}: {e}; the run directory is damaged") from None
