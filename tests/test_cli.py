@@ -84,6 +84,8 @@ def test_config_file_and_flag_override(workdir):
     (["--model", "glove"], 2, "unknown model 'glove'"),
     (["--loss", "hs"], 2, "unknown loss 'hs'"),
     (["--device", "tpu"], 2, "unknown device 'tpu'"),
+    (["--kernel", "cuda"], 2, "unknown kernel 'cuda'"),
+    (["--kernel", "fused", "--loss", "softmax"], 2, "--kernel fused needs"),
 ])
 def test_bad_flags_are_usage_errors_before_any_work(workdir, args, code, msg):
     corpus = words_corpus(workdir / "toy.txt")

@@ -145,7 +145,7 @@ def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threa
                 rows.append(run_ours(cfg, train_txt, held, workdir, max_contexts, log))
             if not ours_only:
                 cfg = make_config(None, model=model, loss="neg", epochs=epochs, threads=threads, lr=0.025,
-                                  **(overrides or {}))
+                                  **{k: v for k, v in (overrides or {}).items() if k != "kernel"})
                 log(f"gensim {model}-neg")
                 rows.append(run_gensim(cfg, train_txt, held, threads, max_contexts, log))
     meta = {"corpus": str(corpus), "date": datetime.date.today().isoformat(), "machine": machine(),
@@ -160,7 +160,8 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
            f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
            f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
            f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
-           f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {s['batch_size']} examples per SGD step; "
+           f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {s['batch_size']} examples per SGD step, "
+           f"kernel {s['kernel']}; "
            "gensim: LineSentence, cbow_mean=1, hs=0.", "",
            "| tool | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
            "|---|---|---|---|---|---|---|---|---|---|---|"]

@@ -72,12 +72,13 @@ def train(
     noise_power: Annotated[Optional[float], typer.Option(help="Noise distribution unigram^p. Default: 0.75.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per SGD step. Default: 1024.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per SGD step. Default: 4096.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="CPU step for neg/nce: fused (compiled; Hogwild threads as in word2vec), torch (tensor ops; reproducible with any threads) or auto (fused). Default: auto.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads; 0 = all cores. Default: 0.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible. Default: 1.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
@@ -94,9 +95,9 @@ def train(
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
                  batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
-                 threads=threads, seed=seed)
+                 kernel=kernel, threads=threads, seed=seed)
     cfg = config_mod.make_config(config, **flags)
-    train_mod.resolve_device(cfg.device)  # a usage error before any work
+    train_mod.check_kernel(cfg)  # usage errors (device, kernel) before any work
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
     train_mod.train(cfg, corpus, out, progress=progress, log=_info)
@@ -178,6 +179,7 @@ def bench_cmd(
     negatives: Annotated[int, typer.Option(help="Noise words k (both tools).")] = 5,
     batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.")] = None,
@@ -196,7 +198,8 @@ def bench_cmd(
         raise typer.BadParameter("need epochs > 0, threads >= 0 and 0 < heldout-fraction < 0.5")
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
-    overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab).items() if v is not None}
+    overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab,
+                                              kernel=kernel).items() if v is not None}
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
                              heldout_fraction, overrides=overrides, log=_info)
     command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"

@@ -13,6 +13,7 @@ from .errors import UsageError
 MODELS = ("sg", "cbow")
 LOSSES = ("neg", "nce", "softmax")
 DEVICES = ("auto", "cpu", "cuda")
+KERNELS = ("auto", "fused", "torch")
 ENCODING_ERRORS = ("strict", "replace")
 
 
@@ -30,11 +31,12 @@ class Config:
     epochs: int = 5
     lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
-    batch_size: int = 1024  # (centre, context) pairs for sg, centre words for cbow, per SGD step
+    batch_size: int = 4096  # (centre, context) pairs for sg, centre words for cbow, per SGD step
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
     encoding_errors: str = "strict"
     device: str = "auto"
+    kernel: str = "auto"  # CPU neg/nce step: fused (compiled, Hogwild threads) or torch (tensor ops); auto = fused
     threads: int = 0  # 0 -> all cores
     seed: int = 1
 
@@ -52,6 +54,7 @@ class Config:
         need(self.model in MODELS, f"unknown model {self.model!r}: choose one of {', '.join(MODELS)}")
         need(self.loss in LOSSES, f"unknown loss {self.loss!r}: choose one of {', '.join(LOSSES)}")
         need(self.device in DEVICES, f"unknown device {self.device!r}: choose one of {', '.join(DEVICES)}")
+        need(self.kernel in KERNELS, f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         need(self.encoding_errors in ENCODING_ERRORS,
              f"unknown encoding-errors {self.encoding_errors!r}: choose strict or replace")
         for name in ("dim", "window", "epochs", "batch_size", "chunk_tokens", "min_count"):

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from . import fused
 from .heads import OutputHead
 
 
@@ -23,6 +24,7 @@ class Word2Vec(nn.Module):
         init = (torch.rand(vocab_size, dim, generator=generator) - 0.5) / dim
         self.input = nn.Parameter(init, requires_grad=False)  # (V, D)
         self.head = head
+        self.fused = False  # set by the trainer: use fused.train_step on the CPU (same update, faster)
 
     def hidden(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """sg: inputs (B,) -> (B, D). cbow: inputs (B, 2W), mask (B, 2W) -> masked mean (B, D)."""
@@ -36,6 +38,8 @@ class Word2Vec(nn.Module):
     def train_step(self, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
         """One SGD step on a batch; returns the summed loss (a 0-d tensor, left on the device), or with
         need_loss=False a finiteness probe (see OutputHead.step)."""
+        if self.fused:
+            return fused.train_step(self, inputs, targets, lr, mask, generator, need_loss)
         hidden = self.hidden(inputs, mask)  # (B, D)
         loss, grad_hidden = self.head.step(hidden, targets, lr, generator, need_loss)  # (B, D)
         update = grad_hidden.mul_(-lr)  # index_add_ without alpha: see heads.SampledHead.step

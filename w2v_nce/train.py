@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import batches, export, vocab as vocab_mod
+from . import batches, export, fused, vocab as vocab_mod
 from .config import Config, load_toml, read_toml, to_toml
 from .errors import UsageError, W2VError
 from .files import atomic_path
@@ -75,6 +75,14 @@ def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
     return cfg.lr * max(cfg.min_lr_ratio, 1.0 - words_done / (total_words + 1))
 
 
+def check_kernel(cfg: Config) -> None:
+    """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
+    device = resolve_device(cfg.device)
+    if cfg.kernel == "fused" and (fused.numba is None or device.type != "cpu" or cfg.loss == "softmax"):
+        raise UsageError("--kernel fused needs numba (pip install numba), the CPU and --loss neg or nce; "
+                         "use --kernel auto or torch")
+
+
 class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
@@ -93,6 +101,11 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
+        self.model.fused = cfg.kernel != "torch" and fused.available(self.model)
+        if self.model.fused:
+            # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
+            fused.set_threads(cfg.threads or os.cpu_count() or 1)
+            fused.warm_up()  # compile the kernel (or load it from numba's cache) outside the timed training
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
@@ -290,7 +303,7 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
                 raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
                                  "or --resume it")
-            resolve_device(cfg.device)  # a usage error before any work
+            check_kernel(cfg)  # usage errors before any work
             created = not run_dir.exists()
             try:
                 vocab, info = prepare(cfg, Path(corpus), run_dir, log)

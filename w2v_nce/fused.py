@@ -1,0 +1,181 @@
+"""The fused CPU training step for the NEG and NCE heads: word2vec's update loop, compiled with numba.
+
+Why: on the CPU the PyTorch step (Word2Vec.train_step + SampledHead.step) is bound by memory traffic, not
+arithmetic: each op is a separate pass over a gathered (B, 1+k, D) copy of the rows (gather, multiply,
+reduce, scale, scatter), so every row an example touches is read and written several times (BENCHMARKS.md
+section 4). This loop reads each row once and writes it once, from the embedding matrices themselves.
+
+What it computes, per example and in order (word2vec.c's and gensim's update):
+  h = the centre's input row (sg) or the mean of the context rows (cbow)
+  for the target and each of the k noise words w: Δ = <out_w, h> + b_w + shift_w (shift = -log(k q(w))
+      for NCE, 0 for NEG), c = -lr dL/dΔ; grad += c out_w; then out_w += c h
+  every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
+The per-example math is the PyTorch head's (tests/test_fused.py checks both against a float64 reference);
+the difference is when rows change: here after each example, there after each mini-batch. Two details:
+- The biases (word2vec has none) are summed over the batch and applied at its end. The biases of the most
+  frequent words share a cache line, and two threads writing it for every example made the step 3x slower.
+- A coefficient |dL/dΔ| < 1e-10 is skipped. Such an update is far below the float32 resolution of the
+  weights, and its products are denormal numbers, which made late epochs, where many noise scores are
+  saturated, run at half speed.
+
+Threads: the batch is split into one contiguous share per thread, and the threads update the shared
+matrices without locks (Hogwild, as word2vec.c and gensim do), so runs with several threads differ in the
+last bits. With one thread the result is a function of the inputs: reproducible, and resumable exactly.
+
+Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
+of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+try:
+    import numba
+except ImportError:  # the PyTorch step is used instead
+    numba = None
+
+if numba is not None:
+    # 'fast' minus nnan/ninf: the compiler may reorder sums (vectorising the dot products) but must keep
+    # NaN and inf, because a non-finite score is how divergence is detected
+    _MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
+    _jit = numba.njit(parallel=True, fastmath=_MATH, cache=True, nogil=True)
+    _inline = numba.njit(inline="always", cache=True)
+    prange = numba.prange
+else:  # keep the module importable; available() is False
+    def _jit(f):
+        return f
+    _inline = _jit
+    prange = range
+
+
+def available(model) -> bool:
+    """Whether the fused step applies: numba present, CPU tensors, a NEG or NCE head."""
+    from .heads import SampledHead
+    return numba is not None and model.input.device.type == "cpu" and isinstance(model.head, SampledHead)
+
+
+def set_threads(n: int) -> None:
+    if numba is not None:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+@torch.no_grad()
+def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
+    """Word2Vec.train_step for a SampledHead on the CPU; same arguments and return value."""
+    head = model.head
+    # One seed per batch from the run's generator keeps a run reproducible and its resume exact; the k
+    # noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash of that seed.
+    seed = np.uint64(int(torch.randint(2**62, (1,), generator=generator)))
+    rows = np.empty((len(targets), 1 + head.k), dtype=np.int64)  # (B, 1+k): target, then the noise words
+    rows[:, 0] = targets.numpy()
+    if mask is None:  # skip-gram: one context slot, the centre word
+        ctx, valid = inputs[:, None].numpy(), np.ones((len(inputs), 1), dtype=np.bool_)
+    else:  # CBOW: (B, 2W) context ids and which slots are real
+        ctx, valid = inputs.numpy(), mask.numpy()
+    loss = np.zeros(len(targets), dtype=np.float32)  # (B,)
+    step(model.input.numpy(), head.weight.numpy(), head.bias.numpy(), head.shift.numpy(), ctx, valid, rows,
+         seed, head.sampler.prob.numpy(), head.sampler.alias.numpy(), lr, not head.nce, need_loss, loss)
+    return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
+
+
+def step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss, loss):
+    """The kernel on numpy arrays (see _step), on numba's current number of threads."""
+    _step(inp, out, bias, shift, ctx, valid, rows, np.uint64(seed), prob, alias, np.float32(lr),
+          bool(skip_target_noise), bool(need_loss), loss, numba.get_num_threads())
+
+
+def warm_up() -> None:
+    """Compile the kernel (or load it from numba's cache) before training is timed."""
+    emb, vec = np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32)
+    step(emb, emb.copy(), vec.copy(), vec, np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=np.bool_),
+         np.zeros((1, 2), dtype=np.int64), 1, np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64),
+         0.0, True, True, vec.copy())
+
+
+@_inline
+def _noise(seed, m, prob, alias):
+    """Draw number m of a batch from the alias table (prob, alias), from splitmix64(seed + m·golden):
+    32 bits choose the column (multiply-shift, uniform to 2^-32), the other 32 bits are the coin that
+    keeps the column with probability prob[column] or else gives alias[column]."""
+    z = seed + np.uint64(m) * np.uint64(0x9E3779B97F4A7C15)
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    z = z ^ (z >> np.uint64(31))
+    col = np.int64(((z >> np.uint64(32)) * np.uint64(len(prob))) >> np.uint64(32))
+    coin = np.float32((z & np.uint64(0xFFFFFFFF)) * 2.3283064365386963e-10)  # [0, 1)
+    return col if coin < prob[col] else alias[col]
+
+
+@_jit
+def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss,
+          loss, threads):
+    """inp, out (V, D) float32 and bias (V,), updated in place; shift (V,); ctx, valid (B, S); rows (B, 1+k);
+    loss (B,) receives each example's loss (need_loss) or 0·Δ, which is NaN if any score is not finite."""
+    n, k1 = rows.shape
+    dim = inp.shape[1]
+    zero, one = np.float32(0.0), np.float32(1.0)
+    tiny = np.float32(1e-10)
+    per = (n + threads - 1) // threads
+    coef = np.zeros((n, k1), dtype=np.float32)  # -lr dL/dΔ, for the bias update after the loop
+    for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
+        h = np.empty(dim, dtype=np.float32)  # hidden vector
+        grad = np.empty(dim, dtype=np.float32)  # -lr dL/dh
+        for i in range(t * per, min(n, (t + 1) * per)):
+            used = 0
+            for d in range(dim):
+                h[d] = zero
+                grad[d] = zero
+            for s in range(ctx.shape[1]):
+                if valid[i, s]:
+                    row = inp[ctx[i, s]]
+                    for d in range(dim):
+                        h[d] += row[d]
+                    used += 1
+            if used > 1:
+                scale = one / np.float32(used)
+                for d in range(dim):
+                    h[d] *= scale
+            for j in range(1, k1):
+                rows[i, j] = _noise(seed, i * k1 + j, prob, alias)
+            total = zero
+            for j in range(k1):
+                r = rows[i, j]
+                # word2vec skips a negative that equals the target; true NCE keeps it (independent draws)
+                if j > 0 and skip_target_noise and r == rows[i, 0]:
+                    continue
+                o = out[r]
+                delta = bias[r] + shift[r]
+                for d in range(dim):
+                    delta += o[d] * h[d]
+                sig = one / (one + np.exp(-delta))  # float32 throughout: a float64 literal would promote
+                if j == 0:  # target: loss softplus(-Δ), d/dΔ = σ(Δ) - 1
+                    g = sig - one
+                    x = -delta
+                else:  # noise: loss softplus(Δ), d/dΔ = σ(Δ)
+                    g = sig
+                    x = delta
+                if need_loss:
+                    total += max(x, zero) + np.log1p(np.exp(-abs(x)))
+                else:
+                    total += zero * delta
+                c = -lr * g
+                if abs(g) < tiny:
+                    continue
+                for d in range(dim):
+                    grad[d] += c * o[d]  # with the output row before its update, as the gradient needs
+                    o[d] += c * h[d]
+                coef[i, j] = c
+            loss[i] = total
+            # every context word gets the hidden vector's full gradient (word2vec's CBOW rule)
+            for s in range(ctx.shape[1]):
+                if valid[i, s]:
+                    row = inp[ctx[i, s]]
+                    for d in range(dim):
+                        row[d] += grad[d]
+    # The biases are updated at the end of the batch, not per example: the biases of the most frequent
+    # words share a cache line, and two threads writing it per example made the step 3x slower.
+    for i in range(n):
+        for j in range(k1):
+            bias[rows[i, j]] += coef[i, j]
