@@ -38,19 +38,29 @@ def context_table(words: torch.Tensor, lines: torch.Tensor, eff: torch.Tensor, w
     Positions are int32: the (L, 2W) tables are the largest allocations of training.
     """
     n = len(words)
-    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(words.device, torch.int32)
-    pos = torch.arange(n, device=words.device, dtype=torch.int32)[:, None] + offsets[None, :]  # (L, 2W)
-    valid = (offsets.abs()[None, :] <= eff[:, None]) & (pos >= 0) & (pos < n)
+    device = words.device
+    offsets = torch.cat([torch.arange(-window, 0), torch.arange(1, window + 1)]).to(device, torch.int32)
+    idx = torch.arange(n, device=device, dtype=torch.int32)  # (L,)
+    eff = eff.to(torch.int32)  # int32 throughout: mixed types make every op convert
+    # lines is non-decreasing, so a line is a run of equal values: the valid positions for centre i are
+    # the interval [lo_i, hi_i], two compares per slot instead of gathering the line of every slot
+    _, counts = torch.unique_consecutive(lines, return_counts=True)
+    ends = torch.cumsum(counts, 0).to(torch.int32)
+    lo = torch.maximum(idx - eff, torch.repeat_interleave(ends - counts.to(torch.int32), counts))  # (L,)
+    hi = torch.minimum(idx + eff, torch.repeat_interleave(ends - 1, counts))  # (L,)
+    pos = idx[:, None] + offsets[None, :]  # (L, 2W)
+    valid = (pos >= lo[:, None]) & (pos <= hi[:, None])
     pos.clamp_(0, max(n - 1, 0))
-    valid &= lines[pos] == lines[:, None]
     return pos, valid
 
 
 def skipgram_pairs(words, lines, eff, window):
     """(centre, context) pairs in corpus order: the centre is the input, the context the target."""
     pos, valid = context_table(words, lines, eff, window)
-    centres = words[:, None].expand_as(pos)[valid]  # (P,)
-    contexts = words[pos[valid]]  # (P,), without materialising words[pos] for every slot
+    slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
+    # index_select is about 1.5x faster than boolean masks and fancy indexing on the CPU
+    centres = words.index_select(0, slot // (2 * window))  # (P,)
+    contexts = words.index_select(0, pos.view(-1).index_select(0, slot))  # (P,)
     return centres, contexts
 
 
@@ -61,4 +71,6 @@ def cbow_examples(words, lines, eff, window):
     """
     pos, valid = context_table(words, lines, eff, window)
     has = valid.any(1)
-    return words[pos[has]], valid[has], words[has]
+    if not bool(has.all()):
+        pos, valid, words = pos[has], valid[has], words[has]
+    return words.index_select(0, pos.view(-1)).view(pos.shape), valid, words

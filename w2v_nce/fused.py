@@ -119,9 +119,12 @@ def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_t
     tiny = np.float32(1e-10)
     per = (n + threads - 1) // threads
     coef = np.zeros((n, k1), dtype=np.float32)  # -lr dL/dΔ, for the bias update after the loop
+    # each thread's hidden vector and gradient, 128 bytes apart from the next thread's: two threads writing
+    # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
+    scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        h = np.empty(dim, dtype=np.float32)  # hidden vector
-        grad = np.empty(dim, dtype=np.float32)  # -lr dL/dh
+        h = scratch[t, :dim]  # hidden vector
+        grad = scratch[t, dim:2 * dim]  # -lr dL/dh
         for i in range(t * per, min(n, (t + 1) * per)):
             used = 0
             for d in range(dim):
