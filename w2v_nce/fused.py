@@ -14,9 +14,10 @@ The per-example math is the PyTorch head's (tests/test_fused.py checks both agai
 the difference is when rows change: here after each example, there after each mini-batch. Two details:
 - The biases (word2vec has none) are summed over the batch and applied at its end. The biases of the most
   frequent words share a cache line, and two threads writing it for every example made the step 3x slower.
-- A coefficient |dL/dΔ| < 1e-10 is skipped. Such an update is far below the float32 resolution of the
-  weights, and its products are denormal numbers, which made late epochs, where many noise scores are
-  saturated, run at half speed.
+- A coefficient |dL/dΔ| < 1e-6 is skipped: the change it would make, at most lr·1e-6·|h_d| per weight, is at
+  the float32 rounding step of the weights, but the rows of saturated noise words are the bulk of the late
+  updates. Without the skip NEG ran at 600k instead of 866k words/s (sg, full benchmark corpus), and late
+  epochs slowed down further on denormal numbers; the scores did not change (BENCHMARKS.md section 4).
 
 Threads: the batch is split into one contiguous share per thread, and the threads update the shared
 matrices without locks (Hogwild, as word2vec.c and gensim do), so runs with several threads differ in the
@@ -116,7 +117,7 @@ def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_t
     n, k1 = rows.shape
     dim = inp.shape[1]
     zero, one = np.float32(0.0), np.float32(1.0)
-    tiny = np.float32(1e-10)
+    tiny = np.float32(1e-6)  # see the module docstring
     per = (n + threads - 1) // threads
     coef = np.zeros((n, k1), dtype=np.float32)  # -lr dL/dΔ, for the bias update after the loop
     # each thread's hidden vector and gradient, 128 bytes apart from the next thread's: two threads writing
