@@ -31,7 +31,7 @@ def test_skipgram_pairs_are_exactly_the_dynamic_windows():
 def test_cbow_examples_match_skipgram_sets():
     gen = torch.Generator().manual_seed(3)
     ids = torch.randint(0, 50, (200,), generator=gen)
-    ids[[17, 90, 91, 150]] = SEPARATOR
+    ids[[17, 19, 90, 91, 150]] = SEPARATOR  # position 18 is a one-word line: no context, no example
     words, lines = batches.split_lines(ids)
     eff = batches.draw_windows(len(words), 5, "cpu", gen)
     assert eff.min() >= 1 and eff.max() <= 5
@@ -41,7 +41,7 @@ def test_cbow_examples_match_skipgram_sets():
         js = [j for j in range(i - e, i + e + 1) if j != i and 0 <= j < len(words) and lines[j] == lw]
         if js:
             expected[i] = (w, sorted(words[j].item() for j in js))
-    assert len(target) == len(expected)
+    assert len(target) == len(expected) == len(words) - 1
     for (w, want), c, m, t in zip(expected.values(), ctx, mask, target):
         assert t.item() == w and sorted(c[m].tolist()) == want
 

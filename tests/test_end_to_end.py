@@ -39,10 +39,12 @@ def lee():
     return datapath("lee_background.cor")
 
 
-@pytest.mark.parametrize("loss", ["neg", "nce", "softmax"])
+# auto: the fused CPU step for neg/nce; torch: the PyTorch step, which is also the GPU path, at the default batch
+@pytest.mark.parametrize("loss,kernel", [("neg", "auto"), ("nce", "auto"), ("softmax", "auto"),
+                                         ("neg", "torch"), ("nce", "torch")])
 @pytest.mark.parametrize("model", ["sg", "cbow"])
-def test_semantic_signal_on_real_text(tmp_path, lee, model, loss):
-    cfg = make_config(model=model, loss=loss, epochs=10, min_count=5, lowercase=True, seed=7)
+def test_semantic_signal_on_real_text(tmp_path, lee, model, loss, kernel):
+    cfg = make_config(model=model, loss=loss, epochs=10, min_count=5, lowercase=True, seed=7, kernel=kernel)
     summary = train(cfg, lee, tmp_path / "run", progress=False, log=lambda *_: None)
     kv = load_vectors(tmp_path / "run")
     assert all(w in kv.key_to_index for p in PAIRS for w in p)
@@ -55,8 +57,10 @@ def test_semantic_signal_on_real_text(tmp_path, lee, model, loss):
     assert 0 < summary.loss < np.log(len(kv.index_to_key)) + (2 * 5 if loss != "softmax" else 0), summary.loss
 
 
-def test_cpu_runs_are_reproducible(tmp_path, lee):
-    cfg = make_config(model="sg", loss="nce", epochs=1, min_count=5, lowercase=True, seed=3, threads=1)
+@pytest.mark.parametrize("kernel,threads", [("fused", 1), ("torch", 2)])
+def test_cpu_runs_are_reproducible(tmp_path, lee, kernel, threads):
+    cfg = make_config(model="sg", loss="nce", epochs=1, min_count=5, lowercase=True, seed=3, threads=threads,
+                      kernel=kernel)
     train(cfg, lee, tmp_path / "a", progress=False, log=lambda *_: None)
     train(cfg, lee, tmp_path / "b", progress=False, log=lambda *_: None)
     a, b = load_vectors(tmp_path / "a"), load_vectors(tmp_path / "b")

@@ -70,7 +70,9 @@ def cbow_examples(words, lines, eff, window):
     Centres with no valid context (a one-word line) are dropped.
     """
     pos, valid = context_table(words, lines, eff, window)
+    centres = words
     has = valid.any(1)
     if not bool(has.all()):
-        pos, valid, words = pos[has], valid[has], words[has]
-    return words.index_select(0, pos.view(-1)).view(pos.shape), valid, words
+        pos, valid, centres = pos[has], valid[has], words[has]
+    # pos indexes the chunk's words, not the kept centres
+    return words.index_select(0, pos.view(-1)).view(pos.shape), valid, centres
