@@ -3,6 +3,8 @@
 Skip-gram: the hidden vector is the centre word's input vector; the target is one context word.
 CBOW: the hidden vector is the mean of the context words' input vectors; the target is the centre word.
 The architecture is orthogonal to the head: both call head.step with (hidden, targets).
+On the CPU with a NEG or NCE head the trainer sets `fused`, and train_step runs fused.train_step instead: the
+same per-example math as one compiled loop (see fused.py), several times faster than these tensor ops.
 """
 
 from __future__ import annotations
