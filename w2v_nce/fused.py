@@ -44,17 +44,16 @@ if numba is not None:
     _jit = numba.njit(parallel=True, fastmath=_MATH, cache=True, nogil=True)
     _inline = numba.njit(inline="always", cache=True)
     prange = numba.prange
-else:  # keep the module importable; available() is False
+else:  # keep the module importable; supports() is False
     def _jit(f):
         return f
     _inline = _jit
     prange = range
 
 
-def available(model) -> bool:
-    """Whether the fused step applies: numba present, CPU tensors, a NEG or NCE head."""
-    from .heads import SampledHead
-    return numba is not None and model.input.device.type == "cpu" and isinstance(model.head, SampledHead)
+def supports(device: torch.device, loss: str) -> bool:
+    """Whether the fused step can run: numba present, the CPU, a NEG or NCE head."""
+    return numba is not None and device.type == "cpu" and loss in ("neg", "nce")
 
 
 def set_threads(n: int) -> None:
@@ -164,9 +163,9 @@ def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_t
                     total += max(x, zero) + np.log1p(np.exp(-abs(x)))
                 else:
                     total += zero * delta
-                c = -lr * g
                 if abs(g) < tiny:
                     continue
+                c = -lr * g
                 for d in range(dim):
                     grad[d] += c * o[d]  # with the output row before its update, as the gradient needs
                     o[d] += c * h[d]

@@ -78,7 +78,7 @@ def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
 def check_kernel(cfg: Config) -> None:
     """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
     device = resolve_device(cfg.device)
-    if cfg.kernel == "fused" and (fused.numba is None or device.type != "cpu" or cfg.loss == "softmax"):
+    if cfg.kernel == "fused" and not fused.supports(device, cfg.loss):
         raise UsageError("--kernel fused needs numba (pip install numba), the CPU and --loss neg or nce; "
                          "use --kernel auto or torch")
 
@@ -101,7 +101,7 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
-        self.model.fused = cfg.kernel != "torch" and fused.available(self.model)
+        self.model.fused = cfg.kernel != "torch" and fused.supports(device, cfg.loss)
         if self.model.fused:
             # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
             fused.set_threads(cfg.threads or os.cpu_count() or 1)
