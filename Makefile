@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heldout bench-scaling bench-softmax text8 clean
+.PHONY: install test bench bench-heldout bench-scaling bench-softmax gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -41,6 +41,26 @@ bench-scaling:
 bench-softmax:
 	mkdir -p $(SLICE) && zcat -f $(CORPUS) | head -c 10000000 > $(SLICE)/slice.txt
 	for v in 1000 5000 20000; do w2v-nce bench $(SLICE)/slice.txt --ours-only --model cbow --loss softmax --epochs 1 --max-vocab $$v --json; done
+
+# The GPU figures (BENCHMARKS.md section 6) on a lent GPU machine, which has torch but neither gensim nor
+# ../shared. Here: `make gpu-kit` copies the corpus and gensim's wheels into .device/ (ignored by git; 61 MB of
+# the 64 MiB a device call may carry). There, with .device carried: `make gpu-check OUT=$$OUT` runs the CUDA
+# tests and the bench of sg-neg on the GPU and on the CPU (ours with all cores, and gensim) in one call.
+KIT := .device
+gpu-kit:
+	mkdir -p $(KIT)
+	cp $(CORPUS) $(KIT)/corpus.txt.gz
+	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+	  --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
+	  -d $(KIT) gensim==4.4.0 smart_open==9.0.2
+
+OUT ?= .
+gpu-check:
+	$(PYTHON) -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(KIT)/*.whl
+	nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+	PYTHONPATH=/tmp/site:. $(PYTHON) -m pytest -q -m cuda tests/test_cuda.py
+	PYTHONPATH=/tmp/site:. $(PYTHON) -m w2v_nce.cli bench $(KIT)/corpus.txt.gz --model sg --loss neg --loss nce \
+	  --device cuda --device cpu --epochs 5 --out $(OUT)/bench-gpu.md
 
 # text8 (Matt Mahoney's 100 MB Wikipedia sample) for real training; tests never need it.
 text8: corpora/text8

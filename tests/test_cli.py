@@ -147,3 +147,25 @@ def test_wrongly_typed_config_value(workdir, line, msg):
     (workdir / "bad.toml").write_text(f"[train]\n{line}\n")
     r = invoke("train", words_corpus(workdir / "toy.txt"), "--config", "bad.toml")
     assert r.exit_code == 2 and msg in r.output and not (workdir / "runs").exists()
+
+
+def test_bench_rows_name_their_device_and_count_examples(workdir):
+    from gensim.test.utils import datapath
+    r = invoke("bench", datapath("lee_background.cor"), "--model", "sg", "--loss", "neg", "--epochs", 1,
+               "--device", "cpu", "--json")
+    assert r.exit_code == 0, r.output
+    rows = json.loads(r.stdout.strip().splitlines()[-1])
+    assert [(x["tool"].split()[0], x["device"]) for x in rows] == [("w2v-nce", "cpu"), ("gensim", "cpu")]
+    ours = rows[0]
+    # sg examples are (centre, context) pairs: about 2 * E[window] = 6 for each word kept by sub-sampling
+    assert 1.0 < ours["examples_per_s"] / ours["train_words_per_s"] < 6.0
+    assert ours["gpu_peak_mib"] is None
+
+
+def test_bench_on_cuda_without_a_gpu_is_a_one_line_usage_error(workdir, monkeypatch):
+    import torch
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    corpus = words_corpus(workdir / "toy.txt")
+    r = invoke("bench", corpus, "--device", "cuda", "--ours-only")
+    assert r.exit_code == 2 and r.output.count("\n") == 1 and "no CUDA GPU" in r.output, r.output
+    assert not any(workdir.iterdir()) or [p.name for p in workdir.iterdir()] == ["toy.txt"]

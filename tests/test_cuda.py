@@ -1,4 +1,5 @@
-"""CUDA: the same code path as the CPU, checked on a GPU machine with `pytest -m cuda`."""
+"""CUDA, checked on a GPU machine with `pytest -m cuda`: the PyTorch step is the CPU's code on another device;
+the fused CUDA kernel (fused_cuda.py) with one worker equals the CPU kernel with one thread."""
 
 import numpy as np
 import pytest
@@ -16,10 +17,13 @@ from .test_end_to_end import THRESHOLD, neighbour_rank
 pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")]
 
 
+@pytest.mark.parametrize("kernel", ["auto", "torch"])
 @pytest.mark.parametrize("loss", ["neg", "nce", "softmax"])
 @pytest.mark.parametrize("model", ["sg", "cbow"])
-def test_cuda_training_learns_the_same_signal(tmp_path, model, loss):
-    cfg = make_config(model=model, loss=loss, epochs=10, min_count=5, lowercase=True, device="cuda")
+def test_cuda_training_learns_the_same_signal(tmp_path, model, loss, kernel):
+    if kernel == "torch" and loss == "softmax":
+        pytest.skip("softmax always runs the PyTorch step")
+    cfg = make_config(model=model, loss=loss, epochs=10, min_count=5, lowercase=True, device="cuda", kernel=kernel)
     train(cfg, datapath("lee_background.cor"), tmp_path / "run", progress=False, log=lambda *_: None)
     assert neighbour_rank(load_vectors(tmp_path / "run")) < THRESHOLD
 
@@ -45,3 +49,37 @@ def test_cuda_interrupt_state_round_trips(tmp_path):
     st = torch.load(tmp_path / "run" / "checkpoint.pt", map_location="cpu", weights_only=False)
     gen = torch.Generator(device="cuda")
     gen.set_state(st["gen_state"])  # a CUDA generator's state is a CPU byte tensor
+
+
+@pytest.mark.parametrize("arch", ["sg", "cbow"])
+@pytest.mark.parametrize("loss", ["neg", "nce"])
+def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
+    from numba import cuda
+
+    from w2v_nce import fused, fused_cuda
+
+    from .test_fused import setup
+
+    model, ctx, valid, targets = setup(arch, loss, n=300, dim=100)
+    head = model.head
+    cpu = [t.numpy().copy() for t in (model.input, head.weight, head.bias, head.shift)]
+    rows = np.zeros((len(targets), 1 + head.k), dtype=np.int64)
+    rows[:, 0] = targets
+    loss_cpu = np.zeros(len(targets), dtype=np.float32)
+    fused.set_threads(1)
+    fused.step(*cpu, ctx, valid, rows, 11, head.sampler.prob.numpy(), head.sampler.alias.numpy(), 0.05,
+               not head.nce, True, loss_cpu)
+    dev = [torch.from_numpy(a).cuda() for a in (model.input.numpy().copy(), head.weight.numpy().copy(),
+                                                 head.bias.numpy().copy(), head.shift.numpy().copy(), ctx, valid)]
+    rows_gpu = torch.zeros((len(targets), 1 + head.k), dtype=torch.int64, device="cuda")
+    rows_gpu[:, 0] = torch.from_numpy(targets).cuda()
+    coef = torch.zeros(rows_gpu.shape, device="cuda")
+    loss_gpu = torch.zeros(len(targets), device="cuda")
+    fused_cuda.launch(*[cuda.as_cuda_array(t) for t in dev + [rows_gpu, coef]], 11,
+                      cuda.as_cuda_array(head.sampler.prob.cuda()), cuda.as_cuda_array(head.sampler.alias.cuda()),
+                      0.05, not head.nce, True, cuda.as_cuda_array(loss_gpu), workers=1)
+    dev[2].index_add_(0, rows_gpu.view(-1), coef.view(-1))
+    cuda.synchronize()
+    assert (rows_gpu.cpu().numpy() == rows).all()  # the same noise draws
+    for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [loss_gpu.cpu().numpy()], cpu[:3] + [loss_cpu]):
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)

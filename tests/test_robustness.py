@@ -73,6 +73,14 @@ def test_resume_of_a_finished_run_is_refused(tmp_path):
         train_mod.train(None, None, tmp_path / "r", resume=True, progress=False)
 
 
+def test_divergence_of_a_large_summed_batch_suggests_a_smaller_batch(tmp_path):
+    # the PyTorch step sums a batch's gradients; skip-gram diverged at batch 65,536 (BENCHMARKS.md section 3)
+    cfg = make_config(epochs=1, min_count=3, dim=8, kernel="torch", batch_size=65536, lr=1e12)
+    with pytest.raises(train_mod.Diverged, match=r"retry with --batch-size 16384 or less, or a lower --lr"):
+        train_mod.train(cfg, LEE, tmp_path / "r", progress=False, log=lambda *_: None)
+    assert "batch-size" not in str(train_mod.Diverged(3, 0.1, 0)) and "batch-size" not in str(train_mod.Diverged(3, 0.1, 4096))
+
+
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     good = make_config(epochs=1, min_count=3, dim=8)

@@ -5,6 +5,10 @@ log Z / NLL columns and both tools train on the rest. Training words/s = trainin
 / training seconds; vocabulary building (gensim's build_vocab, our tokenise + count + encode) is
 reported apart. Quality: analogy accuracy on questions-words.txt (restrict_vocab 30000), Spearman on
 WordSim353 and SimLex-999, all through the same evaluate functions.
+
+On CUDA a row also reports the peak GPU memory and, for skip-gram with neg / nce, the fraction of the memory
+bandwidth bound reached: a fused update reads and writes (k + 2) rows of d float32 per (centre, context) pair,
+8·d·(k+2) bytes, against the device-to-device copy bandwidth measured in the same run.
 """
 
 from __future__ import annotations
@@ -67,15 +71,37 @@ def held_stats(words, input_vecs, output_vecs, bias, model, cfg: Config, held: P
     return {"mean_log_z": st["mean_log_z"], "heldout_nll": st["nll"]}
 
 
-def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
-    from .train import load_run, train
+def copy_bandwidth(device: torch.device, mib: int = 1024, reps: int = 20) -> float:
+    """Device memory bandwidth in bytes/s, measured as a device-to-device copy (read + write)."""
+    src = torch.empty(mib << 18, dtype=torch.float32, device=device)  # mib MiB
+    dst = torch.empty_like(src)
+    dst.copy_(src)  # warm up
+    torch.cuda.synchronize(device)
+    t0 = time.perf_counter()
+    for _ in range(reps):
+        dst.copy_(src)
+    torch.cuda.synchronize(device)
+    return 2 * src.numel() * 4 * reps / (time.perf_counter() - t0)
 
-    run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}"
+
+def bound_fraction(row: dict, cfg: Config, bandwidth: float) -> float | None:
+    """Pairs/s as a fraction of bandwidth / 8·d·(k+2) bytes a pair (sg with neg / nce only)."""
+    if cfg.model != "sg" or cfg.loss == "softmax":
+        return None
+    return row["examples_per_s"] * 8 * cfg.dim * (cfg.negatives + 2) / bandwidth
+
+
+def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
+    from .train import load_run, resolve_device, train
+
+    device = resolve_device(cfg.device).type
+    run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}-{device}"
     summary = train(cfg, train_txt, run_dir, progress=True, log=log)
     run = load_run(run_dir)
-    row = {"tool": "w2v-nce", "model": cfg.model, "loss": cfg.loss,
+    row = {"tool": "w2v-nce", "device": device, "model": cfg.model, "loss": cfg.loss,
            "train_words_per_s": summary.words_per_s, "train_seconds": summary.seconds,
-           "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size}
+           "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
+           "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib}
     row.update(quality(evaluate.load_vectors(run_dir)))
     row.update(held_stats(run["words"], run["input"], run["output"], run["bias"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -99,7 +125,7 @@ def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_conte
     seconds = time.perf_counter() - t0
     words = model.corpus_total_words * cfg.epochs
     log(f"gensim {cfg.model}-neg: {words:,} words in {seconds:.1f} s ({words / seconds:,.0f} words/s)")
-    row = {"tool": f"gensim {_version('gensim')}", "model": cfg.model, "loss": "neg",
+    row = {"tool": f"gensim {_version('gensim')}", "device": "cpu", "model": cfg.model, "loss": "neg",
            "train_words_per_s": words / seconds, "train_seconds": seconds, "vocab_seconds": vocab_seconds,
            "vocab_size": len(model.wv)}
     row.update(quality(model.wv))
@@ -113,7 +139,7 @@ def _version(pkg: str) -> str:
     return version(pkg)
 
 
-def machine() -> str:
+def machine(devices=()) -> str:
     cpu = platform.processor() or platform.machine()
     try:
         for line in open("/proc/cpuinfo"):
@@ -122,14 +148,19 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+    gpus = sorted({torch.cuda.get_device_name(d) for d in devices if d.type == "cuda"})
+    return f"{cpu}, {os.cpu_count()} cores, " + "".join(f"{g}, " for g in gpus) + f"torch {torch.__version__}"
 
 
 def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threads: int, ours_only: bool,
           heldout_fraction: float = 0.005, max_contexts: int = 20000, overrides: dict | None = None,
-          log=print) -> tuple[list[dict], dict]:
-    """Train and score every (model, loss) of ours and, per model, gensim's; returns rows and settings."""
+          devices: tuple[str, ...] = ("cpu",), log=print) -> tuple[list[dict], dict]:
+    """Train and score every (model, loss, device) of ours and, per model, gensim's; returns rows and settings."""
+    from .train import resolve_device
+
     torch.set_num_threads(threads)
+    devices = [resolve_device(d) for d in devices]  # a usage error before any work when CUDA is missing
+    bandwidth = {d.type: copy_bandwidth(d) for d in devices if d.type == "cuda"}
     rows = []
     with tempfile.TemporaryDirectory(prefix="w2v-bench-") as tmp:
         workdir = Path(tmp)
@@ -138,17 +169,22 @@ def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threa
         settings = None
         for model in models:
             for loss in losses:
-                cfg = make_config(None, model=model, loss=loss, epochs=epochs, threads=threads, device="cpu",
-                                  lr=0.025, **(overrides or {}))
-                settings = settings or cfg
-                log(f"w2v-nce {model}-{loss}")
-                rows.append(run_ours(cfg, train_txt, held, workdir, max_contexts, log))
+                for device in devices:
+                    cfg = make_config(None, model=model, loss=loss, epochs=epochs, threads=threads, device=device.type,
+                                      lr=0.025, **(overrides or {}))
+                    settings = settings or cfg
+                    log(f"w2v-nce {model}-{loss} on {device.type}")
+                    row = run_ours(cfg, train_txt, held, workdir, max_contexts, log)
+                    if device.type == "cuda":
+                        row["bandwidth"] = bandwidth["cuda"]
+                        row["bound_fraction"] = bound_fraction(row, cfg, bandwidth["cuda"])
+                    rows.append(row)
             if not ours_only:
-                cfg = make_config(None, model=model, loss="neg", epochs=epochs, threads=threads, lr=0.025,
+                cfg = make_config(None, model=model, loss="neg", epochs=epochs, threads=threads, lr=0.025, device="cpu",
                                   **{k: v for k, v in (overrides or {}).items() if k != "kernel"})
                 log(f"gensim {model}-neg")
                 rows.append(run_gensim(cfg, train_txt, held, threads, max_contexts, log))
-    meta = {"corpus": str(corpus), "date": datetime.date.today().isoformat(), "machine": machine(),
+    meta = {"corpus": str(corpus), "date": datetime.date.today().isoformat(), "machine": machine(devices),
             "threads": threads, "settings": dataclasses.asdict(settings), "heldout_fraction": heldout_fraction}
     return rows, meta
 
@@ -163,13 +199,21 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
            f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {s['batch_size']} examples per SGD step, "
            f"kernel {s['kernel']}; "
            "gensim: LineSentence, cbow_mean=1, hs=0.", "",
-           "| tool | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
-           "|---|---|---|---|---|---|---|---|---|---|---|"]
+           "| tool | device | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
+           "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ratio = r["train_words_per_s"] / gensim_speed[r["model"]] if r["model"] in gensim_speed else None
-        out.append(f"| {r['tool']} | {r['model']} | {r['loss']} | {r['train_words_per_s']:,.0f} | "
+        out.append(f"| {r['tool']} | {r.get('device', 'cpu')} | {r['model']} | {r['loss']} | {r['train_words_per_s']:,.0f} | "
                    f"{'' if ratio is None else f'{ratio:.2f}x'} | {r['vocab_seconds']:.1f} | {r['analogy']:.3f} | "
                    f"{_f(r['ws353'])} | {_f(r['simlex'])} | {r['mean_log_z']:+.2f} | {r['heldout_nll']:.3f} |")
+    gpu = [r for r in rows if r.get("gpu_peak_mib") is not None]
+    if gpu:
+        out += ["", "On the GPU (copy bandwidth measured in this run: "
+                f"{gpu[0]['bandwidth'] / 1e9:,.0f} GB/s; bound = bandwidth / 8·d·(k+2) bytes a pair):", ""]
+        for r in gpu:
+            frac = "" if r.get("bound_fraction") is None else f", {r['bound_fraction']:.1%} of the bandwidth bound"
+            out.append(f"- {r['model']}-{r['loss']}: {r['examples_per_s'] / 1e6:,.1f}M examples/s{frac}; "
+                       f"peak GPU memory {r['gpu_peak_mib']:,.0f} MiB")
     return "\n".join(out) + "\n"
 
 

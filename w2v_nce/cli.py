@@ -72,11 +72,11 @@ def train(
     noise_power: Annotated[Optional[float], typer.Option(help="Noise distribution unigram^p. Default: 0.75.")] = None,
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per SGD step. Default: 4096.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="CPU step for neg/nce: fused (compiled; Hogwild threads as in word2vec), torch (tensor ops; reproducible with any threads) or auto (fused). Default: auto.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Step for neg/nce: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads; 0 = all cores. Default: 0.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
@@ -180,6 +180,7 @@ def bench_cmd(
     batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
     kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
+    device: Annotated[Optional[list[str]], typer.Option(help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.")] = None,
@@ -194,6 +195,10 @@ def bench_cmd(
     for l in losses:
         if l not in ("neg", "nce", "softmax"):
             raise typer.BadParameter(f"{l!r}: choose neg, nce or softmax", param_hint="--loss")
+    devices = device or ["cpu"]
+    for d in devices:
+        if d not in ("cpu", "cuda", "auto"):
+            raise typer.BadParameter(f"{d!r}: choose cpu, cuda or auto", param_hint="--device")
     if epochs <= 0 or threads < 0 or not 0 < heldout_fraction < 0.5:
         raise typer.BadParameter("need epochs > 0, threads >= 0 and 0 < heldout-fraction < 0.5")
     if not corpus.exists():
@@ -201,7 +206,7 @@ def bench_cmd(
     overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab,
                                               kernel=kernel).items() if v is not None}
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
-                             heldout_fraction, overrides=overrides, log=_info)
+                             heldout_fraction, overrides=overrides, devices=tuple(devices), log=_info)
     command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"
     report = bench.markdown(rows, meta, command)
     if out is not None:

@@ -31,7 +31,7 @@ class Config:
     epochs: int = 5
     lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
-    batch_size: int = 4096  # (centre, context) pairs for sg, centre words for cbow, per SGD step
+    batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> default_batch()
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
     encoding_errors: str = "strict"
@@ -41,9 +41,10 @@ class Config:
     seed: int = 1
 
     def resolved(self) -> "Config":
-        """A copy with the defaults that depend on other values filled in (lr by model)."""
+        """A copy with the defaults that depend on other values filled in (lr by model, batch by device)."""
         lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" else 0.05)
-        return dataclasses.replace(self, lr=lr)
+        batch = self.batch_size or default_batch(self.device, self.kernel, self.loss, self.dim)
+        return dataclasses.replace(self, lr=lr, batch_size=batch)
 
     def validate(self) -> "Config":
         """Raise UsageError for any out-of-range or unknown value, before any work starts."""
@@ -57,8 +58,9 @@ class Config:
         need(self.kernel in KERNELS, f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         need(self.encoding_errors in ENCODING_ERRORS,
              f"unknown encoding-errors {self.encoding_errors!r}: choose strict or replace")
-        for name in ("dim", "window", "epochs", "batch_size", "chunk_tokens", "min_count"):
+        for name in ("dim", "window", "epochs", "chunk_tokens", "min_count"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        need(self.batch_size is None or self.batch_size > 0, f"--batch-size must be > 0 (got {self.batch_size})")
         if self.loss in ("neg", "nce"):
             need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
         need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")
@@ -68,6 +70,24 @@ class Config:
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
         need(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         return self
+
+
+CPU_BATCH = 4096  # examples per call of the CPU step, or per SGD step of the PyTorch step
+CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness is set by its workers instead
+
+
+def default_batch(device: str, kernel: str, loss: str, dim: int) -> int:
+    """CUDA_LAUNCH where the fused CUDA kernel will run (a GPU, numba's CUDA support, neg / nce), else
+    CPU_BATCH: the PyTorch step sums a batch's gradients, and larger sums overshoot (fused_cuda.py)."""
+    if device == "cpu" or kernel == "torch" or loss == "softmax":
+        return CPU_BATCH
+    import torch
+
+    if not torch.cuda.is_available():
+        return CPU_BATCH
+    from .fused import supports
+
+    return CUDA_LAUNCH if supports(torch.device("cuda"), loss, dim) else CPU_BATCH
 
 
 # The Python types a TOML value may have for each field (bool is excluded from int explicitly below).

@@ -1,4 +1,5 @@
 """The fused CPU training step for the NEG and NCE heads: word2vec's update loop, compiled with numba.
+On a GPU, train_step hands over to fused_cuda.py: the same loop as a CUDA kernel.
 
 Why: on the CPU the PyTorch step (Word2Vec.train_step + SampledHead.step) is bound by memory traffic, not
 arithmetic: each op is a separate pass over a gathered (B, 1+k, D) copy of the rows (gather, multiply,
@@ -29,6 +30,8 @@ of one seed per batch, taken from the run's torch generator; so they do not depe
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -51,9 +54,31 @@ else:  # keep the module importable; supports() is False
     prange = range
 
 
-def supports(device: torch.device, loss: str) -> bool:
-    """Whether the fused step can run: numba present, the CPU, a NEG or NCE head."""
-    return numba is not None and device.type == "cpu" and loss in ("neg", "nce")
+def supports(device: torch.device, loss: str, dim: int = 0) -> bool:
+    """Whether the fused step can run: numba present, a NEG or NCE head, the CPU or a GPU numba can use
+    (there, dim up to fused_cuda.MAX_DIM)."""
+    if numba is None or loss not in ("neg", "nce"):
+        return False
+    if device.type == "cuda":
+        if cuda_unavailable() is not None:
+            return False
+        from . import fused_cuda
+        return dim <= fused_cuda.MAX_DIM
+    return device.type == "cpu"
+
+
+@functools.lru_cache(maxsize=None)
+def cuda_unavailable() -> str | None:
+    """None if the CUDA kernel compiles and runs here (checked once, by compiling it); else why not."""
+    try:
+        from numba import cuda
+        if not cuda.is_available():
+            return "numba finds no CUDA GPU"
+        from . import fused_cuda
+        fused_cuda.warm_up(torch.device("cuda"))
+        return None
+    except Exception as e:  # numba without its CUDA support, no toolkit it can use, ...
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
 
 def set_threads(n: int) -> None:
@@ -63,7 +88,10 @@ def set_threads(n: int) -> None:
 
 @torch.no_grad()
 def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
-    """Word2Vec.train_step for a SampledHead on the CPU; same arguments and return value."""
+    """Word2Vec.train_step for a SampledHead; same arguments and return value. On CUDA: fused_cuda.py."""
+    if targets.is_cuda:
+        from . import fused_cuda
+        return fused_cuda.train_step(model, inputs, targets, lr, mask, generator, need_loss)
     head = model.head
     # One seed per batch from the run's generator keeps a run reproducible and its resume exact; the k
     # noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash of that seed.
@@ -86,16 +114,18 @@ def step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_ta
           bool(skip_target_noise), bool(need_loss), loss, numba.get_num_threads())
 
 
-def warm_up() -> None:
+def warm_up(device: torch.device = torch.device("cpu")) -> None:
     """Compile the kernel (or load it from numba's cache) before training is timed."""
+    if device.type == "cuda":
+        from . import fused_cuda
+        return fused_cuda.warm_up(device)
     emb, vec = np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32)
     step(emb, emb.copy(), vec.copy(), vec, np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=np.bool_),
          np.zeros((1, 2), dtype=np.int64), 1, np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64),
          0.0, True, True, vec.copy())
 
 
-@_inline
-def _noise(seed, m, prob, alias):
+def noise_draw(seed, m, prob, alias):
     """Draw number m of a batch from the alias table (prob, alias), from splitmix64(seed + m·golden):
     32 bits choose the column (multiply-shift, uniform to 2^-32), the other 32 bits are the coin that
     keeps the column with probability prob[column] or else gives alias[column]."""
@@ -106,6 +136,9 @@ def _noise(seed, m, prob, alias):
     col = np.int64(((z >> np.uint64(32)) * np.uint64(len(prob))) >> np.uint64(32))
     coin = np.float32((z & np.uint64(0xFFFFFFFF)) * 2.3283064365386963e-10)  # [0, 1)
     return col if coin < prob[col] else alias[col]
+
+
+_noise = _inline(noise_draw)  # the CPU kernel's copy; fused_cuda compiles the same function for the GPU
 
 
 @_jit

@@ -78,9 +78,9 @@ def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
 def check_kernel(cfg: Config) -> None:
     """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
     device = resolve_device(cfg.device)
-    if cfg.kernel == "fused" and not fused.supports(device, cfg.loss):
-        raise UsageError("--kernel fused needs numba (pip install numba), the CPU and --loss neg or nce; "
-                         "use --kernel auto or torch")
+    if cfg.kernel == "fused" and not fused.supports(device, cfg.loss, cfg.dim):
+        raise UsageError("--kernel fused needs numba (pip install numba; on a GPU numba-cuda and --dim <= 1024) "
+                         "and --loss neg or nce; use --kernel auto or torch")
 
 
 class Trainer:
@@ -101,11 +101,11 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
-        self.model.fused = cfg.kernel != "torch" and fused.supports(device, cfg.loss)
+        self.model.fused = cfg.kernel != "torch" and fused.supports(device, cfg.loss, cfg.dim)
         if self.model.fused:
             # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
             fused.set_threads(cfg.threads or os.cpu_count() or 1)
-            fused.warm_up()  # compile the kernel (or load it from numba's cache) outside the timed training
+            fused.warm_up(device)  # compile the kernel (or load it from numba's cache) outside the timed training
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
@@ -113,6 +113,7 @@ class Trainer:
         self.chunk_gen_state = None
         self.words_done = 0.0
         self.step = 0
+        self.examples_done = 0  # examples trained on by this process (pairs for sg, centre words for cbow)
         self.loss_sum = 0.0  # mean loss per example over the last reported steps
 
     # -- examples ---------------------------------------------------------------------------------
@@ -161,6 +162,7 @@ class Trainer:
                         loss = self.model.train_step(inputs[sl], targets[sl], lr, None if mask is None else mask[sl],
                                                      self.gen, need_loss=need)
                         pending.append(loss)
+                        self.examples_done += len(targets[sl])
                         n_pending += len(targets[sl]) if need else 0
                     self.batch += 1
                     self.step += 1
@@ -184,7 +186,8 @@ class Trainer:
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
-            raise Diverged(self.step - len(pending) + first + 1, lr)
+            raise Diverged(self.step - len(pending) + first + 1, lr,
+                           0 if self.model.fused else self.cfg.batch_size)
         if n_pending:  # the steps in between returned 0 (their finiteness probe)
             self.loss_sum = float(losses.sum()) / n_pending
         if bar is not None:
@@ -229,11 +232,16 @@ class Trainer:
         export.save_kv(kv, self.run_dir / "vectors.kv")
 
 
+LARGEST_SUMMED_BATCH = 16384  # the largest mini-batch measured to train well (BENCHMARKS.md section 3)
+
+
 class Diverged(W2VError):
-    def __init__(self, step: int, lr: float):
+    def __init__(self, step: int, lr: float, summed_batch: int = 0):
+        # the PyTorch step sums a batch's gradients: at 65,536 examples skip-gram diverged at any usual rate
+        fix = (f"retry with --batch-size {LARGEST_SUMMED_BATCH} or less, or a lower --lr"
+               if summed_batch > LARGEST_SUMMED_BATCH else "retry with a lower --lr")
         super().__init__(f"training diverged: the loss became NaN or infinite at step {step} (learning rate "
-                         f"{lr:.3g}); the last good checkpoint (end of the last full epoch) is kept; "
-                         "retry with a lower --lr")
+                         f"{lr:.3g}); the last good checkpoint (end of the last full epoch) is kept; {fix}")
         self.step = step
 
 
@@ -246,6 +254,8 @@ class Summary:
     loss: float
     vocab_size: int
     vocab_seconds: float
+    examples: int = 0  # (centre, context) pairs for sg, centre words for cbow
+    gpu_peak_mib: float | None = None  # peak GPU memory allocated by training, on CUDA
 
 
 def prepare(cfg: Config, corpus: Path, run_dir: Path, log=print) -> tuple[vocab_mod.Vocab, dict]:
@@ -317,6 +327,8 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
                 + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else ""))
         device = resolve_device(cfg.device)
+        if device.type == "cuda" and cfg.kernel == "auto" and cfg.loss != "softmax" and fused.cuda_unavailable():
+            log(f"the fused CUDA step cannot run ({fused.cuda_unavailable()}); using the PyTorch step")
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         trainer = Trainer(cfg, run_dir, vocab, device)
         if resume:
@@ -324,6 +336,8 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             trainer.load_state(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False))
         bar = tqdm(total=trainer.total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
                    desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.words_done))
+        if device.type == "cuda":
+            torch.cuda.reset_peak_memory_stats(device)
         start_words, t0 = trainer.words_done, time.perf_counter()
         sig.training = True
         try:
@@ -343,10 +357,10 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
         point_latest(run_dir)
     # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
     words = (trainer.total_words - start_words) * info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
+    gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
-                      info.get("vocab_seconds", 0.0) if not resume else 0.0)
-    gpu = (f", peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**20:,.0f} MiB"
-           if device.type == "cuda" else "")
+                      info.get("vocab_seconds", 0.0) if not resume else 0.0, trainer.examples_done, gpu_mib)
+    gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}{gpu}; run directory {run_dir}")
     return summary

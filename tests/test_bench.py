@@ -1,0 +1,36 @@
+"""The bench report's arithmetic: the GPU bandwidth bound and the Markdown table."""
+
+import dataclasses
+
+from w2v_nce.bench import bound_fraction, markdown
+from w2v_nce.config import make_config
+
+
+def row(**kw):
+    base = {"tool": "w2v-nce", "device": "cpu", "model": "sg", "loss": "neg", "train_words_per_s": 1e6,
+            "vocab_seconds": 3.0, "analogy": 0.35, "ws353": 0.66, "simlex": 0.31, "mean_log_z": 8.7,
+            "heldout_nll": 9.9, "examples_per_s": 4.5e6, "gpu_peak_mib": None}
+    return {**base, **kw}
+
+
+def test_bound_fraction_is_pairs_times_8_d_k_plus_2_over_bandwidth():
+    cfg = make_config(model="sg", loss="neg", dim=100, negatives=5)
+    # the issue's example: 5.6 KB a pair at d = 100, k = 5; 100M pairs/s on 3.35 TB/s
+    assert abs(bound_fraction({"examples_per_s": 1e8}, cfg, 3.35e12) - 1e8 * 5600 / 3.35e12) < 1e-12
+    assert bound_fraction({"examples_per_s": 1e8}, make_config(model="cbow"), 3.35e12) is None
+    assert bound_fraction({"examples_per_s": 1e8}, make_config(loss="softmax"), 3.35e12) is None
+
+
+def test_markdown_reports_ratio_device_and_the_gpu_section():
+    meta = {"machine": "test", "threads": 2, "date": "2026-11-22", "corpus": "c.txt", "heldout_fraction": 0.005,
+            "settings": dataclasses.asdict(make_config())}
+    rows = [row(), row(device="cuda", train_words_per_s=5e7, examples_per_s=2.25e8, gpu_peak_mib=812.0,
+                       bandwidth=4.3e12, bound_fraction=0.293),
+            row(tool="gensim 4.4.0", train_words_per_s=5e5)]
+    text = markdown(rows, meta, "w2v-nce bench c.txt")
+    lines = text.splitlines()
+    assert "| w2v-nce | cpu | sg | neg | 1,000,000 | 2.00x |" in text
+    assert "| w2v-nce | cuda | sg | neg | 50,000,000 | 100.00x |" in text
+    assert any("4,300 GB/s" in x for x in lines)
+    assert "- sg-neg: 225.0M examples/s, 29.3% of the bandwidth bound; peak GPU memory 812 MiB" in lines
+    assert "On the GPU" not in markdown(rows[:1], meta, "w2v-nce bench c.txt")
