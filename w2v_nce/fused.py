@@ -31,6 +31,7 @@ of one seed per batch, taken from the run's torch generator; so they do not depe
 from __future__ import annotations
 
 import functools
+import math
 
 import numpy as np
 import torch
@@ -138,7 +139,24 @@ def noise_draw(seed, m, prob, alias):
     return col if coin < prob[col] else alias[col]
 
 
-_noise = _inline(noise_draw)  # the CPU kernel's copy; fused_cuda compiles the same function for the GPU
+def logistic(delta, target, need_loss):
+    """One term of the NEG / NCE loss at score Δ: (d loss / dΔ, the loss). The target's loss is
+    softplus(-Δ), with d/dΔ = σ(Δ) - 1; a noise word's is softplus(Δ), with d/dΔ = σ(Δ). With need_loss
+    False the loss is 0·Δ, which is NaN when Δ is not finite: the trainer's divergence probe."""
+    one, zero = np.float32(1.0), np.float32(0.0)
+    # float32 throughout (a float64 literal would promote); math's functions have float32 versions on both
+    # targets, numpy's ufuncs only on the CPU
+    sig = one / (one + math.exp(-delta))
+    x = -delta if target else delta
+    g = sig - one if target else sig
+    if need_loss:
+        return g, max(x, zero) + math.log1p(math.exp(-abs(x)))
+    return g, zero * delta
+
+
+# The CPU kernel's copies; fused_cuda compiles the same two functions for the GPU.
+_noise = _inline(noise_draw)
+_logistic = _inline(logistic)
 
 
 @_jit
@@ -185,17 +203,8 @@ def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_t
                 delta = bias[r] + shift[r]
                 for d in range(dim):
                     delta += o[d] * h[d]
-                sig = one / (one + np.exp(-delta))  # float32 throughout: a float64 literal would promote
-                if j == 0:  # target: loss softplus(-Δ), d/dΔ = σ(Δ) - 1
-                    g = sig - one
-                    x = -delta
-                else:  # noise: loss softplus(Δ), d/dΔ = σ(Δ)
-                    g = sig
-                    x = delta
-                if need_loss:
-                    total += max(x, zero) + np.log1p(np.exp(-abs(x)))
-                else:
-                    total += zero * delta
+                g, term = _logistic(delta, j == 0, need_loss)
+                total += term
                 if abs(g) < tiny:
                     continue
                 c = -lr * g

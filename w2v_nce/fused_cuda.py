@@ -26,20 +26,19 @@ simulator.
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 from numba import config, cuda, float32
 
-from .fused import noise_draw
+from .fused import logistic, noise_draw
 
 WORKERS = 4096  # warps in flight: the Hogwild staleness, like a mini-batch of this many examples
 MAX_Q = 32  # components per lane
 MAX_DIM = 32 * MAX_Q  # 1024; a larger --dim runs the PyTorch step
 TINY = 1e-6  # skip |dL/dΔ| below this, as fused.py does (see its docstring)
 
-_noise = cuda.jit(device=True)(noise_draw)
+_noise = cuda.jit(device=True)(noise_draw)  # the CPU kernel's noise and loss math, compiled for the GPU
+_logistic = cuda.jit(device=True)(logistic)
 
 if config.ENABLE_CUDASIM:
     @cuda.jit(device=True)
@@ -111,17 +110,8 @@ def _kernel(inp, out, bias, shift, ctx, valid, rows, coef, seed, prob, alias, lr
                 if d < dim:
                     part += out[r, d] * h[q]
             delta = _warp_sum(part, sh, lane) + bias[r] + shift[r]  # the same value in every lane
-            sig = one / (one + math.exp(-delta))
-            if j == 0:  # target: loss softplus(-Δ), d/dΔ = σ(Δ) - 1
-                g = sig - one
-                x = -delta
-            else:  # noise: loss softplus(Δ), d/dΔ = σ(Δ)
-                g = sig
-                x = delta
-            if need_loss:
-                total += max(x, zero) + math.log1p(math.exp(-abs(x)))
-            else:
-                total += zero * delta  # NaN if the score is not finite: the trainer's divergence probe
+            g, term = _logistic(delta, j == 0, need_loss)
+            total += term
             if abs(g) < TINY:
                 continue
             c = -lr * g
