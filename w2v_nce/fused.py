@@ -16,9 +16,9 @@ the difference is when rows change: here after each example, there after each mi
 - The biases (word2vec has none) are summed over the batch and applied at its end. The biases of the most
   frequent words share a cache line, and two threads writing it for every example made the step 3x slower.
 - A coefficient |dL/dΔ| < 1e-6 is skipped: the change it would make, at most lr·1e-6·|h_d| per weight, is at
-  the float32 rounding step of the weights, but the rows of saturated noise words are the bulk of the late
-  updates. Without the skip NEG ran at 600k instead of 866k words/s (sg, full benchmark corpus), and late
-  epochs slowed down further on denormal numbers; the scores did not change (BENCHMARKS.md section 4).
+  the float32 rounding step of the weights. Without any cut, late epochs on the slice slowed down on denormal
+  numbers from saturated scores. In trained models fewer than 0.05% of the terms fall below the cut, for NEG
+  and NCE alike, so it changes neither the scores nor the work (BENCHMARKS.md sections 1 and 4).
 
 Threads: the batch is split into one contiguous share per thread, and the threads update the shared
 matrices without locks (Hogwild, as word2vec.c and gensim do), so runs with several threads differ in the
