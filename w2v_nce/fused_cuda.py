@@ -3,7 +3,7 @@
 Why not the PyTorch step with a large batch: a GPU needs hundreds of thousands of examples per step to
 be busy, and summed mini-batch gradients at that size overshoot. A frequent word repeats thousands of
 times in one batch, and all its gradients are taken at the same stale parameters. Skip-gram at batch
-65,536 or 262,144 diverged within 40 steps; capping each row's step kept it finite but lost quality
+65,536 or 262,144 diverged within 30 steps; capping each row's step kept it finite but lost quality
 (BENCHMARKS.md section 3).
 
 How: Hogwild, as on the CPU, with many more workers. A worker is one warp (32 threads, one block). It
@@ -12,8 +12,8 @@ takes a contiguous share of the launch's examples and runs fused.py's loop over 
 atomic adds, so no update is lost; the biases are summed over the launch and applied after it, as on the CPU.
 How stale a read can be is set by the number of workers in flight, WORKERS, and not by the launch size.
 So a launch can hold a million examples, which amortises the launch and the Python loop, while the
-staleness stays that of a 4,096-example mini-batch, a batch size measured to train as well as sequential
-SGD (BENCHMARKS.md section 3).
+staleness stays that of a 4,096-example mini-batch. At that batch size the PyTorch step matched or beat the
+sequential CPU step's scores (BENCHMARKS.md sections 1, 3 and 6).
 
 Noise: fused.noise_draw, the same counter-based hash of the batch seed as on the CPU. With one worker
 the kernel is the CPU kernel's sequential update exactly, up to float rounding. tests/test_fused_cuda.py
