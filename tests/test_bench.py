@@ -24,8 +24,8 @@ def test_bound_fraction_is_pairs_times_8_d_k_plus_2_over_bandwidth():
 def test_markdown_reports_ratio_device_and_the_gpu_section():
     meta = {"machine": "test", "threads": 2, "date": "2026-11-22", "corpus": "c.txt", "heldout_fraction": 0.005,
             "settings": dataclasses.asdict(make_config())}
-    rows = [row(), row(device="cuda", train_words_per_s=5e7, examples_per_s=2.25e8, gpu_peak_mib=812.0,
-                       bandwidth=4.3e12, bound_fraction=0.293),
+    rows = [row(batch_size=4096), row(device="cuda", train_words_per_s=5e7, examples_per_s=2.25e8, gpu_peak_mib=812.0,
+                                      bandwidth=4.3e12, bound_fraction=0.293, batch_size=1 << 20),
             row(tool="gensim 4.4.0", train_words_per_s=5e5)]
     text = markdown(rows, meta, "w2v-nce bench c.txt")
     lines = text.splitlines()
@@ -33,4 +33,5 @@ def test_markdown_reports_ratio_device_and_the_gpu_section():
     assert "| w2v-nce | cuda | sg | neg | 50,000,000 | 100.00x |" in text
     assert any("4,300 GB/s" in x for x in lines)
     assert "- sg-neg: 225.0M examples/s, 29.3% of the bandwidth bound; peak GPU memory 812 MiB" in lines
+    assert "Ours: batch 4096 on cpu, 1048576 on cuda examples per call of the step" in text  # device defaults
     assert "On the GPU" not in markdown(rows[:1], meta, "w2v-nce bench c.txt")

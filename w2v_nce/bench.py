@@ -101,7 +101,8 @@ def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contex
     row = {"tool": "w2v-nce", "device": device, "model": cfg.model, "loss": cfg.loss,
            "train_words_per_s": summary.words_per_s, "train_seconds": summary.seconds,
            "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
-           "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib}
+           "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib,
+           "batch_size": cfg.batch_size}
     row.update(quality(evaluate.load_vectors(run_dir)))
     row.update(held_stats(run["words"], run["input"], run["output"], run["bias"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -192,11 +193,14 @@ def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threa
 def markdown(rows: list[dict], meta: dict, command: str) -> str:
     s = meta["settings"]
     gensim_speed = {r["model"]: r["train_words_per_s"] for r in rows if r["tool"].startswith("gensim")}
+    # the default batch depends on the device (config.default_batch)
+    batches = {r.get("device", "cpu"): r.get("batch_size", s["batch_size"]) for r in rows if r["tool"] == "w2v-nce"}
+    batch = ", ".join(f"{b} on {d}" for d, b in batches.items()) if len(batches) > 1 else str(s["batch_size"])
     out = [f"Command: `{command}`  ", f"Machine: {meta['machine']}; {meta['threads']} threads  ",
            f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
            f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
            f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
-           f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {s['batch_size']} examples per SGD step, "
+           f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {batch} examples per call of the step, "
            f"kernel {s['kernel']}; "
            "gensim: LineSentence, cbow_mean=1, hs=0.", "",
            "| tool | device | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
