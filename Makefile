@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heldout bench-scaling bench-softmax gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-heldout bench-scaling bench-softmax bench-gpu-emulated gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -41,6 +41,14 @@ bench-scaling:
 bench-softmax:
 	mkdir -p $(SLICE) && zcat -f $(CORPUS) | head -c 10000000 > $(SLICE)/slice.txt
 	for v in 1000 5000 20000; do w2v-nce bench $(SLICE)/slice.txt --ours-only --model cbow --loss softmax --epochs 1 --max-vocab $$v --json; done
+
+# BENCHMARKS.md section 6: the GPU kernel's staleness (4,096 warps, launches of 1,048,576 examples) emulated with
+# the PyTorch step on the CPU, sg-neg and cbow-neg, 5 epochs (about 10 minutes)
+bench-gpu-emulated:
+	for m in sg cbow; do $(PYTHON) -c "import sys, json; from pathlib import Path; from w2v_nce import bench; \
+	  cm = bench.gpu_order(4096, 1 << 20); cm.__enter__(); \
+	  rows, _ = bench.bench(Path('$(CORPUS)'), ['$$m'], ['neg'], 5, 2, True, overrides=dict(kernel='torch', batch_size=4096)); \
+	  print(json.dumps(rows))"; done
 
 # The GPU figures (BENCHMARKS.md section 6) on a lent GPU machine, which has torch but neither gensim nor
 # ../shared. Here: `make gpu-kit` copies the corpus and gensim's wheels into .device/ (ignored by git; 61 MB of

@@ -35,3 +35,20 @@ def test_markdown_reports_ratio_device_and_the_gpu_section():
     assert "- sg-neg: 225.0M examples/s, 29.3% of the bandwidth bound; peak GPU memory 812 MiB" in lines
     assert "Ours: batch 4096 on cpu, 1048576 on cuda examples per call of the step" in text  # device defaults
     assert "On the GPU" not in markdown(rows[:1], meta, "w2v-nce bench c.txt")
+
+
+def test_gpu_order_puts_example_t_of_every_share_in_one_step():
+    import torch
+
+    from w2v_nce import bench, train as train_mod
+
+    original = train_mod.Trainer.examples
+    train_mod.Trainer.examples = lambda self, chunk: (torch.arange(10) * 10, torch.arange(10), None)
+    try:
+        with bench.gpu_order(workers=2, launch=6):
+            inputs, targets, mask = train_mod.Trainer.examples(None, 0)
+    finally:
+        train_mod.Trainer.examples = original
+    # launch 1: examples 0-5 in shares [0 1 2] [3 4 5] -> 0 3 1 4 2 5; launch 2: 6-9 in [6 7] [8 9] -> 6 8 7 9
+    assert targets.tolist() == [0, 3, 1, 4, 2, 5, 6, 8, 7, 9]
+    assert inputs.tolist() == [10 * t for t in targets.tolist()] and mask is None

@@ -13,6 +13,7 @@ bandwidth bound reached: a fused update reads and writes (k + 2) rows of d float
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime
 import os
@@ -138,6 +139,34 @@ def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_conte
 def _version(pkg: str) -> str:
     from importlib.metadata import version
     return version(pkg)
+
+
+@contextlib.contextmanager
+def gpu_order(workers: int, launch: int):
+    """Emulates the CUDA kernel's staleness with the PyTorch step (BENCHMARKS.md section 6): each launch of
+    `launch` examples is cut into `workers` contiguous shares, and the examples are reordered so that a
+    mini-batch of `workers` examples holds example t of every share, as warps moving in lockstep would.
+    Use with --kernel torch --batch-size workers."""
+    from . import train as train_mod
+
+    original = train_mod.Trainer.examples
+
+    def examples(self, chunk):
+        inputs, targets, mask = original(self, chunk)
+        n, order = len(targets), []
+        for s in range(0, n, launch):
+            e = min(n, s + launch)
+            per = -(-(e - s) // workers)
+            idx = torch.arange(s, s + per * workers).view(-1, per).T.reshape(-1)  # step t: example t of every share
+            order.append(idx[idx < e])
+        p = torch.cat(order) if order else torch.zeros(0, dtype=torch.int64)
+        return inputs[p], targets[p], None if mask is None else mask[p]
+
+    train_mod.Trainer.examples = examples
+    try:
+        yield
+    finally:
+        train_mod.Trainer.examples = original
 
 
 def machine(devices=()) -> str:
