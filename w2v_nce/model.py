@@ -3,8 +3,9 @@
 Skip-gram: the hidden vector is the centre word's input vector; the target is one context word.
 CBOW: the hidden vector is the mean of the context words' input vectors; the target is the centre word.
 The architecture is orthogonal to the head: both call head.step with (hidden, targets).
-On the CPU with a NEG or NCE head the trainer sets `fused`, and train_step runs fused.train_step instead: the
-same per-example math as one compiled loop (see fused.py), several times faster than these tensor ops.
+With a NEG or NCE head the trainer sets `fused` where numba can compile the step (the CPU, or a GPU), and
+train_step runs fused.train_step instead: the same per-example math as one compiled loop (fused.py, and
+fused_cuda.py on a GPU), several times faster than these tensor ops.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ class Word2Vec(nn.Module):
         init = (torch.rand(vocab_size, dim, generator=generator) - 0.5) / dim
         self.input = nn.Parameter(init, requires_grad=False)  # (V, D)
         self.head = head
-        self.fused = False  # set by the trainer: use fused.train_step on the CPU (same update, faster)
+        self.fused = False  # set by the trainer: use fused.train_step (same update, faster)
 
     def hidden(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
         """sg: inputs (B,) -> (B, D). cbow: inputs (B, 2W), mask (B, 2W) -> masked mean (B, D)."""
