@@ -36,7 +36,7 @@ class Config:
     lowercase: bool = False
     encoding_errors: str = "strict"
     device: str = "auto"
-    kernel: str = "auto"  # CPU neg/nce step: fused (compiled, Hogwild threads) or torch (tensor ops); auto = fused
+    kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
     seed: int = 1
 
@@ -79,15 +79,13 @@ CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness
 def default_batch(device: str, kernel: str, loss: str, dim: int) -> int:
     """CUDA_LAUNCH where the fused CUDA kernel will run (a GPU, numba's CUDA support, neg / nce), else
     CPU_BATCH: the PyTorch step sums a batch's gradients, and larger sums overshoot (fused_cuda.py)."""
-    if device == "cpu" or kernel == "torch" or loss == "softmax":
-        return CPU_BATCH
     import torch
 
-    if not torch.cuda.is_available():
+    if device == "cpu" or not torch.cuda.is_available():  # (--device cuda without a GPU is refused later)
         return CPU_BATCH
-    from .fused import supports
+    from .fused import selected
 
-    return CUDA_LAUNCH if supports(torch.device("cuda"), loss, dim) else CPU_BATCH
+    return CUDA_LAUNCH if selected(torch.device("cuda"), kernel, loss, dim) else CPU_BATCH
 
 
 # The Python types a TOML value may have for each field (bool is excluded from int explicitly below).

@@ -68,6 +68,11 @@ def supports(device: torch.device, loss: str, dim: int = 0) -> bool:
     return device.type == "cpu"
 
 
+def selected(device: torch.device, kernel: str, loss: str, dim: int) -> bool:
+    """Whether training runs the fused step: --kernel is not torch and the step can run here."""
+    return kernel != "torch" and supports(device, loss, dim)
+
+
 @functools.lru_cache(maxsize=None)
 def cuda_unavailable() -> str | None:
     """None if the CUDA kernel compiles and runs here (checked once, by compiling it); else why not."""

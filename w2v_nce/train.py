@@ -101,7 +101,7 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
-        self.model.fused = cfg.kernel != "torch" and fused.supports(device, cfg.loss, cfg.dim)
+        self.model.fused = fused.selected(device, cfg.kernel, cfg.loss, cfg.dim)
         if self.model.fused:
             # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
             fused.set_threads(cfg.threads or os.cpu_count() or 1)
@@ -162,8 +162,9 @@ class Trainer:
                         loss = self.model.train_step(inputs[sl], targets[sl], lr, None if mask is None else mask[sl],
                                                      self.gen, need_loss=need)
                         pending.append(loss)
-                        self.examples_done += len(targets[sl])
-                        n_pending += len(targets[sl]) if need else 0
+                        size = len(targets[sl])
+                        self.examples_done += size
+                        n_pending += size if need else 0
                     self.batch += 1
                     self.step += 1
                     self.words_done = words_before + chunk_words * self.batch / n_batches
