@@ -137,3 +137,64 @@ def test_non_ascii_words_round_trip_through_training_and_binary_export(tmp_path)
         out, _ = export(tmp_path / "r", tmp_path / f"v{suffix}")
         kv = KeyedVectors.load_word2vec_format(out, binary=binary)
         assert sorted(kv.index_to_key) == sorted(words)
+
+
+def _reference(path, **kw):
+    """What vocab's compiled encoder must produce, from iter_tokens and a dict: provisional ids in first-seen
+    order (-1 for a line break), the words in that order, their counts."""
+    index: dict = {}
+    ids = []
+    for tok in tokens(path, **kw):
+        if tok is LINE_BREAK:
+            ids.append(-1)
+        else:
+            ids.append(index.setdefault(tok, len(index)))
+    counts = np.bincount([i for i in ids if i >= 0], minlength=len(index))
+    return ids, list(index), counts.tolist()
+
+
+def _random_text(rng, n):
+    # ASCII words, non-ASCII words, every kind of ASCII and Unicode whitespace, empty lines, long runs
+    words = ["the", "cat", "a", "Ab", "naïve", "λόγος", "한국어", "x" * 40, "\ufffd", "ß", "ΣΑ", "e\u0301"]
+    seps = [" ", " ", " ", "\n", "\n\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\u00a0", "\u2028", "\x85",
+            "\u3000", "  \n "]
+    return "".join(rng.choice(words) + rng.choice(seps) for _ in range(n))
+
+
+@pytest.mark.parametrize("seed,block", [(0, 1), (1, 5), (2, 64), (3, 1 << 20)])
+@pytest.mark.parametrize("lowercase", [False, True])
+def test_compiled_encoder_equals_the_str_tokenizer(tmp_path, seed, block, lowercase):
+    # Mixed ASCII / non-ASCII blocks, tiny to whole-file blocks, and a table and arena that start tiny, so
+    # that growing and rehashing happen mid-block.
+    from w2v_nce.tokenize import iter_token_bytes
+
+    rng = np.random.default_rng(seed)
+    p = tmp_path / "c.txt"
+    text = _random_text(rng, 3000) + "".join(f"w{i} " for i in range(500))  # 500 words seen once
+    if seed % 2:
+        text = "pure ascii lines\nonly here\n" * 50 + text
+    p.write_text(text, encoding="utf-8")
+    want_ids, want_words, want_counts = _reference(p, block_bytes=block, lowercase=lowercase)
+    index = vocab._Index(slots=4, arena_bytes=8)
+    got = []
+    for piece in iter_token_bytes(p, lowercase, block_bytes=block):
+        got.extend(index.encode(piece).tolist())
+    assert got == want_ids
+    assert index.words() == want_words
+    assert index.counts().tolist() == want_counts
+
+
+def test_build_equals_the_str_tokenizer_on_real_text(tmp_path):
+    from gensim.test.utils import datapath
+
+    p = tmp_path / "lee.txt"
+    p.write_text(open(datapath("lee_background.cor"), encoding="utf-8").read(), encoding="utf-8")
+    want_ids, want_words, want_counts = _reference(p, lowercase=True)
+    v, stats = vocab.build(p, tmp_path / "ids", min_count=3, lowercase=True)
+    counts = np.asarray(want_counts)
+    keep = vocab.select(want_words, counts, 3, None)
+    assert v.words == [want_words[i] for i in keep] and v.counts.tolist() == counts[keep].tolist()
+    final = {int(old): new for new, old in enumerate(keep)}
+    expect = [-1 if i < 0 else final[i] for i in want_ids if i < 0 or i in final]
+    assert vocab.load_ids(tmp_path / "ids").tolist() == expect
+    assert stats["distinct"] == len(want_words) and stats["tokens"] == counts.sum()

@@ -21,6 +21,7 @@ from .errors import W2VError
 BLOCK_BYTES = 1 << 20
 MAX_TOKEN_CHARS = 1 << 16  # a "word" this long means the file is not text
 LINE_BREAK = None  # marker yielded between lines
+ASCII_SPACE = b" \t\x0b\x0c\r\x1c\x1d\x1e\x1f"  # with b"\n": what str.split() splits ASCII text at
 
 
 def open_binary(path: str | os.PathLike) -> BinaryIO:
@@ -87,9 +88,9 @@ def iter_blocks(path: str | os.PathLike, encoding_errors: str = "strict",
                 stats["replaced_bytes"] = counter.bytes
 
 
-def iter_tokens(path: str | os.PathLike, lowercase: bool = False, encoding_errors: str = "strict",
-                block_bytes: int = BLOCK_BYTES, stats: dict | None = None) -> Iterator[list]:
-    """Yield lists of tokens (str), with LINE_BREAK (None) between lines; lists are block-sized."""
+def iter_pieces(path: str | os.PathLike, lowercase: bool = False, encoding_errors: str = "strict",
+                block_bytes: int = BLOCK_BYTES, stats: dict | None = None) -> Iterator[str]:
+    """Yield block-sized pieces of the decoded text that start and end between tokens."""
     carry = ""
     for text in iter_blocks(path, encoding_errors, block_bytes, stats):
         text = carry + text
@@ -107,9 +108,33 @@ def iter_tokens(path: str | os.PathLike, lowercase: bool = False, encoding_error
                 continue
             cut += 1
         carry = text[cut:]
-        yield _split_lines(text[:cut])
+        yield text[:cut]
     if carry:
-        yield _split_lines(carry)
+        yield carry
+
+
+def iter_tokens(path: str | os.PathLike, lowercase: bool = False, encoding_errors: str = "strict",
+                block_bytes: int = BLOCK_BYTES, stats: dict | None = None) -> Iterator[list]:
+    """Yield lists of tokens (str), with LINE_BREAK (None) between lines; lists are block-sized."""
+    for piece in iter_pieces(path, lowercase, encoding_errors, block_bytes, stats):
+        yield _split_lines(piece)
+
+
+def iter_token_bytes(path: str | os.PathLike, lowercase: bool = False, encoding_errors: str = "strict",
+                     block_bytes: int = BLOCK_BYTES, stats: dict | None = None) -> Iterator[bytes]:
+    """The same tokens as iter_tokens, as UTF-8 bytes in which b"\n" is a line break and every other byte
+    of ASCII_SPACE separates tokens; for vocab's compiled encoder, which splits bytes, not str.
+
+    An ASCII piece is already that (Python's str.split() splits ASCII text at exactly ASCII_SPACE and
+    b"\n"). Any other piece is split here, so that Unicode whitespace (U+00A0, U+2028, ...) separates
+    tokens as it does in iter_tokens, and re-joined with b" ": a UTF-8 multi-byte character contains no
+    ASCII byte, so the encoder cannot split inside one.
+    """
+    for piece in iter_pieces(path, lowercase, encoding_errors, block_bytes, stats):
+        if piece.isascii():  # O(1) in CPython: the flag of a compact ASCII string
+            yield piece.encode("ascii")
+        else:
+            yield "\n".join(" ".join(line.split()) for line in piece.split("\n")).encode("utf-8")
 
 
 def _split_lines(text: str) -> list:
