@@ -2,7 +2,7 @@
 
 import dataclasses
 
-from w2v_nce.bench import bound_fraction, markdown
+from w2v_nce.bench import bound_fraction, markdown, merge_rounds
 from w2v_nce.config import make_config
 
 
@@ -52,3 +52,22 @@ def test_gpu_order_puts_example_t_of_every_share_in_one_step():
     # launch 1: examples 0-5 in shares [0 1 2] [3 4 5] -> 0 3 1 4 2 5; launch 2: 6-9 in [6 7] [8 9] -> 6 8 7 9
     assert targets.tolist() == [0, 3, 1, 4, 2, 5, 6, 8, 7, 9]
     assert inputs.tolist() == [10 * t for t in targets.tolist()] and mask is None
+
+
+def test_rounds_keep_each_rows_best_speed_and_mean_scores():
+    rounds = [row(train_words_per_s=9e5, analogy=0.30, vocab_seconds=2.0), row(loss="nce", train_words_per_s=8e5),
+              row(tool="gensim 4.4.0", train_words_per_s=5e5, ws353=None),
+              row(train_words_per_s=1.2e6, analogy=0.40, vocab_seconds=3.0), row(loss="nce", train_words_per_s=1.1e6),
+              row(tool="gensim 4.4.0", train_words_per_s=4e5, ws353=None)]
+    merged = merge_rounds(rounds)
+    assert [(r["tool"], r["loss"]) for r in merged] == [("w2v-nce", "neg"), ("w2v-nce", "nce"), ("gensim 4.4.0", "neg")]
+    neg, nce, gensim = merged
+    assert neg["train_words_per_s"] == 1.2e6 and neg["words_per_s_min"] == 9e5 and neg["rounds"] == 2
+    assert abs(neg["analogy"] - 0.35) < 1e-12 and neg["vocab_seconds"] == 2.0
+    assert gensim["train_words_per_s"] == 5e5 and gensim["ws353"] is None
+    meta = {"machine": "test", "threads": 2, "date": "2026-11-22", "corpus": "c.txt", "heldout_fraction": 0.005,
+            "settings": dataclasses.asdict(make_config())}
+    text = markdown(merged, meta, "w2v-nce bench c.txt --repeats 2")
+    assert "| w2v-nce | cpu | sg | neg | 1,200,000 (900,000) | 2.40x |" in text
+    assert "Rounds: 2" in text and "nce / neg train words/s: sg on cpu 0.92" in text
+    assert merge_rounds(rounds[:3])[0]["rounds"] == 1

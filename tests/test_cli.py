@@ -162,6 +162,18 @@ def test_bench_rows_name_their_device_and_count_examples(workdir):
     assert ours["gpu_peak_mib"] is None
 
 
+def test_bench_repeats_merge_rounds_into_one_row_per_model(workdir):
+    from gensim.test.utils import datapath
+    r = invoke("bench", datapath("lee_background.cor"), "--model", "cbow", "--loss", "neg", "--loss", "nce",
+               "--epochs", 1, "--ours-only", "--repeats", 2, "--out", workdir / "report.md")
+    assert r.exit_code == 0, r.output
+    report = (workdir / "report.md").read_text()
+    assert "Rounds: 2" in report and "nce / neg train words/s: cbow on cpu" in report
+    assert report.count("| w2v-nce | cpu | cbow |") == 2
+    r = invoke("bench", datapath("lee_background.cor"), "--repeats", 0)
+    assert r.exit_code == 2 and "repeats > 0" in r.output
+
+
 def test_bench_on_cuda_without_a_gpu_is_a_one_line_usage_error(workdir, monkeypatch):
     import torch
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)

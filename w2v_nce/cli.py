@@ -182,6 +182,7 @@ def bench_cmd(
     kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
     device: Annotated[Optional[list[str]], typer.Option(help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
+    repeats: Annotated[int, typer.Option(help="Rounds of the whole run; each row keeps its best speed and mean scores.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.")] = None,
 ):
@@ -199,14 +200,15 @@ def bench_cmd(
     for d in devices:
         if d not in ("cpu", "cuda", "auto"):
             raise typer.BadParameter(f"{d!r}: choose cpu, cuda or auto", param_hint="--device")
-    if epochs <= 0 or threads < 0 or not 0 < heldout_fraction < 0.5:
-        raise typer.BadParameter("need epochs > 0, threads >= 0 and 0 < heldout-fraction < 0.5")
+    if epochs <= 0 or threads < 0 or repeats <= 0 or not 0 < heldout_fraction < 0.5:
+        raise typer.BadParameter("need epochs > 0, threads >= 0, repeats > 0 and 0 < heldout-fraction < 0.5")
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
     overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab,
                                               kernel=kernel).items() if v is not None}
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
-                             heldout_fraction, overrides=overrides, devices=tuple(devices), log=_info)
+                             heldout_fraction, overrides=overrides, devices=tuple(devices), repeats=repeats,
+                             log=_info)
     command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"
     report = bench.markdown(rows, meta, command)
     if out is not None:
