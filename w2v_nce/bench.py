@@ -273,8 +273,8 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rounds = max(r.get("rounds", 1) for r in rows)
     if rounds > 1:
-        out[-3:-3] = [f"Rounds: {rounds}, one after another; train words/s is each row's best round, the slowest in "
-                      "brackets; the scores are means over the rounds.", ""]
+        out[-3:-3] = ["", f"Rounds: {rounds}, one after another; train words/s is each row's best round, the slowest "
+                      "in brackets; the scores are means over the rounds."]
     for r in rows:
         ratio = r["train_words_per_s"] / gensim_speed[r["model"]] if r["model"] in gensim_speed else None
         speed = f"{r['train_words_per_s']:,.0f}" + (f" ({r['words_per_s_min']:,.0f})" if r.get("rounds", 1) > 1 else "")
