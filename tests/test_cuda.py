@@ -83,3 +83,9 @@ def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
     assert (rows_gpu.cpu().numpy() == rows).all()  # the same noise draws
     for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [loss_gpu.cpu().numpy()], cpu[:3] + [loss_cpu]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_the_fused_cuda_step_passes_its_start_up_self_check():
+    from w2v_nce import fused
+
+    assert fused.cuda_unavailable() is None  # compiles, runs, and agrees with the CPU kernel (self_check)

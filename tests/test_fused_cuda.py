@@ -23,7 +23,7 @@ def test_cuda_kernel_in_the_simulator():
     r = subprocess.run([sys.executable, "-c", "from tests.test_fused_cuda import checks; checks()"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok") == 5, r.stdout
+    assert r.stdout.count("ok") == 6, r.stdout
 
 
 def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True):
@@ -68,3 +68,14 @@ def checks():
                      rows, 0.0, False)[3]
     np.testing.assert_allclose(losses, want, rtol=1e-4)
     print("ok workers")
+    # the start-up check that a GPU run makes before it trusts the kernel: passes here, and catches a kernel
+    # that is off by 1% in the learning rate
+    from w2v_nce import fused_cuda
+    assert fused_cuda.self_check() is None
+    launch = fused_cuda.launch
+    fused_cuda.launch = lambda *a, **kw: launch(*a[:11], a[11] * 1.01, *a[12:], **kw)
+    try:
+        assert "input rows differ from the CPU kernel's" in fused_cuda.self_check()
+    finally:
+        fused_cuda.launch = launch
+    print("ok self-check")

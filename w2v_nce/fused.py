@@ -75,14 +75,15 @@ def selected(device: torch.device, kernel: str, loss: str, dim: int) -> bool:
 
 @functools.lru_cache(maxsize=None)
 def cuda_unavailable() -> str | None:
-    """None if the CUDA kernel compiles and runs here (checked once, by compiling it); else why not."""
+    """None if the CUDA kernel compiles and runs here and agrees with the CPU kernel (checked once, by
+    fused_cuda.self_check); else why not, and training uses the PyTorch step."""
     try:
         from numba import cuda
         if not cuda.is_available():
             return "numba finds no CUDA GPU"
         from . import fused_cuda
         fused_cuda.warm_up(torch.device("cuda"))
-        return None
+        return fused_cuda.self_check()
     except Exception as e:  # numba without its CUDA support, no toolkit it can use, ...
         return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"
 
@@ -114,10 +115,12 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
 
-def step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss, loss):
-    """The kernel on numpy arrays (see _step), on numba's current number of threads."""
+def step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss, loss,
+         threads: int | None = None):
+    """The kernel on numpy arrays (see _step), on `threads` shares (default: numba's current number of
+    threads; 1 is the sequential update)."""
     _step(inp, out, bias, shift, ctx, valid, rows, np.uint64(seed), prob, alias, np.float32(lr),
-          bool(skip_target_noise), bool(need_loss), loss, numba.get_num_threads())
+          bool(skip_target_noise), bool(need_loss), loss, threads or numba.get_num_threads())
 
 
 def warm_up(device: torch.device = torch.device("cpu")) -> None:

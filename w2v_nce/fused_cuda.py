@@ -184,3 +184,42 @@ def warm_up(device: torch.device) -> None:
     launch(*arrays, 1, cuda.as_cuda_array(torch.ones(1, **f32)), cuda.as_cuda_array(ids[0, :1].contiguous()),
            0.0, True, True, cuda.as_cuda_array(vec.clone()))
     cuda.synchronize()
+
+
+def self_check(tol: float = 1e-4) -> str | None:
+    """One step of two small problems (sg-nce, cbow-neg with some empty context slots; dim 40, so lanes are
+    partly used) with one worker here and with the CPU kernel on one thread: the same sequential update, so
+    they must agree to float rounding. None if they do, else what differed. Why at run time: the kernel is
+    tested in numba's simulator, but a GPU, driver or numba version it was never run on could still
+    compile it wrongly, and a wrong kernel would train silently worse vectors instead of failing."""
+    from . import fused
+    from .sampling import AliasSampler
+
+    rng = np.random.default_rng(0)
+    v, dim, k, n, lr = 40, 40, 3, 64, np.float32(0.05)
+    sampler = AliasSampler((1000 / np.arange(1, v + 1)).astype(np.int64) + 1, 0.75)
+    prob, alias = sampler.prob.numpy(), sampler.alias.numpy()
+    for arch, nce in (("sg", True), ("cbow", False)):
+        slots = 1 if arch == "sg" else 6
+        ctx = rng.integers(0, v, (n, slots))
+        valid = np.ones((n, slots), dtype=np.bool_) if arch == "sg" else rng.random((n, slots)) < 0.6
+        valid[:, 0] = True
+        rows = np.zeros((n, 1 + k), dtype=np.int64)
+        rows[:, 0] = rng.integers(0, v, n)
+        start = [rng.normal(0, s, shape).astype(np.float32) for s, shape in ((0.5, (v, dim)), (0.3, (v, dim)), (0.1, v))]
+        shift = (rng.normal(0, 1, v) if nce else np.zeros(v)).astype(np.float32)
+        want = [a.copy() for a in start] + [rows.copy(), np.zeros(n, dtype=np.float32)]
+        fused.step(*want[:3], shift, ctx, valid, want[3], 11, prob, alias, lr, not nce, True, want[4], threads=1)
+        dev = [cuda.to_device(a) for a in (*start, shift, ctx, valid, rows, np.zeros(rows.shape, np.float32),
+                                           prob, alias, np.zeros(n, dtype=np.float32))]
+        launch(*dev[:8], 11, dev[8], dev[9], lr, not nce, True, dev[10], workers=1)
+        cuda.synchronize()
+        got = [dev[i].copy_to_host() for i in (0, 1, 2, 6, 10)]
+        np.add.at(got[2], got[3].reshape(-1), dev[7].copy_to_host().reshape(-1))  # the biases, as train_step does
+        if not (got[3] == want[3]).all():
+            return f"self-check: the CUDA kernel drew other noise words than the CPU kernel ({arch})"
+        for name, g, w in zip(("input rows", "output rows", "biases", "losses"), got[:3] + got[4:], want[:3] + want[4:]):
+            err = float(np.max(np.abs(g - w) / (1 + np.abs(w))))
+            if not err <= tol:  # also catches NaN
+                return f"self-check: the CUDA kernel's {name} differ from the CPU kernel's by {err:.1e} ({arch})"
+    return None

@@ -79,6 +79,9 @@ def check_kernel(cfg: Config) -> None:
     """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
     device = resolve_device(cfg.device)
     if cfg.kernel == "fused" and not fused.supports(device, cfg.loss, cfg.dim):
+        if device.type == "cuda" and fused.numba is not None and fused.cuda_unavailable():
+            raise UsageError(f"--kernel fused cannot run on this GPU ({fused.cuda_unavailable()}); "
+                             "use --kernel auto or torch")
         raise UsageError("--kernel fused needs numba (pip install numba; on a GPU numba-cuda and --dim <= 1024) "
                          "and --loss neg or nce; use --kernel auto or torch")
 
