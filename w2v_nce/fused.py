@@ -48,29 +48,33 @@ if numba is not None:
     _jit = numba.njit(parallel=True, fastmath=_MATH, cache=True, nogil=True)
     _inline = numba.njit(inline="always", cache=True)
     prange = numba.prange
-else:  # keep the module importable; supports() is False
+else:  # keep the module importable; unsupported() says numba is missing
     def _jit(f):
         return f
     _inline = _jit
     prange = range
 
 
-def supports(device: torch.device, loss: str, dim: int = 0) -> bool:
-    """Whether the fused step can run: numba present, a NEG or NCE head, the CPU or a GPU numba can use
-    (there, dim up to fused_cuda.MAX_DIM)."""
-    if numba is None or loss not in ("neg", "nce"):
-        return False
+def unsupported(device: torch.device, loss: str, dim: int = 0) -> str | None:
+    """None if the fused step can run here, else what it needs (a phrase for a message): numba, a NEG or NCE
+    head, and the CPU or a GPU on which the CUDA kernel compiles and passes its self-check, with dim up to
+    fused_cuda.MAX_DIM."""
+    if numba is None:
+        return "numba (pip install numba)"
+    if loss not in ("neg", "nce"):
+        return "--loss neg or nce"
     if device.type == "cuda":
-        if cuda_unavailable() is not None:
-            return False
+        why = cuda_unavailable()
+        if why is not None:
+            return f"a GPU that numba's CUDA target can use (here: {why})"
         from . import fused_cuda
-        return dim <= fused_cuda.MAX_DIM
-    return device.type == "cpu"
+        return None if dim <= fused_cuda.MAX_DIM else f"--dim {fused_cuda.MAX_DIM} or less on a GPU"
+    return None if device.type == "cpu" else "the CPU or a CUDA GPU"
 
 
 def selected(device: torch.device, kernel: str, loss: str, dim: int) -> bool:
     """Whether training runs the fused step: --kernel is not torch and the step can run here."""
-    return kernel != "torch" and supports(device, loss, dim)
+    return kernel != "torch" and unsupported(device, loss, dim) is None
 
 
 @functools.lru_cache(maxsize=None)

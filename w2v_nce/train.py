@@ -78,12 +78,9 @@ def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
 def check_kernel(cfg: Config) -> None:
     """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
     device = resolve_device(cfg.device)
-    if cfg.kernel == "fused" and not fused.supports(device, cfg.loss, cfg.dim):
-        if device.type == "cuda" and fused.numba is not None and fused.cuda_unavailable():
-            raise UsageError(f"--kernel fused cannot run on this GPU ({fused.cuda_unavailable()}); "
-                             "use --kernel auto or torch")
-        raise UsageError("--kernel fused needs numba (pip install numba; on a GPU numba-cuda and --dim <= 1024) "
-                         "and --loss neg or nce; use --kernel auto or torch")
+    need = fused.unsupported(device, cfg.loss, cfg.dim) if cfg.kernel == "fused" else None
+    if need is not None:
+        raise UsageError(f"--kernel fused needs {need}; use --kernel auto or torch")
 
 
 class Trainer:
@@ -331,8 +328,9 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
                 + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else ""))
         device = resolve_device(cfg.device)
-        if device.type == "cuda" and cfg.kernel == "auto" and cfg.loss != "softmax" and fused.cuda_unavailable():
-            log(f"the fused CUDA step cannot run ({fused.cuda_unavailable()}); using the PyTorch step")
+        need = fused.unsupported(device, cfg.loss, cfg.dim) if device.type == "cuda" and cfg.loss != "softmax" else None
+        if cfg.kernel == "auto" and need is not None:
+            log(f"the fused CUDA step needs {need}; using the PyTorch step")
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         trainer = Trainer(cfg, run_dir, vocab, device)
         if resume:

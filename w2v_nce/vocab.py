@@ -181,6 +181,12 @@ _FNV_OFFSET, _FNV_PRIME = np.uint64(0xCBF29CE484222325), np.uint64(0x100000001B3
 
 
 @_jit
+def _slot(h, mask):
+    """A hash's first slot (both lookups and rehashing must agree): its high bits folded into the low ones."""
+    return np.int64((h ^ (h >> np.uint64(32))) & np.uint64(mask))
+
+
+@_jit
 def _encode(buf, pos, out, n_out, kind, table, hashes, starts, lengths, count, n_words, arena, arena_used):
     """Split buf[pos:] into tokens and line breaks, look each token up (adding new ones), count it and
     write its id to out[n_out:]. Stops before a new word when the table or the arena is full (full=True;
@@ -203,7 +209,7 @@ def _encode(buf, pos, out, n_out, kind, table, hashes, starts, lengths, count, n
             h = (h ^ np.uint64(buf[end])) * _FNV_PRIME
             end += 1
         length = end - pos
-        slot = np.int64((h ^ (h >> np.uint64(32))) & np.uint64(mask))
+        slot = _slot(h, mask)
         w = table[slot]
         while w >= 0:
             if hashes[w] == h and lengths[w] == length:
@@ -240,7 +246,7 @@ def _rehash(table, hashes, n_words):
     mask = table.size - 1
     for w in range(n_words):
         h = hashes[w]
-        slot = np.int64((h ^ (h >> np.uint64(32))) & np.uint64(mask))
+        slot = _slot(h, mask)
         while table[slot] >= 0:
             slot = (slot + 1) & mask
         table[slot] = w
