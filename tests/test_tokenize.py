@@ -78,7 +78,7 @@ def test_vocab_counts_order_and_encoding(tmp_path):
     assert ids.tolist() == [0, 1, 0, 2, 0, 1, -1, 0, 1, 2, -1]
     v.save(tmp_path / "vocab.tsv")
     assert (tmp_path / "vocab.tsv").read_text(encoding="utf-8") == "b\t4\na\t3\nc\t2\n"
-    back = vocab.Vocab.load(tmp_path / "vocab.tsv")
+    back = vocab.Vocab.loads((tmp_path / "vocab.tsv").read_text(encoding="utf-8"))
     assert back.words == v.words and back.counts.tolist() == v.counts.tolist()
 
 

@@ -58,12 +58,6 @@ def split_corpus(corpus: Path, workdir: Path, heldout_fraction: float) -> tuple[
     return train, held
 
 
-def quality(kv) -> dict:
-    a = evaluate.analogies(kv, restrict_vocab=30000)
-    return {"analogy": a["accuracy"], "ws353": evaluate.similarity(kv, "ws353")["spearman"],
-            "simlex": evaluate.similarity(kv, "simlex999")["spearman"]}
-
-
 def held_stats(words, input_vecs, output_vecs, bias, model, cfg: Config, held: Path, max_contexts: int) -> dict:
     ids = heldout.encode(held, words, max_contexts * 4, cfg.lowercase)
     inputs, targets, mask = heldout.examples(ids, model, cfg.window, max_contexts)
@@ -93,7 +87,8 @@ def bound_fraction(row: dict, cfg: Config, bandwidth: float) -> float | None:
 
 
 def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
-    from .train import load_run, resolve_device, train
+    from .rundir import load_run
+    from .train import resolve_device, train
 
     device = resolve_device(cfg.device).type
     run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}-{device}"
@@ -104,7 +99,7 @@ def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contex
            "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
            "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib,
            "batch_size": cfg.batch_size}
-    row.update(quality(evaluate.load_vectors(run_dir)))
+    row.update(evaluate.scores(evaluate.load_vectors(run_dir)))
     row.update(held_stats(run["words"], run["input"], run["output"], run["bias"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
     return row
@@ -130,7 +125,7 @@ def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_conte
     row = {"tool": f"gensim {_version('gensim')}", "device": "cpu", "model": cfg.model, "loss": "neg",
            "train_words_per_s": words / seconds, "train_seconds": seconds, "vocab_seconds": vocab_seconds,
            "vocab_size": len(model.wv)}
-    row.update(quality(model.wv))
+    row.update(evaluate.scores(model.wv))
     row.update(held_stats(model.wv.index_to_key, model.wv.vectors, model.syn1neg, None, cfg.model, cfg, held,
                           max_contexts))
     return row

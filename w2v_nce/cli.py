@@ -13,17 +13,17 @@ import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
-import click
 import typer
 from typer.core import TyperGroup
 
+from . import __version__, rundir
 from .errors import W2VError
 
 
 class _Group(TyperGroup):
     """Turns a W2VError from any command into one line on stderr and its exit code (no traceback)."""
 
-    def invoke(self, ctx: click.Context):
+    def invoke(self, ctx: typer.Context):
         try:
             return super().invoke(ctx)
         except W2VError as e:
@@ -34,25 +34,33 @@ class _Group(TyperGroup):
 
 
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  rich_markup_mode=None,
                   help="Train word2vec embeddings (CBOW / skip-gram) with full softmax, negative sampling "
                        "or true noise-contrastive estimation, on CPU or CUDA; evaluate and export them.")
-eval_app = typer.Typer(no_args_is_help=True, help="Score vectors the way published word2vec results are scored.")
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Score vectors the way published word2vec results are scored.")
 app.add_typer(eval_app, name="eval")
 
-LATEST = Path("runs") / "latest"
 _debug = False
 
 
-def _resolve_vectors(path: Optional[Path]) -> Path:
-    if path is not None:
-        return path
-    if not LATEST.exists():
-        raise W2VError("no run found at runs/latest; train one with `w2v-nce train CORPUS` or pass a path")
-    return LATEST
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        def v(pkg):
+            try:
+                return version(pkg)
+            except PackageNotFoundError:
+                return "not installed"
+        deps = ", ".join(f"{p} {v(p)}" for p in ("torch", "numba", "gensim"))
+        typer.echo(f"w2v-nce {__version__} ({deps}; Python {sys.version.split()[0]})")
+        raise typer.Exit()
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False):
+def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks on errors.")] = False,
+          version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True,
+                                                help="Print the version and exit.")] = False):
     global _debug
     _debug = debug
 
@@ -60,7 +68,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
 @app.command()
 def train(
     corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False)] = None,
-    config: Annotated[Optional[Path], typer.Option("--config", help="TOML preset (see configs/); flags override it.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help="A preset by name (sg-neg, sg-nce, cbow-neg, cbow-nce, cbow-softmax) or a TOML file; flags override it.")] = None,
     model: Annotated[Optional[str], typer.Option(help="sg (skip-gram) or cbow. Default: sg.")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Output head: neg, nce or softmax. Default: neg.")] = None,
     dim: Annotated[Optional[int], typer.Option(help="Vector size. Default: 100.")] = None,
@@ -81,6 +89,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
@@ -95,7 +104,7 @@ def train(
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
                  batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
-                 kernel=kernel, threads=threads, seed=seed)
+                 kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs)
     cfg = config_mod.make_config(config, **flags)
     train_mod.check_kernel(cfg)  # usage errors (device, kernel) before any work
     if not corpus.exists():
@@ -108,11 +117,12 @@ def export_cmd(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False)] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). Default: RUN_DIR/vectors.txt.")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text) or word2vec-binary.")] = None,
+    checkpoint: Annotated[bool, typer.Option("--checkpoint", help="Write the vectors of the run's checkpoint: the latest state of an interrupted run (default out: RUN_DIR/checkpoint-vectors.txt).")] = False,
 ):
     """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary."""
     from .export import export
 
-    path, fmt = export(_resolve_vectors(run_dir), out, format)
+    path, fmt = export(rundir.resolve(run_dir), out, format, checkpoint)
     _info(f"wrote {path} ({fmt})")
 
 
@@ -131,7 +141,7 @@ def eval_analogies(
         raise typer.BadParameter(f"{method!r}: choose 3cosadd or 3cosmul", param_hint="--method")
     if restrict_vocab <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--restrict-vocab")
-    kv = evaluate.load_vectors(_resolve_vectors(vectors))
+    kv = evaluate.load_vectors(rundir.resolve(vectors))
     result = evaluate.analogies(kv, questions, restrict_vocab=restrict_vocab, method=method)
     typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
 
@@ -145,7 +155,7 @@ def eval_similarity(
     """Spearman and Pearson correlation with human similarity judgements, and the OOV ratio."""
     from . import evaluate
 
-    kv = evaluate.load_vectors(_resolve_vectors(vectors))
+    kv = evaluate.load_vectors(rundir.resolve(vectors))
     result = evaluate.similarity(kv, pairs)
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
@@ -163,8 +173,59 @@ def eval_heldout(
 
     if max_contexts <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
-    stats = heldout.evaluate_run(_resolve_vectors(run_dir), corpus, max_contexts, seed)
+    stats = heldout.evaluate_run(rundir.resolve(run_dir), corpus, max_contexts, seed)
     typer.echo(json.dumps(stats) if json_out else heldout.format_stats(stats))
+
+
+VECTORS_HELP = "Run directory, .kv, word2vec text or binary file. Default: runs/latest."
+
+
+@app.command("similar")
+def similar_cmd(
+    words: Annotated[list[str], typer.Argument(help="Query words.", show_default=False)],
+    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
+    topn: Annotated[int, typer.Option(help="Neighbours per word.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: each word -> [[word, cosine], ...].")] = False,
+):
+    """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar)."""
+    from . import evaluate, query
+
+    source = rundir.resolve(vectors)
+    result = query.similar(evaluate.load_vectors(source), words, topn, source)
+    typer.echo(json.dumps(result) if json_out else query.format_similar(result))
+
+
+@app.command("analogy")
+def analogy_cmd(
+    a: Annotated[str, typer.Argument(show_default=False)],
+    b: Annotated[str, typer.Argument(show_default=False)],
+    c: Annotated[str, typer.Argument(show_default=False)],
+    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
+    topn: Annotated[int, typer.Option(help="Answers to show.")] = 10,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the JSON list [[word, score], ...].")] = False,
+):
+    """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A]))."""
+    from . import evaluate, query
+
+    source = rundir.resolve(vectors)
+    result = query.analogy(evaluate.load_vectors(source), a, b, c, topn, source)
+    typer.echo(json.dumps(result) if json_out else query.format_analogy(a, b, c, result))
+
+
+@app.command("plot")
+def plot_cmd(
+    runs: Annotated[list[Path], typer.Argument(help="Run directories.", show_default=False)],
+    out: Annotated[Path, typer.Option(help="The PNG file to write.", show_default=False)] = ...,
+    heldout: Annotated[Optional[Path], typer.Option(help="Draw instead the distribution of the exact log Z(c) over contexts of this held-out text, one histogram per run.", show_default=False)] = None,
+    max_contexts: Annotated[int, typer.Option(help="With --heldout: contexts sampled from the text.")] = 20000,
+):
+    """Pictures of runs: loss, learning rate (and per-epoch scores) against words trained; or, with --heldout, the held-out log Z(c) distributions. Needs matplotlib: pip install 'w2v-nce[plot]'."""
+    from . import plot
+
+    if max_contexts <= 0:
+        raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
+    path = plot.training(runs, out) if heldout is None else plot.log_z(runs, heldout, out, max_contexts)
+    _info(f"wrote {path}")
 
 
 @app.command("bench")

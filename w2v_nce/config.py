@@ -39,6 +39,7 @@ class Config:
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
     seed: int = 1
+    eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
 
     def resolved(self) -> "Config":
         """A copy with the defaults that depend on other values filled in (lr by model, batch by device)."""
@@ -93,21 +94,49 @@ _KINDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
 FIELD_KINDS = {f.name: _KINDS[f.type.split(" |")[0]] for f in fields(Config)}
 
 
+PRESETS = Path(__file__).parent / "configs"  # package data: an installed tool has them too
+
+
+def presets() -> list[str]:
+    """The names `--config` accepts besides a path (sg-neg, cbow-nce, ...)."""
+    return sorted(p.stem for p in PRESETS.glob("*.toml"))
+
+
+def find_config(name: str | Path) -> Path:
+    """A config file: an existing path, else a preset by name (with or without .toml)."""
+    path = Path(name)
+    if path.is_file():
+        return path
+    preset = PRESETS / f"{path.name.removesuffix('.toml')}.toml"
+    if path.parent == Path(".") and preset.is_file():
+        return preset
+    raise UsageError(f"config file {name} not found; pass a TOML file or a preset: {', '.join(presets())}")
+
+
 def read_toml(path: str | Path) -> dict:
     """Parse a TOML file; a missing or malformed file is a usage error naming it."""
     path = Path(path)
     try:
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise UsageError(f"config file {path} not found; see configs/ for presets") from None
+        raise UsageError(f"config file {path} not found") from None
     except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
-        raise UsageError(f"cannot read config file {path}: {e}") from None
+        raise UsageError(f"cannot read config file {path}: {_reason(e)}") from None
+
+
+def _reason(e: Exception) -> str:
+    return getattr(e, "strerror", None) or " ".join(str(e).split())
 
 
 def load_toml(path: str | Path) -> dict:
     """The hyperparameters of a preset or a run's config.toml; unknown keys and wrong types are usage errors."""
     data = read_toml(path)
-    data = dict(data.get("train", data))  # a flat preset, or the [train] table that config.toml has
+    return train_values(data.get("train", data), path)  # a flat preset, or the [train] table config.toml has
+
+
+def train_values(table: dict, path: str | Path) -> dict:
+    """A [train] table's values, checked against the Config fields (UsageError naming `path`)."""
+    data = dict(table)
     for key, value in data.items():
         if key not in FIELD_KINDS:
             raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(FIELD_KINDS))}")
@@ -121,7 +150,7 @@ def load_toml(path: str | Path) -> dict:
 
 def make_config(toml_path: str | Path | None = None, **flags) -> Config:
     """defaults < TOML file < flags (flags that are None were not given on the command line)."""
-    values = load_toml(toml_path) if toml_path else {}
+    values = load_toml(find_config(toml_path)) if toml_path else {}
     values.update({k: v for k, v in flags.items() if v is not None})
     return Config(**values).validate().resolved()
 

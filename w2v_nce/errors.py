@@ -4,6 +4,11 @@ The CLI catches it at the boundary, prints its message as one line and exits wit
 (no traceback). Anything else escaping is a bug and is shown in full.
 """
 
+from __future__ import annotations
+
+import errno
+import os
+
 
 class W2VError(Exception):
     """A problem the user can fix: bad input, bad flag, unreadable file. The message says what to do."""
@@ -18,3 +23,29 @@ class UsageError(W2VError):
 
     def __init__(self, message: str):
         super().__init__(message, code=2)
+
+
+class StorageError(W2VError):
+    """Reading or writing a file failed (disk full, permissions, I/O error); `errno` is the OS's code."""
+
+    def __init__(self, message: str, errno_: int | None = None):
+        super().__init__(message)
+        self.errno = errno_
+
+
+# what to do about the OS errors that storage runs into; anything else gets the caller's advice
+_ADVICE = {
+    errno.ENOSPC: "free some space on its disk",
+    errno.EDQUOT: "free some space (the disk quota is exceeded)",
+    errno.EACCES: "check its permissions",
+    errno.EPERM: "check its permissions",
+    errno.EROFS: "its filesystem is read-only: choose a writable place",
+    errno.EFBIG: "the file is larger than its filesystem or a limit allows",
+    errno.EIO: "the storage device reported an I/O error",
+}
+
+
+def storage_error(action: str, path: str | os.PathLike, e: OSError, advice: str = "check the path") -> StorageError:
+    """One line for a failed read or write: 'cannot write X: No space left on device; free some space ...'."""
+    reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
+    return StorageError(f"cannot {action} {path}: {reason}; {_ADVICE.get(e.errno, advice)}", e.errno)

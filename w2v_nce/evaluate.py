@@ -19,8 +19,8 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from scipy import stats
 
-from .errors import UsageError, W2VError
-from .export import RUN_VECTORS
+from . import rundir
+from .errors import UsageError, W2VError, storage_error
 
 METHODS = ("3cosadd", "3cosmul")
 PAIR_SETS = {"ws353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
@@ -68,19 +68,24 @@ def _sniff(path: Path) -> str:
 
 def load_vectors(path: str | Path) -> KeyedVectors:
     """Load a run directory (its vectors.kv), a gensim .kv file, or a word2vec text or binary file."""
-    path = Path(path)
+    path, run = Path(path), None
+    fix = "re-export it with `w2v-nce export`"
     if path.is_dir():
-        if not (path / RUN_VECTORS).is_file():
-            raise W2VError(
-                f"{path} has no {RUN_VECTORS}; pass a run directory made by `w2v-nce train` or a vectors file"
-            )
-        path = path / RUN_VECTORS
-    elif not path.exists():
-        raise W2VError(f"{path} does not exist; pass a run directory or a vectors file (.kv, .txt, .bin)")
+        run, path = path, path / rundir.VECTORS
+        if not path.exists() and rundir.interrupted(run):
+            raise rundir.not_finished(run)
+        if not path.exists() and not (run / rundir.CONFIG).exists():
+            raise W2VError(f"{run} has no {rundir.VECTORS}; pass a run directory made by `w2v-nce train` or a "
+                           "vectors file")
+        # a finished run's vectors are its checkpoint's input matrix: they can be written again from it
+        fix = f"write it again from the run's checkpoint with: w2v-nce export {run} --checkpoint --out {path}"
+    if not path.exists():
+        raise W2VError(f"{path} does not exist; "
+                       + (fix if run else "pass a run directory or a vectors file (.kv, .txt, .bin)"))
     try:
         fmt = _sniff(path)
     except OSError as e:
-        raise W2VError(f"cannot read {path}: {e.strerror or _one_line(e)}; check the path and permissions") from e
+        raise storage_error("read", path, e, "check the path") from None
     try:
         if fmt == "kv":
             kv = KeyedVectors.load(str(path))
@@ -89,16 +94,21 @@ def load_vectors(path: str | Path) -> KeyedVectors:
     # Whatever gensim's reader trips over (EOFError, UnpicklingError, ValueError, ...) means the same
     # thing to the user: the file is damaged.
     except Exception as e:
-        raise W2VError(
-            f"cannot read {path} as {fmt}: {_one_line(e)}; the file is truncated or corrupt, "
-            f"re-export it with `w2v-nce export`"
-        ) from e
+        raise W2VError(f"cannot read {path} as {fmt}: {_one_line(e)}; the file is truncated or corrupt: {fix}") from e
     if not isinstance(kv, KeyedVectors):
         raise W2VError(f"{path} holds a {type(kv).__name__}, not gensim KeyedVectors; save model.wv instead")
     if kv.vectors.shape != (len(kv.index_to_key), kv.vector_size):
-        raise W2VError(f"{path} is inconsistent (vectors {kv.vectors.shape} for {len(kv.index_to_key)} words); "
-                       f"re-export it with `w2v-nce export`")
+        raise W2VError(f"{path} is inconsistent (vectors {kv.vectors.shape} for {len(kv.index_to_key)} words); {fix}")
+    if not np.isfinite(kv.vectors).all():  # a corrupt file, or the vectors of a diverged model
+        raise W2VError(f"{path} holds values that are not finite numbers (corrupt); {fix}")
     return kv
+
+
+def scores(kv: KeyedVectors) -> dict:
+    """The three scores BENCHMARKS.md and --eval-epochs report: analogy accuracy (top 30,000 words), and the
+    Spearman correlation on WordSim353 and on SimLex-999."""
+    return {"analogy": analogies(kv, restrict_vocab=30000)["accuracy"],
+            "ws353": similarity(kv, "ws353")["spearman"], "simlex": similarity(kv, "simlex999")["spearman"]}
 
 
 # ---------------------------------------------------------------------------------------------

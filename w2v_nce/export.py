@@ -3,6 +3,8 @@
 A run directory holds `vectors.kv` (a gensim pickle). `export` converts it, or any vectors file
 `evaluate.load_vectors` accepts, into the C word2vec text or binary format. Those two outputs are
 written by gensim's own `save_word2vec_format`, so they are byte-for-byte what gensim would write.
+With checkpoint=True it writes the input vectors of a run's checkpoint instead: the latest state of an
+interrupted run, or a finished run's vectors again.
 """
 
 from __future__ import annotations
@@ -12,13 +14,13 @@ from pathlib import Path
 import numpy as np
 from gensim.models import KeyedVectors
 
+from . import rundir
 from .errors import UsageError, W2VError
 from .files import atomic_path
 
 FORMATS = ("kv", "word2vec", "word2vec-binary")
 _SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin"}
 _FROM_SUFFIX = {".kv": "kv", ".txt": "word2vec", ".vec": "word2vec", ".bin": "word2vec-binary"}
-RUN_VECTORS = "vectors.kv"  # the file a run directory keeps its vectors in
 
 
 def to_keyed_vectors(words: list[str], counts: np.ndarray, vectors: np.ndarray) -> KeyedVectors:
@@ -73,26 +75,34 @@ def format_from_suffix(path: str | Path) -> str:
     return fmt
 
 
-def export(source: Path, out: Path | None = None, fmt: str | None = None) -> tuple[Path, str]:
+def export(source: Path, out: Path | None = None, fmt: str | None = None, checkpoint: bool = False) -> tuple[Path, str]:
     """Write the vectors of `source` (a run directory or a vectors file) to `out` in format `fmt`.
 
     Defaults: fmt from out's suffix, else word2vec text; out is `<run dir>/vectors.<ext>` for a run
-    directory, or `source` with the format's extension for a file. Returns (written path, fmt).
+    directory (`checkpoint-vectors.<ext>` with checkpoint=True), or `source` with the format's extension
+    for a file. Returns (written path, fmt).
     """
     from .evaluate import load_vectors  # evaluate owns format sniffing; imported here to keep modules acyclic
 
     source = Path(source)
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if checkpoint and not source.is_dir():
+        raise UsageError(f"--checkpoint needs a run directory; {source} is not one")
     if fmt is None:
         fmt = format_from_suffix(out) if out is not None else "word2vec"
     if out is None:
-        out = source / f"vectors{_SUFFIX[fmt]}" if source.is_dir() else source.with_suffix(_SUFFIX[fmt])
+        name = "checkpoint-vectors" if checkpoint else "vectors"
+        out = source / f"{name}{_SUFFIX[fmt]}" if source.is_dir() else source.with_suffix(_SUFFIX[fmt])
     out = Path(out)
     if out.is_dir():
         raise W2VError(f"cannot write {out}: it is a directory; pass a file name such as {out}/vectors{_SUFFIX[fmt]}")
 
-    kv = load_vectors(source)
+    if checkpoint:
+        run = rundir.load_run(source)
+        kv = to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
+    else:
+        kv = load_vectors(source)
     if fmt == "kv":
         save_kv(kv, out)
     else:

@@ -20,7 +20,9 @@ import numpy as np
 import torch
 
 from . import batches
+from .config import Config
 from .errors import W2VError
+from .rundir import describe_position, load_run
 from .tokenize import LINE_BREAK, iter_tokens
 from .vocab import SEPARATOR
 
@@ -58,14 +60,14 @@ def examples(ids: np.ndarray, arch: str, window: int, max_contexts: int, seed: i
 
 
 @torch.no_grad()
-def log_z_stats(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
-                inputs, targets, mask=None, batch: int = 1024) -> dict:
-    """Exact log Z(c), normalised NLL and the unnormalised NLL (-s(target, c)) over the examples."""
+def log_z_values(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
+                 inputs, targets, mask=None, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, exactly: log Z(c) and the target's score s(target, c), each (N,) float64."""
     if len(targets) == 0:
         raise W2VError("the held-out text has no usable context (too short, or every word is out of the vocabulary)")
     if bias is None:
         bias = torch.zeros(len(output_vecs), dtype=output_vecs.dtype)
-    log_z, nll, raw = [], [], []
+    log_z, target_scores = [], []
     for s in range(0, len(targets), batch):
         sl = slice(s, s + batch)
         if arch == "sg":
@@ -74,37 +76,56 @@ def log_z_stats(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch
             m = mask[sl].to(input_vecs.dtype)  # (B, 2W)
             h = (input_vecs[inputs[sl]] * m[:, :, None]).sum(1) / m.sum(1, keepdim=True)
         scores = (h @ output_vecs.T + bias).double()  # (B, V), in double: logsumexp over 10^5 words
-        lz = torch.logsumexp(scores, dim=1)  # (B,)
-        st = scores.gather(1, targets[sl, None]).squeeze(1)  # (B,)
-        log_z.append(lz)
-        nll.append(lz - st)
-        raw.append(-st)
-    log_z, nll, raw = torch.cat(log_z), torch.cat(nll), torch.cat(raw)
+        log_z.append(torch.logsumexp(scores, dim=1))  # (B,)
+        target_scores.append(scores.gather(1, targets[sl, None]).squeeze(1))  # (B,)
+    return torch.cat(log_z), torch.cat(target_scores)
+
+
+def log_z_stats(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
+                inputs, targets, mask=None, batch: int = 1024) -> dict:
+    """Exact log Z(c), normalised NLL and the unnormalised NLL (-s(target, c)) over the examples."""
+    log_z, st = log_z_values(input_vecs, output_vecs, bias, arch, inputs, targets, mask, batch)
+    nll = log_z - st
     return {
         "contexts": len(targets),
         "mean_log_z": log_z.mean().item(),
         "std_log_z": log_z.std().item() if len(log_z) > 1 else 0.0,
         "nll": nll.mean().item(),
         "perplexity": math.exp(nll.mean().item()),
-        "unnormalized_nll": raw.mean().item(),
+        "unnormalized_nll": (-st).mean().item(),
     }
 
 
-def evaluate_run(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int = 0) -> dict:
-    """Held-out statistics of a run directory's checkpoint on `corpus`."""
-    from .train import load_run  # the run directory format belongs to train
+def run_examples(run_dir: Path, corpus: Path, max_contexts: int, seed: int) -> tuple[dict, tuple]:
+    """A run directory (rundir.load_run) and its held-out examples (inputs, targets, mask) on `corpus`.
 
+    The one definition of how a run's checkpoint meets held-out text, shared by evaluate_run and the log Z plot.
+    """
     run = load_run(run_dir)
     cfg = run["config"]
     # enough tokens for max_contexts examples: about 2 * window examples per token in sg, 1 in cbow
     need = max_contexts if cfg.model == "cbow" else max_contexts // cfg.window + 1
     ids = encode(corpus, run["words"], max(need * 4, 10_000), cfg.lowercase)
-    inputs, targets, mask = examples(ids, cfg.model, cfg.window, max_contexts, seed)
-    stats = log_z_stats(run["input"], run["output"], run["bias"], cfg.model, inputs, targets, mask)
-    stats.update(run=str(run_dir), corpus=str(corpus), model=cfg.model, loss=cfg.loss, vocab_size=len(run["words"]))
+    return run, examples(ids, cfg.model, cfg.window, max_contexts, seed)
+
+
+def evaluate_run(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int = 0) -> dict:
+    """Held-out statistics of a run directory's checkpoint on `corpus`."""
+    run, ex = run_examples(run_dir, corpus, max_contexts, seed)
+    cfg = run["config"]
+    stats = log_z_stats(run["input"], run["output"], run["bias"], cfg.model, *ex)
+    stats.update(run=str(run_dir), corpus=str(corpus), model=cfg.model, loss=cfg.loss, vocab_size=len(run["words"]),
+                 complete=run["complete"], position=describe_position(run["position"]))
     if cfg.loss != "nce":
         del stats["unnormalized_nll"]  # exp(s) is a probability only under NCE
     return stats
+
+
+def run_log_z(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int = 0) -> tuple[Config, np.ndarray]:
+    """A run's config and its per-context log Z(c) on `corpus` (float64 array): the same contexts as evaluate_run."""
+    run, ex = run_examples(run_dir, corpus, max_contexts, seed)
+    log_z, _ = log_z_values(run["input"], run["output"], run["bias"], run["config"].model, *ex)
+    return run["config"], log_z.numpy()
 
 
 def format_stats(st: dict) -> str:
@@ -115,4 +136,6 @@ def format_stats(st: dict) -> str:
              f"  NLL (normalised)    {st['nll']:.3f} nats   perplexity {st['perplexity']:,.1f}"]
     if "unnormalized_nll" in st:
         lines.append(f"  NLL with exp(s) taken as p(w|c), unnormalised: {st['unnormalized_nll']:.3f} nats")
+    if not st.get("complete", True):
+        lines.append(f"  (run {st['run']} is interrupted: these are the scores of its checkpoint at {st['position']})")
     return "\n".join(lines)

@@ -51,7 +51,8 @@ class _Replacements:
 
 def iter_blocks(path: str | os.PathLike, encoding_errors: str = "strict",
                 block_bytes: int = BLOCK_BYTES, stats: dict | None = None) -> Iterator[str]:
-    """Yield decoded text blocks of about `block_bytes` bytes. `stats` receives bytes read / replaced."""
+    """Yield decoded text blocks of about `block_bytes` bytes. `stats` receives the (decompressed) bytes
+    decoded, the position in the file (`read`) and the bytes replaced under encoding_errors='replace'."""
     counter = _Replacements()
     handler = f"w2v_nce_count_{id(counter)}"
     codecs.register_error(handler, counter)
@@ -78,6 +79,8 @@ def iter_blocks(path: str | os.PathLike, encoding_errors: str = "strict",
                 offset += len(raw)
                 if stats is not None:
                     stats["bytes"] = offset
+                    # the position in the file itself, compressed or not: what a progress bar can measure
+                    stats["read"] = os.lseek(f.fileno(), 0, os.SEEK_CUR)
                 if text:
                     yield text
                 if final:

@@ -1,9 +1,9 @@
-"""Training: corpus -> vocabulary -> examples -> SGD, into a run directory.
+"""Training: corpus -> vocabulary -> examples -> SGD, into a run directory (its files: rundir.py).
 
-Run directory layout: config.toml (resolved hyperparameters), vocab.tsv, corpus.ids (the int32
-encoded corpus, memory-mapped), checkpoint.pt (both embedding matrices, the output bias and the exact
-training position), vectors.kv (gensim KeyedVectors of the input vectors). While a run is in progress
-or was interrupted the directory holds INCOMPLETE; runs/latest points at the newest complete run.
+A run is checkpointed when training starts, at every epoch end and when it is stopped (Ctrl-C, SIGTERM, a
+failed write), and it appends its history to metrics.jsonl as it goes. Whatever stops it, the run directory
+keeps its last good checkpoint and `train --resume` continues from there; only a finished run loses its
+INCOMPLETE mark and becomes runs/latest.
 """
 
 from __future__ import annotations
@@ -21,17 +21,15 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import batches, export, fused, vocab as vocab_mod
-from .config import Config, load_toml, read_toml, to_toml
-from .errors import UsageError, W2VError
+from . import batches, export, fused, rundir, vocab as vocab_mod
+from .config import Config, to_toml
+from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
 from .heads import make_head
 from .model import Word2Vec
+from .rundir import CHECKPOINT, INCOMPLETE, History
 from .sampling import AliasSampler, keep_probs
 
-RUNS = Path("runs")
-INCOMPLETE = "INCOMPLETE"
-CHECKPOINT = "checkpoint.pt"
 LOSS_EVERY = 16  # steps between loss computations for the progress bar; every step is checked for NaN
 
 
@@ -45,29 +43,6 @@ def resolve_device(name: str) -> torch.device:
     if name == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was given but no CUDA GPU is available; use --device cpu or auto")
     return torch.device(name)
-
-
-def default_run_dir(corpus: Path, cfg: Config) -> Path:
-    """runs/<corpus stem>-<model>-<loss>, with -2, -3, ... so an earlier run is never overwritten."""
-    stem = corpus.name.split(".")[0] or "corpus"
-    base = RUNS / f"{stem}-{cfg.model}-{cfg.loss}"
-    run, n = base, 1
-    while run.exists():
-        n += 1
-        run = base.with_name(f"{base.name}-{n}")
-    return run
-
-
-def point_latest(run_dir: Path) -> None:
-    """Atomically repoint runs/latest at run_dir (a relative link when run_dir is inside runs/)."""
-    RUNS.mkdir(exist_ok=True)
-    run_dir = run_dir.resolve()
-    target = os.path.relpath(run_dir, RUNS.resolve()) if run_dir.parent == RUNS.resolve() else str(run_dir)
-    tmp = RUNS / f".latest.{os.getpid()}"
-    if tmp.is_symlink() or tmp.exists():
-        tmp.unlink()
-    os.symlink(target, tmp)
-    os.replace(tmp, RUNS / "latest")
 
 
 def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
@@ -86,9 +61,10 @@ def check_kernel(cfg: Config) -> None:
 class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, device: torch.device):
+    def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, device: torch.device,
+                 ids: np.ndarray | None = None):
         self.cfg, self.run_dir, self.vocab, self.device = cfg, run_dir, vocab, device
-        self.ids = vocab_mod.load_ids(run_dir / "corpus.ids")
+        self.ids = rundir.open_ids(run_dir, None, len(vocab)) if ids is None else ids
         # chunk boundaries and the number of words (separators excluded) before each chunk
         self.starts = list(range(0, len(self.ids), cfg.chunk_tokens)) or [0]
         seps = [int(np.count_nonzero(self.ids[s:s + cfg.chunk_tokens] == vocab_mod.SEPARATOR)) for s in self.starts]
@@ -115,6 +91,13 @@ class Trainer:
         self.step = 0
         self.examples_done = 0  # examples trained on by this process (pairs for sg, centre words for cbow)
         self.loss_sum = 0.0  # mean loss per example over the last reported steps
+        self.lr = lr_at(cfg, 0.0, self.total_words)
+        self.history: History | None = None  # metrics.jsonl, where train() opened it
+        self.token_scale = 1.0  # corpus tokens per trained word: words/s counts tokens, as gensim does
+        self.saved: dict | None = None  # the position of the checkpoint on disk
+        # training seconds: of earlier processes (from the checkpoint), of this one, and since when it runs
+        self.elapsed_before, self.seconds, self._since = 0.0, 0.0, None
+        self._start = (0.0, 0.0)  # (words_done, elapsed) when this process started training
 
     # -- examples ---------------------------------------------------------------------------------
     def examples(self, chunk: int):
@@ -136,76 +119,105 @@ class Trainer:
         last_report = time.perf_counter()
         pending: list[torch.Tensor] = []  # per-step summed losses, still on the device (no sync per step)
         n_pending = 0
-        lr = lr_at(cfg, self.words_done, self.total_words)
-        while self.epoch < cfg.epochs:
-            while self.chunk < len(self.starts):
-                if self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
-                    self.chunk_gen_state = self.gen.get_state()
-                    inputs, targets, mask = self.examples(self.chunk)
-                else:  # resumed inside a chunk: redraw the same examples, then continue the noise stream
-                    now = self.gen.get_state()
-                    self.gen.set_state(self.chunk_gen_state)
-                    inputs, targets, mask = self.examples(self.chunk)
-                    self.gen.set_state(now)
-                n = len(targets)
-                n_batches = max(1, math.ceil(n / cfg.batch_size))
-                words_before = self.epoch * self.epoch_words + sum(self.chunk_words[:self.chunk])
-                chunk_words = self.chunk_words[self.chunk]
-                while self.batch < n_batches:
-                    if stop():
-                        raise KeyboardInterrupt
-                    b = self.batch
-                    sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
-                    lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
-                    if n:
-                        need = self.step % LOSS_EVERY == 0
-                        loss = self.model.train_step(inputs[sl], targets[sl], lr, None if mask is None else mask[sl],
-                                                     self.gen, need_loss=need)
-                        pending.append(loss)
-                        size = len(targets[sl])
-                        self.examples_done += size
-                        n_pending += size if need else 0
-                    self.batch += 1
-                    self.step += 1
-                    self.words_done = words_before + chunk_words * self.batch / n_batches
-                    now = time.perf_counter()
-                    if now - last_report > 0.5 or self.batch == n_batches:
-                        last_report = now
-                        self._report(bar, pending, n_pending, lr)
-                        pending, n_pending = [], 0
-                self.chunk += 1
-                self.batch = 0
-                self.chunk_gen_state = None
-            self.epoch += 1
-            self.chunk = 0
-            on_epoch_end()
+        self._start = (self.words_done, self.elapsed())
+        self._since = time.perf_counter()
+        try:
+            while self.epoch < cfg.epochs:
+                while self.chunk < len(self.starts):
+                    if self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
+                        self.chunk_gen_state = self.gen.get_state()
+                        inputs, targets, mask = self.examples(self.chunk)
+                    else:  # resumed inside a chunk: redraw the same examples, then continue the noise stream
+                        now = self.gen.get_state()
+                        self.gen.set_state(self.chunk_gen_state)
+                        inputs, targets, mask = self.examples(self.chunk)
+                        self.gen.set_state(now)
+                    n = len(targets)
+                    n_batches = max(1, math.ceil(n / cfg.batch_size))
+                    words_before = self.epoch * self.epoch_words + sum(self.chunk_words[:self.chunk])
+                    chunk_words = self.chunk_words[self.chunk]
+                    while self.batch < n_batches:
+                        if stop():
+                            raise KeyboardInterrupt
+                        b = self.batch
+                        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+                        self.lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
+                        if n:
+                            need = self.step % LOSS_EVERY == 0
+                            loss = self.model.train_step(inputs[sl], targets[sl], self.lr,
+                                                         None if mask is None else mask[sl], self.gen, need_loss=need)
+                            pending.append(loss)
+                            size = len(targets[sl])
+                            self.examples_done += size
+                            n_pending += size if need else 0
+                        self.batch += 1
+                        self.step += 1
+                        self.words_done = words_before + chunk_words * self.batch / n_batches
+                        now = time.perf_counter()
+                        if now - last_report > 0.5 or self.batch == n_batches:
+                            last_report = now
+                            self._report(bar, pending, n_pending)
+                            pending, n_pending = [], 0
+                    self.chunk += 1
+                    self.batch = 0
+                    self.chunk_gen_state = None
+                self.epoch += 1
+                self.chunk = 0
+                self._pause()  # checkpoints and scores at the epoch end are not training time
+                on_epoch_end()
+                self._since = time.perf_counter()
+        finally:
+            self._pause()
 
-    def _report(self, bar, pending, n_pending, lr):
+    def _report(self, bar, pending, n_pending):
         if not pending:
             return
         losses = torch.stack(pending)  # (steps,)
         finite = torch.isfinite(losses)
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
-            raise Diverged(self.step - len(pending) + first + 1, lr,
+            raise Diverged(self.step - len(pending) + first + 1, self.lr,
                            0 if self.model.fused else self.cfg.batch_size)
         if n_pending:  # the steps in between returned 0 (their finiteness probe)
             self.loss_sum = float(losses.sum()) / n_pending
+        self.record("progress")
         if bar is not None:
             bar.n = int(self.words_done)
-            bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{lr:.3g}", refresh=False)
+            bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{self.lr:.3g}", refresh=False)
             bar.refresh()
+
+    # -- time and history -------------------------------------------------------------------------
+    def _pause(self) -> None:
+        if self._since is not None:
+            self.seconds += time.perf_counter() - self._since
+            self._since = None
+
+    def elapsed(self) -> float:
+        """Training seconds of the whole run so far, earlier processes included (writing and scoring not)."""
+        running = time.perf_counter() - self._since if self._since is not None else 0.0
+        return self.elapsed_before + self.seconds + running
+
+    def record(self, event: str, **extra) -> None:
+        """One line of metrics.jsonl: where training is, its loss, rate and speed (corpus tokens/s)."""
+        if self.history is None:
+            return
+        elapsed = self.elapsed()
+        words, seconds = self.words_done - self._start[0], elapsed - self._start[1]
+        self.history.write(event, words=self.words_done, epoch=self.epoch + (event != "epoch"), step=self.step,
+                           loss=self.loss_sum, lr=self.lr, elapsed_s=round(elapsed, 3),
+                           words_per_s=round(words * self.token_scale / seconds) if seconds > 0 else None, **extra)
 
     # -- state ------------------------------------------------------------------------------------
     def state(self) -> dict:
         m = self.model
         return {
-            "format": 1,
+            "format": 2,
             "config": dataclasses.asdict(self.cfg),
             "input": m.input.detach().cpu(), "output": m.head.weight.detach().cpu(),
             "bias": m.head.bias.detach().cpu(),
             "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "step": self.step,
-                         "words_done": self.words_done},
+                         "words_done": self.words_done, "elapsed_s": self.elapsed(),
+                         "metrics_bytes": self.history.tell() if self.history is not None else None},
             "gen_state": self.gen.get_state().cpu(),
             "chunk_gen_state": None if self.chunk_gen_state is None else self.chunk_gen_state.cpu(),
             "loss": self.loss_sum,
@@ -219,18 +231,23 @@ class Trainer:
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
         self.words_done = pos["words_done"]
+        self.elapsed_before = pos.get("elapsed_s", 0.0)
         self.gen.set_state(st["gen_state"])
         self.chunk_gen_state = st["chunk_gen_state"]
         self.loss_sum = st.get("loss", 0.0)
+        self.lr = lr_at(self.cfg, self.words_done, self.total_words)
+        self.saved = pos
 
     def save(self) -> None:
-        with atomic_path(self.run_dir / CHECKPOINT) as tmp:
-            torch.save(self.state(), tmp)
+        st = self.state()
+        rundir.save_checkpoint(st, self.run_dir)
+        self.saved = st["position"]
+
+    def keyed_vectors(self):
+        return export.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy())
 
     def save_vectors(self) -> None:
-        vecs = self.model.input.detach().cpu().numpy()
-        kv = export.to_keyed_vectors(self.vocab.words, self.vocab.counts, vecs)
-        export.save_kv(kv, self.run_dir / "vectors.kv")
+        export.save_kv(self.keyed_vectors(), self.run_dir / rundir.VECTORS)
 
 
 LARGEST_SUMMED_BATCH = 16384  # the largest mini-batch measured to train well (BENCHMARKS.md section 3)
@@ -242,7 +259,7 @@ class Diverged(W2VError):
         fix = (f"retry with --batch-size {LARGEST_SUMMED_BATCH} or less, or a lower --lr"
                if summed_batch > LARGEST_SUMMED_BATCH else "retry with a lower --lr")
         super().__init__(f"training diverged: the loss became NaN or infinite at step {step} (learning rate "
-                         f"{lr:.3g}); the last good checkpoint (end of the last full epoch) is kept; {fix}")
+                         f"{lr:.3g}); the last good checkpoint (the last epoch end, or the start) is kept; {fix}")
         self.step = step
 
 
@@ -250,29 +267,38 @@ class Diverged(W2VError):
 class Summary:
     run_dir: Path
     words: int
-    seconds: float
+    seconds: float  # training only: the vocabulary pass, checkpoints, vectors and scoring are apart
     words_per_s: float
     loss: float
     vocab_size: int
     vocab_seconds: float
     examples: int = 0  # (centre, context) pairs for sg, centre words for cbow
     gpu_peak_mib: float | None = None  # peak GPU memory allocated by training, on CUDA
+    write_seconds: float = 0.0  # checkpoints, vectors and metrics.jsonl
+    score_seconds: float = 0.0  # the scores of --eval-epochs
 
 
-def prepare(cfg: Config, corpus: Path, run_dir: Path, log=print) -> tuple[vocab_mod.Vocab, dict]:
+def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False) -> tuple[vocab_mod.Vocab, dict]:
     """Create the run directory (marked INCOMPLETE) with config.toml, vocab.tsv and corpus.ids."""
-    run_dir.mkdir(parents=True, exist_ok=True)
-    (run_dir / INCOMPLETE).write_text("training has not finished; resume with `w2v-nce train --resume DIR`\n")
-    vocab, stats = vocab_mod.build(corpus, run_dir / "corpus.ids", cfg.min_count, cfg.max_vocab,
-                                   cfg.lowercase, cfg.encoding_errors)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / INCOMPLETE).write_text("training has not finished; resume with `w2v-nce train --resume DIR`\n")
+    except OSError as e:
+        raise storage_error("write", run_dir, e, "choose another --out") from None
+    # a bar in bytes of the file (compressed or not), shown only if the pass takes more than a second
+    size = corpus.stat().st_size if corpus.is_file() else None
+    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="vocabulary", delay=1.0,
+              disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        vocab, stats = vocab_mod.build(corpus, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
+                                       cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n))
     if vocab.total < 2 * cfg.window + 1:
         raise W2VError(f"corpus {corpus} has only {vocab.total} tokens in the vocabulary, fewer than one window "
                        f"({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")
-    vocab.save(run_dir / "vocab.tsv")
+    vocab.save(run_dir / rundir.VOCAB)
     info = {"corpus": str(Path(corpus).resolve()), "tokens": stats["tokens"], "kept_tokens": stats["kept_tokens"],
-            "vocab_size": len(vocab), "vocab_seconds": round(stats["seconds"], 3),
+            "vocab_size": len(vocab), "ids": stats["ids"], "vocab_seconds": round(stats["seconds"], 3),
             "replaced_bytes": stats["replaced_bytes"]}
-    with atomic_path(run_dir / "config.toml") as tmp:
+    with atomic_path(run_dir / rundir.CONFIG) as tmp:
         tmp.write_text(to_toml(cfg, {"run": info}), encoding="utf-8")
     return vocab, info
 
@@ -306,18 +332,20 @@ class _Signals:
 def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, resume: bool = False,
           progress: bool = True, log=print) -> Summary:
     """Train a model into a run directory; with resume=True continue the interrupted run in run_dir."""
+    write_s = score_s = 0.0
     with _Signals() as sig:
         if resume:
-            cfg, vocab, info = _open_for_resume(run_dir)
+            run_dir = Path(run_dir) if run_dir is not None else None
+            cfg, vocab, info, state = _open_for_resume(run_dir)
         else:
-            run_dir = Path(run_dir) if run_dir else default_run_dir(Path(corpus), cfg)
+            run_dir = Path(run_dir) if run_dir else rundir.default_run_dir(Path(corpus), cfg)
             if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
                 raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
                                  "or --resume it")
             check_kernel(cfg)  # usage errors before any work
             created = not run_dir.exists()
             try:
-                vocab, info = prepare(cfg, Path(corpus), run_dir, log)
+                vocab, info = prepare(cfg, Path(corpus), run_dir, progress)
             except BaseException as e:
                 if created:  # nothing is left of a run that never started
                     shutil.rmtree(run_dir, ignore_errors=True)
@@ -332,67 +360,105 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
         if cfg.kernel == "auto" and need is not None:
             log(f"the fused CUDA step needs {need}; using the PyTorch step")
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        trainer = Trainer(cfg, run_dir, vocab, device)
+        # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
+        ids = rundir.open_ids(run_dir, info.get("ids"), len(vocab), check_range=resume)
+        trainer = Trainer(cfg, run_dir, vocab, device, ids)
+        trainer.token_scale = info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
         if resume:
-            # on the CPU: generator states must stay CPU byte tensors; load_state copies the rest to the device
-            trainer.load_state(torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False))
+            trainer.load_state(state)
+        t = time.perf_counter()
+        try:
+            trainer.history = History(run_dir, state["position"].get("metrics_bytes") if resume else None)
+            trainer.record("resume" if resume else "start", time=rundir.now())
+            if not resume:  # the first good state; and a disk too small for a checkpoint fails now, not in an hour
+                trainer.save()
+        except StorageError as e:
+            if resume:
+                raise StorageError(f"{e}; then continue with: {rundir.resume_command(run_dir)}", e.errno) from None
+            if created:
+                shutil.rmtree(run_dir, ignore_errors=True)
+            raise
+        write_s += time.perf_counter() - t
+
+        def epoch_end():
+            nonlocal write_s, score_s
+            scores = {}
+            if cfg.eval_epochs:
+                from .evaluate import scores as score
+                t = time.perf_counter()
+                scores = score(trainer.keyed_vectors())
+                score_s += time.perf_counter() - t
+            t = time.perf_counter()
+            trainer.record("epoch", **scores)
+            if trainer.epoch < cfg.epochs:  # the last good state (the last epoch's is saved below)
+                trainer.save()
+            write_s += time.perf_counter() - t
+
         bar = tqdm(total=trainer.total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
                    desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.words_done))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        start_words, t0 = trainer.words_done, time.perf_counter()
+        start_words = trainer.words_done
         sig.training = True
         try:
-            trainer.run(bar, stop=lambda: sig.signum is not None,
-                        on_epoch_end=lambda: trainer.epoch < cfg.epochs and trainer.save())  # the last good state
+            trainer.run(bar, stop=lambda: sig.signum is not None, on_epoch_end=epoch_end)
         except KeyboardInterrupt:
-            bar.close()
-            trainer.save()
-            raise Interrupted(f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}; checkpoint saved; "
-                              f"continue with: w2v-nce train --resume {run_dir}", code=sig.code) from None
+            raise _stopped(trainer, f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}",
+                           sig.code) from None
+        except StorageError as e:
+            raise _stopped(trainer, f"training stopped in epoch {trainer.epoch + 1} at step {trainer.step}: {e}",
+                           1) from None
         finally:
             bar.close()
-        seconds = time.perf_counter() - t0
-        trainer.save()
-        trainer.save_vectors()
-        (run_dir / INCOMPLETE).unlink(missing_ok=True)
-        point_latest(run_dir)
+        t = time.perf_counter()
+        try:
+            trainer.save()
+            trainer.save_vectors()
+            trainer.history.close()
+            (run_dir / INCOMPLETE).unlink(missing_ok=True)
+        except (StorageError, OSError) as e:
+            e = e if isinstance(e, StorageError) else storage_error("write", run_dir / INCOMPLETE, e)
+            raise StorageError(f"training finished, but {e}; then write the result with: "
+                               f"{rundir.resume_command(run_dir)}", e.errno) from None
+        write_s += time.perf_counter() - t
+        rundir.point_latest(run_dir)
     # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
-    words = (trainer.total_words - start_words) * info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
+    seconds = trainer.seconds
+    words = (trainer.total_words - start_words) * trainer.token_scale
     gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
+    vocab_s = info.get("vocab_seconds", 0.0) if not resume else 0.0
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
-                      info.get("vocab_seconds", 0.0) if not resume else 0.0, trainer.examples_done, gpu_mib)
+                      vocab_s, trainer.examples_done, gpu_mib, write_s, score_s)
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
-        f"final loss {summary.loss:.4f}{gpu}; run directory {run_dir}")
+        f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
+        f"writing {write_s:.1f} s" + (f", scoring {score_s:.1f} s" if cfg.eval_epochs else "")
+        + f"; run directory {run_dir}")
     return summary
 
 
+def _stopped(trainer: Trainer, what: str, code: int) -> Interrupted:
+    """Checkpoint a run that stopped early; the error says what is kept and how to continue."""
+    resume = rundir.resume_command(trainer.run_dir)
+    try:
+        trainer.save()
+    except StorageError as e:
+        return Interrupted(f"{what}; {e}; the checkpoint of {rundir.describe_position(trainer.saved)} is kept: "
+                           f"continue from it with: {resume}", code=code)
+    return Interrupted(f"{what}; checkpoint saved; continue with: {resume}", code=code)
+
+
 def _open_for_resume(run_dir: Path | None):
-    run_dir = Path(run_dir) if run_dir else None
+    """An interrupted run's config, vocabulary, [run] facts and checkpoint, each checked."""
     if run_dir is None or not run_dir.is_dir():
         raise UsageError(f"cannot resume {run_dir}: not a directory")
-    if not (run_dir / CHECKPOINT).exists():
-        raise UsageError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT}; start a new run instead")
     if not (run_dir / INCOMPLETE).exists():
-        raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
-    cfg = Config(**load_toml(run_dir / "config.toml")).validate().resolved()
-    vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
-    return cfg, vocab, read_toml(run_dir / "config.toml").get("run", {})
-
-
-def load_run(run_dir: Path) -> dict:
-    """A run directory's config, vocabulary and checkpoint tensors (on the CPU)."""
-    run_dir = Path(run_dir)
+        if (run_dir / rundir.VECTORS).exists():
+            raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
+        raise UsageError(f"cannot resume {run_dir}: it is not a run directory written by `w2v-nce train`")
+    cfg, info = rundir.read_config(run_dir)
+    vocab = rundir.read_vocab(run_dir, info.get("vocab_size"))
     if not (run_dir / CHECKPOINT).exists():
-        raise W2VError(f"{run_dir} is not a run directory (no {CHECKPOINT}); pass one written by `w2v-nce train`")
-    cfg = Config(**load_toml(run_dir / "config.toml")).validate().resolved()
-    vocab = vocab_mod.Vocab.load(run_dir / "vocab.tsv")
-    try:
-        st = torch.load(run_dir / CHECKPOINT, map_location="cpu", weights_only=False)
-    except Exception as e:  # a truncated or foreign file: torch raises several types
-        raise W2VError(f"cannot read {run_dir / CHECKPOINT}: {str(e).splitlines()[0]}; the run directory is damaged") from None
-    if st["input"].shape[0] != len(vocab):
-        raise W2VError(f"{run_dir}: checkpoint and vocab.tsv disagree; the run directory is damaged")
-    return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
-            "output": st["output"], "bias": st["bias"], "complete": not (run_dir / INCOMPLETE).exists()}
+        raise W2VError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT} (training never started, or the "
+                       "file was lost); start a new run instead")
+    return cfg, vocab, info, rundir.load_checkpoint(run_dir, len(vocab), cfg.dim)

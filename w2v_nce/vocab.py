@@ -8,6 +8,7 @@ the provisional ids are remapped to frequency order in a second, chunked pass ov
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 from dataclasses import dataclass
@@ -15,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import W2VError
+from .errors import W2VError, storage_error
 from .files import atomic_path
 from .tokenize import ASCII_SPACE, iter_token_bytes
 
@@ -49,16 +50,19 @@ class Vocab:
                 f.write(f"{w}\t{c}\n")
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "Vocab":
+    def loads(cls, text: str) -> "Vocab":
+        """Parse vocab.tsv's text; ValueError names the first bad line."""
         words, counts = [], []
-        with open(path, encoding="utf-8", newline="\n") as f:
-            for n, line in enumerate(f, 1):
-                parts = line.rstrip("\n").split("\t")
-                if len(parts) != 2 or not parts[1].isdigit():
-                    raise W2VError(f"{path}:{n}: expected 'word<TAB>count'; the run directory is damaged")
-                words.append(parts[0])
-                counts.append(int(parts[1]))
-        return cls(words, np.asarray(counts, dtype=np.int64))
+        for n, line in enumerate(text.split("\n")[:-1] if text.endswith("\n") else text.split("\n"), 1):
+            parts = line.split("\t")
+            if len(parts) != 2 or not parts[1].isdigit() or not parts[0]:
+                raise ValueError(f"line {n}: expected 'word<TAB>count'")
+            words.append(parts[0])
+            counts.append(int(parts[1]))
+        counts = np.asarray(counts, dtype=np.int64)
+        if len(counts) == 0 or np.any(np.diff(counts) > 0):
+            raise ValueError("expected words by descending count" if len(counts) else "no words")
+        return cls(words, counts)
 
 
 def select(words: list[str], counts: np.ndarray, min_count: int, max_vocab: int | None) -> np.ndarray:
@@ -75,7 +79,8 @@ def build(corpus: str | os.PathLike, ids_path: str | os.PathLike, min_count: int
           progress=None) -> tuple[Vocab, dict]:
     """Count and encode `corpus`; write its int32 ids (SEPARATOR between lines) to `ids_path`.
 
-    Returns the vocabulary and stats (tokens, kept tokens, bytes, replaced bytes, seconds).
+    Returns the vocabulary and stats (tokens, kept tokens, bytes, replaced bytes, seconds). `progress`, if
+    given, is called with the position in the corpus file after each block.
     """
     start = time.perf_counter()
     index = _Index()
@@ -84,13 +89,13 @@ def build(corpus: str | os.PathLike, ids_path: str | os.PathLike, min_count: int
     raw_path = ids_path.with_name(ids_path.name + ".raw")
     n_raw = 0
     try:
-        with open(raw_path, "wb") as raw:
+        with _writing(ids_path), open(raw_path, "wb") as raw:
             for piece in iter_token_bytes(corpus, lowercase, encoding_errors, stats=stats):
                 ids = index.encode(piece)
                 raw.write(ids.tobytes())
                 n_raw += len(ids)
                 if progress is not None:
-                    progress(stats["bytes"])
+                    progress(stats["read"])
         words, counts = index.words(), index.counts()
         del index
         n_tokens = int(counts.sum())
@@ -120,6 +125,15 @@ def build(corpus: str | os.PathLike, ids_path: str | os.PathLike, min_count: int
     stats.update(tokens=n_tokens, kept_tokens=vocab.total, distinct=len(words),
                  seconds=time.perf_counter() - start, ids=n_out)
     return vocab, stats
+
+
+@contextlib.contextmanager
+def _writing(path: Path):
+    """A failed write of the provisional ids (a full disk) as a one-line error naming the ids file."""
+    try:
+        yield
+    except OSError as e:
+        raise storage_error("write", path, e) from None
 
 
 class _Index:

@@ -1,0 +1,145 @@
+import json
+import os
+import struct
+import sys
+
+import numpy as np
+import pytest
+from gensim.test.utils import datapath
+
+from w2v_nce import heldout, plot
+from w2v_nce.config import make_config
+from w2v_nce.errors import W2VError
+from w2v_nce.train import train
+
+LEE = datapath("lee_background.cor")
+HELD = datapath("lee.cor")
+
+
+def assert_png(path):
+    """A real PNG: the signature, a non-empty IHDR, and an image matplotlib reads back that is not blank."""
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert data[12:16] == b"IHDR"
+    width, height = struct.unpack(">II", data[16:24])
+    assert width > 0 and height > 0
+    from matplotlib.image import imread
+    img = imread(path)
+    assert img.shape[:2] == (height, width)
+    assert img[..., :3].std() > 0.01  # something was drawn on the white background
+
+
+def write_metrics(run, lines, tail=""):
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in lines) + tail, encoding="utf-8")
+
+
+def history(epochs, scores):
+    """A plausible metrics.jsonl: a start line, progress lines, and an epoch line (with scores or not) per epoch."""
+    out, words = [{"event": "start", "words": 0.0, "elapsed_s": 0.0, "time": "2026-01-01T00:00:00"}], 0.0
+    for e in range(1, epochs + 1):
+        for step in range(1, 6):
+            words += 2e5
+            out.append({"event": "progress", "words": words, "epoch": e, "step": step, "loss": 3.0 / (e + step / 5),
+                        "lr": 0.025 * (1 - words / (epochs * 1e6)), "words_per_s": 1e6, "elapsed_s": words / 1e6})
+        end = {"event": "epoch", "words": words, "epoch": e, "step": 5 * e, "loss": None, "lr": 0.01,
+               "words_per_s": 1e6, "elapsed_s": words / 1e6, "unknown": "ignored"}
+        if scores:
+            end.update(analogy=0.1 * e, ws353=0.3 + 0.05 * e, simlex=None)
+        out.append(end)
+    return out
+
+
+def test_training_draws_several_runs(tmp_path):
+    write_metrics(tmp_path / "scored", history(3, scores=True))
+    write_metrics(tmp_path / "plain", history(2, scores=False), tail='{"event": "progress", "wo')  # killed mid-write
+    out = plot.training([tmp_path / "scored", tmp_path / "plain"], tmp_path / "train.png")
+    assert out == tmp_path / "train.png"
+    assert_png(out)
+    assert sorted(os.listdir(tmp_path)) == ["plain", "scored", "train.png"]  # no temporary file left
+
+
+def test_read_metrics_ignores_a_truncated_last_line(tmp_path):
+    write_metrics(tmp_path / "run", history(1, scores=False), tail='{"event": "progress", "words": 1.5e6, "lo')
+    recs = plot.read_metrics(tmp_path / "run")
+    assert len(recs) == 7 and recs[-1]["event"] == "epoch"
+    # a partial UTF-8 character at the end is a truncated line too
+    write_metrics(tmp_path / "utf", history(1, scores=False))
+    with open(tmp_path / "utf" / "metrics.jsonl", "ab") as f:
+        f.write('{"event": "start", "time": "é'.encode()[:-1])
+    assert len(plot.read_metrics(tmp_path / "utf")) == 7
+
+
+def test_read_metrics_errors(tmp_path):
+    lines = history(1, scores=False)
+    write_metrics(tmp_path / "bad", lines[:2], tail="{not json\n" + json.dumps(lines[2]) + "\n")
+    with pytest.raises(W2VError, match=r"metrics\.jsonl:3: "):
+        plot.read_metrics(tmp_path / "bad")
+    write_metrics(tmp_path / "list", lines[:1], tail="[1, 2]\n" + json.dumps(lines[1]) + "\n")
+    with pytest.raises(W2VError, match=r"metrics\.jsonl:2: "):
+        plot.read_metrics(tmp_path / "list")
+    (tmp_path / "old").mkdir()
+    with pytest.raises(W2VError, match="has no metrics.jsonl") as e:
+        plot.read_metrics(tmp_path / "old")
+    assert "\n" not in str(e.value)
+    with pytest.raises(W2VError, match="does not exist"):
+        plot.read_metrics(tmp_path / "missing")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(W2VError, match="not a directory"):
+        plot.read_metrics(tmp_path / "file")
+    (tmp_path / "dir" / "metrics.jsonl").mkdir(parents=True)  # read_bytes raises IsADirectoryError
+    with pytest.raises(W2VError, match="cannot read .*: Is a directory"):
+        plot.read_metrics(tmp_path / "dir")
+    write_metrics(tmp_path / "empty", [history(1, scores=False)[0]])
+    with pytest.raises(W2VError, match="nothing to plot"):
+        plot.training([tmp_path / "empty"], tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()
+
+
+@pytest.fixture(scope="module")
+def lee_runs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("plot")
+    for loss in ("nce", "neg"):
+        train(make_config(epochs=1, min_count=3, dim=16, loss=loss), LEE, d / loss, progress=False, log=lambda *_: None)
+    return d / "nce", d / "neg"
+
+
+def test_log_z_plot_and_values(lee_runs, tmp_path):
+    out = plot.log_z(list(lee_runs), HELD, tmp_path / "logz.png", max_contexts=2000)
+    assert_png(out)
+    assert os.listdir(tmp_path) == ["logz.png"]
+    for run in lee_runs:
+        cfg, lz = heldout.run_log_z(run, HELD, max_contexts=2000, seed=3)
+        assert cfg.loss == run.name and lz.shape == (2000,) and np.isfinite(lz).all()
+        st = heldout.evaluate_run(run, HELD, max_contexts=2000, seed=3)
+        assert lz.mean() == pytest.approx(st["mean_log_z"], rel=1e-12)
+        assert lz.std(ddof=1) == pytest.approx(st["std_log_z"], rel=1e-12)
+
+
+def test_missing_matplotlib(tmp_path, monkeypatch):
+    for m in ("matplotlib", "matplotlib.figure", "matplotlib.backends", "matplotlib.backends.backend_agg"):
+        monkeypatch.setitem(sys.modules, m, None)
+    write_metrics(tmp_path / "run", history(1, scores=False))
+    with pytest.raises(W2VError, match=r"needs matplotlib; install it with: pip install 'w2v-nce\[plot\]'"):
+        plot.training([tmp_path / "run"], tmp_path / "out.png")
+    with pytest.raises(W2VError, match="needs matplotlib"):
+        plot.log_z([tmp_path / "run"], HELD, tmp_path / "out.png")
+    assert os.listdir(tmp_path) == ["run"]
+
+
+def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
+    write_metrics(tmp_path / "run", history(1, scores=False))
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(W2VError, match="cannot write .*is not a directory"):
+        plot.training([tmp_path / "run"], tmp_path / "file" / "out.png")
+    (tmp_path / "out.png").mkdir()  # the rename over a directory fails
+    with pytest.raises(W2VError, match="cannot write .*out.png: Is a directory"):
+        plot.training([tmp_path / "run"], tmp_path / "out.png")
+    assert sorted(os.listdir(tmp_path)) == ["file", "out.png", "run"] and not os.listdir(tmp_path / "out.png")
+    if os.path.exists("/dev/full"):  # a full disk while savefig writes: its OSError becomes the one-line error
+        from matplotlib.figure import Figure
+        savefig = Figure.savefig
+        monkeypatch.setattr(Figure, "savefig", lambda self, fname, **kw: savefig(self, "/dev/full", **kw))
+        with pytest.raises(W2VError, match="cannot write .*full.png: No space left on device"):
+            plot.training([tmp_path / "run"], tmp_path / "full.png")
+        assert sorted(os.listdir(tmp_path)) == ["file", "out.png", "run"]

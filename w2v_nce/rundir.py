@@ -1,0 +1,258 @@
+"""The run directory: the files `train` writes, and reading them back with one clear line for each fault.
+
+    config.toml    every hyperparameter, resolved ([train]), and facts about the corpus ([run])
+    vocab.tsv      word TAB count, by descending count
+    corpus.ids     the tokenised corpus as int32 ids, SEPARATOR between lines (memory-mapped)
+    checkpoint.pt  both embedding matrices, the output bias, the exact training position, a checksum
+    metrics.jsonl  the training history, one JSON object a line, appended as training goes
+    vectors.kv     the input vectors as gensim KeyedVectors, once the run is finished
+    INCOMPLETE     present while the run is in progress or was interrupted
+
+runs/latest points at the newest complete run. Each reader checks what it can afford to (sizes, shapes,
+id ranges, the checkpoint's checksum), so that a missing, truncated, corrupt or unreadable file is reported
+in one line rather than as a traceback from inside torch or numpy, or, worse, silently trained on.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import tomllib
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from .config import Config, train_values
+from .errors import StorageError, UsageError, W2VError, storage_error
+from .files import save_torch
+from .vocab import SEPARATOR, Vocab, load_ids
+
+RUNS = Path("runs")
+LATEST = RUNS / "latest"
+CONFIG, VOCAB, IDS, CHECKPOINT = "config.toml", "vocab.tsv", "corpus.ids", "checkpoint.pt"
+VECTORS, METRICS, INCOMPLETE = "vectors.kv", "metrics.jsonl", "INCOMPLETE"
+DAMAGED = "the run directory is damaged: train the run again"
+
+
+def default_run_dir(corpus: Path, cfg: Config) -> Path:
+    """runs/<corpus stem>-<model>-<loss>, with -2, -3, ... so an earlier run is never overwritten."""
+    stem = corpus.name.split(".")[0] or "corpus"
+    base = RUNS / f"{stem}-{cfg.model}-{cfg.loss}"
+    run, n = base, 1
+    while run.exists():
+        n += 1
+        run = base.with_name(f"{base.name}-{n}")
+    return run
+
+
+def point_latest(run_dir: Path) -> None:
+    """Atomically repoint runs/latest at run_dir (a relative link when run_dir is inside runs/)."""
+    run_dir = run_dir.resolve()
+    tmp = RUNS / f".latest.{os.getpid()}"
+    try:
+        RUNS.mkdir(exist_ok=True)
+        target = os.path.relpath(run_dir, RUNS.resolve()) if run_dir.parent == RUNS.resolve() else str(run_dir)
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, LATEST)
+    except OSError as e:
+        raise storage_error("update", LATEST, e, f"the run in {run_dir} is complete: pass it to export and "
+                            "eval by its path") from None
+
+
+def resolve(path: Path | None) -> Path:
+    """The path given, or runs/latest."""
+    if path is not None:
+        return Path(path)
+    if not LATEST.exists():
+        raise W2VError("no run found at runs/latest; train one with `w2v-nce train CORPUS` or pass a path")
+    return LATEST
+
+
+def interrupted(run_dir: Path) -> bool:
+    return (Path(run_dir) / INCOMPLETE).exists()
+
+
+def resume_command(run_dir: Path) -> str:
+    return f"w2v-nce train --resume {run_dir}"
+
+
+def not_finished(run_dir: Path) -> W2VError:
+    """For a command that needs a finished run's vectors."""
+    return W2VError(f"run {run_dir} is interrupted and has no vectors yet; continue it with: "
+                    f"{resume_command(run_dir)}, or write its latest checkpoint's vectors with: "
+                    f"w2v-nce export {run_dir} --checkpoint")
+
+
+def damaged(path: Path, reason: str) -> W2VError:
+    return W2VError(f"cannot read {path}: {reason}; {DAMAGED}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise storage_error("read", path, e, DAMAGED) from None
+    except UnicodeDecodeError:
+        raise damaged(path, "it is not UTF-8 text") from None
+
+
+# -- config.toml and vocab.tsv ---------------------------------------------------------------------
+
+def read_config(run_dir: Path) -> tuple[Config, dict]:
+    """The run's resolved Config and its [run] facts (corpus, tokens, vocab_size, ids, ...)."""
+    path = Path(run_dir) / CONFIG
+    try:
+        data = tomllib.loads(_read_text(path))
+        if not isinstance(data.get("train"), dict):
+            raise ValueError("it has no [train] table")
+        cfg = Config(**train_values(data["train"], path)).validate().resolved()
+    except (tomllib.TOMLDecodeError, UsageError, ValueError) as e:
+        raise damaged(path, " ".join(str(e).split())) from None
+    return cfg, data.get("run", {})
+
+
+def read_vocab(run_dir: Path, size: int | None = None) -> Vocab:
+    """vocab.tsv, checked against the number of words the run recorded (a truncated file has fewer)."""
+    path = Path(run_dir) / VOCAB
+    try:
+        vocab = Vocab.loads(_read_text(path))
+    except ValueError as e:
+        raise damaged(path, str(e)) from None
+    if size is not None and len(vocab) != size:
+        raise damaged(path, f"it has {len(vocab):,} words where the run has {size:,} (truncated?)")
+    return vocab
+
+
+# -- corpus.ids ------------------------------------------------------------------------------------
+
+def open_ids(run_dir: Path, expected: int | None, vocab_size: int, check_range: bool = False) -> np.ndarray:
+    """corpus.ids memory-mapped (read-only), after checking its size against the recorded number of ids; with
+    check_range also that every id is a word of the vocabulary or SEPARATOR (an id outside it would make the
+    compiled step write outside the matrices)."""
+    path = Path(run_dir) / IDS
+    try:
+        with open(path, "rb"):
+            size = os.path.getsize(path)
+    except OSError as e:
+        raise storage_error("read", path, e, DAMAGED) from None
+    if size % 4 or (expected is not None and size != 4 * expected):
+        want = f"{4 * expected:,}" if expected is not None else "a multiple of 4"
+        raise damaged(path, f"it has {size:,} bytes where the run wrote {want} (truncated?)")
+    ids = load_ids(path)
+    if check_range:
+        for s in range(0, len(ids), 1 << 24):
+            block = ids[s:s + (1 << 24)]
+            if len(block) and (block.min() < SEPARATOR or block.max() >= vocab_size):
+                raise damaged(path, "it holds ids outside the vocabulary (corrupt)")
+    return ids
+
+
+# -- checkpoint.pt ---------------------------------------------------------------------------------
+
+def _checksum(state: dict) -> int:
+    """CRC-32 of the tensors and the position: torch.load checks neither, so corrupt weights would load."""
+    import torch
+
+    crc = zlib.crc32(json.dumps(state["position"], sort_keys=True).encode())
+    for key in ("input", "output", "bias", "gen_state", "chunk_gen_state"):
+        t = state.get(key)
+        if isinstance(t, torch.Tensor):
+            crc = zlib.crc32(t.detach().cpu().contiguous().view(torch.uint8).numpy(), crc)
+    return crc
+
+
+def save_checkpoint(state: dict, run_dir: Path) -> None:
+    save_torch({**state, "crc32": _checksum(state)}, Path(run_dir) / CHECKPOINT)
+
+
+def load_checkpoint(run_dir: Path, vocab_size: int, dim: int) -> dict:
+    """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes and its checksum."""
+    import torch
+
+    path = Path(run_dir) / CHECKPOINT
+    try:
+        st = torch.load(path, map_location="cpu", weights_only=True)
+    except OSError as e:
+        raise storage_error("read", path, e, DAMAGED) from None
+    except Exception:  # a truncated or foreign file: torch raises RuntimeError, UnpicklingError, EOFError, ...
+        raise damaged(path, "it is not a checkpoint (truncated or corrupt)") from None
+    need = ("input", "output", "bias", "position", "gen_state", "crc32")
+    if not isinstance(st, dict) or any(k not in st for k in need):
+        raise damaged(path, "it is not a checkpoint of this version (keys missing)")
+    shapes = [tuple(st[k].shape) for k in ("input", "output", "bias")]
+    if shapes != [(vocab_size, dim), (vocab_size, dim), (vocab_size,)]:
+        raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim}")
+    if _checksum(st) != st["crc32"]:
+        raise damaged(path, "its checksum does not match its contents (corrupt)")
+    return st
+
+
+def load_run(run_dir: Path) -> dict:
+    """A run directory's config, vocabulary and checkpoint tensors (on the CPU), each checked."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise W2VError(f"{run_dir} is not a run directory; pass one written by `w2v-nce train`")
+    if not (run_dir / CONFIG).exists() and not (run_dir / CHECKPOINT).exists():
+        raise W2VError(f"{run_dir} is not a run directory (no {CONFIG}, no {CHECKPOINT}); pass one written by "
+                       "`w2v-nce train`")
+    cfg, info = read_config(run_dir)
+    vocab = read_vocab(run_dir, info.get("vocab_size"))
+    st = load_checkpoint(run_dir, len(vocab), cfg.dim)
+    return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
+            "output": st["output"], "bias": st["bias"], "position": st["position"],
+            "complete": not interrupted(run_dir)}
+
+
+def describe_position(position: dict) -> str:
+    return f"epoch {position['epoch'] + 1}, step {position['step']}"
+
+
+# -- metrics.jsonl ---------------------------------------------------------------------------------
+
+class History:
+    """metrics.jsonl, appended one JSON object a line and flushed, so an interrupted run keeps its history.
+
+    A resumed run first cuts the file back to the length it had at the checkpoint (dropping the lines of the
+    steps it will train again, and a half-written last line), then appends."""
+
+    def __init__(self, run_dir: Path, keep_bytes: int | None = None):
+        self.path = Path(run_dir) / METRICS
+        try:
+            self.f = open(self.path, "a+b")
+            end = self.f.tell() if keep_bytes is None else min(keep_bytes, self.f.tell())
+            self.f.seek(max(0, end - 65536))
+            tail = self.f.read(end - self.f.tell())
+            if tail and not tail.endswith(b"\n"):  # a line cut by a crash or a full disk
+                end -= len(tail) - (tail.rfind(b"\n") + 1)
+            self.f.truncate(end)
+            self.f.seek(end)
+        except OSError as e:
+            raise storage_error("write", self.path, e) from None
+
+    def write(self, event: str, **fields) -> None:
+        line = json.dumps({"event": event, **fields}, allow_nan=False, default=float) + "\n"
+        try:
+            self.f.write(line.encode())
+            self.f.flush()
+        except OSError as e:
+            raise storage_error("write", self.path, e) from None
+
+    def tell(self) -> int:
+        return self.f.tell()
+
+    def close(self) -> None:
+        try:
+            self.f.close()
+        except OSError:  # the failed write already said so; a second error here adds nothing
+            pass
+
+
+def now() -> str:
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+__all__ = ["StorageError"]
