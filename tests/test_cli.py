@@ -108,13 +108,13 @@ def test_unknown_config_key(workdir):
     assert r.exit_code == 2 and "unknown key 'windw'" in r.output
 
 
-@pytest.mark.parametrize("setup,msg", [
+@pytest.mark.parametrize("damage,msg", [
     (lambda d: None, "does not exist"),
     (lambda d: (d / "missing").mkdir(), "is a directory"),
     (lambda d: (d / "missing").write_bytes(b""), "no tokens"),
 ])
-def test_bad_corpus(workdir, setup, msg):
-    setup(workdir)
+def test_bad_corpus(workdir, damage, msg):
+    damage(workdir)
     r = invoke("train", workdir / "missing", "--no-progress")
     assert r.exit_code == 1 and msg in r.output and len(r.output.strip().splitlines()) == 1
     assert not (workdir / "runs").exists() or not any((workdir / "runs").iterdir())

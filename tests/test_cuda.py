@@ -58,9 +58,9 @@ def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
 
     from w2v_nce import fused, fused_cuda
 
-    from .test_fused import setup
+    from .test_fused import make_problem
 
-    model, ctx, valid, targets = setup(arch, loss, n=300, dim=100)
+    model, ctx, valid, targets = make_problem(arch, loss, n=300, dim=100)
     head = model.head
     cpu = [t.numpy().copy() for t in (model.input, head.weight, head.bias, head.shift)]
     rows = np.zeros((len(targets), 1 + head.k), dtype=np.int64)

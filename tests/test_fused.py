@@ -52,7 +52,7 @@ def reference(inp, out, bias, shift, ctx, valid, rows, lr, skip_target_noise):
     return inp, out, bias0 + dbias, np.array(losses)
 
 
-def setup(arch, loss, n=300, v=40, dim=16, k=3, seed=0):
+def make_problem(arch, loss, n=300, v=40, dim=16, k=3, seed=0):
     rng = np.random.default_rng(seed)
     counts = (1000 / np.arange(1, v + 1)).astype(np.int64) + 1
     sampler = AliasSampler(counts, 0.75)
@@ -73,7 +73,7 @@ def setup(arch, loss, n=300, v=40, dim=16, k=3, seed=0):
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
 @pytest.mark.parametrize("loss", ["neg", "nce"])
 def test_kernel_equals_sequential_reference(arch, loss):
-    model, ctx, valid, targets = setup(arch, loss)
+    model, ctx, valid, targets = make_problem(arch, loss)
     head = model.head
     rows = np.empty((len(targets), 1 + head.k), dtype=np.int64)
     rows[:, 0] = targets
@@ -95,7 +95,7 @@ def test_single_example_equals_torch_head():
     """One example per step, with distinct target and noise words: then word2vec's sequential update
     and the PyTorch head's mini-batch step are the same function."""
     for loss in ("neg", "nce"):
-        model, ctx, valid, targets = setup("cbow", loss, n=60)
+        model, ctx, valid, targets = make_problem("cbow", loss, n=60)
         torch_model = copy.deepcopy(model)
         model.fused = True
         prob, alias = model.head.sampler.prob.numpy(), model.head.sampler.alias.numpy()
@@ -151,7 +151,7 @@ def test_noise_follows_q():
 
 
 def test_non_finite_score_is_reported():
-    model, ctx, valid, targets = setup("sg", "neg", n=10)
+    model, ctx, valid, targets = make_problem("sg", "neg", n=10)
     model.head.weight[3, 0] = float("inf")
     model.fused = True
     targets[:] = 3

@@ -12,7 +12,7 @@ import pytest
 
 from w2v_nce import fused
 
-from .test_fused import reference, setup
+from .test_fused import make_problem, reference
 
 pytestmark = pytest.mark.skipif(fused.numba is None, reason="numba is not installed")
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +47,7 @@ def checks():
     assert config.ENABLE_CUDASIM
     for arch, loss in [("sg", "neg"), ("sg", "nce"), ("cbow", "neg"), ("cbow", "nce")]:
         # dim 40: two components a lane, the second only on lanes 0-7
-        model, ctx, valid, targets = setup(arch, loss, n=24, dim=40)
+        model, ctx, valid, targets = make_problem(arch, loss, n=24, dim=40)
         inp, out, bias, shift, rows, losses = run_kernel(model, ctx, valid, targets, 0.05, workers=1)
         # the noise ids are the CPU kernel's draws of the same seed
         draws = [[fused._noise(np.uint64(7), i * rows.shape[1] + j, model.head.sampler.prob.numpy(),
@@ -61,7 +61,7 @@ def checks():
             np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5)
         print("ok", arch, loss)
     # several workers, examples not divisible by them: with lr = 0 every example's loss is the reference's
-    model, ctx, valid, targets = setup("cbow", "nce", n=37, dim=40)
+    model, ctx, valid, targets = make_problem("cbow", "nce", n=37, dim=40)
     *_, rows, losses = run_kernel(model, ctx, valid, targets, 0.0, workers=4)
     head = model.head
     want = reference(model.input.numpy(), head.weight.numpy(), head.bias.numpy(), head.shift.numpy(), ctx, valid,

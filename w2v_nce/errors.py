@@ -26,11 +26,11 @@ class UsageError(W2VError):
 
 
 class StorageError(W2VError):
-    """Reading or writing a file failed (disk full, permissions, I/O error); `errno` is the OS's code."""
+    """Reading or writing `path` failed (disk full, permissions, I/O error); `errno` is the OS's code."""
 
-    def __init__(self, message: str, errno_: int | None = None):
+    def __init__(self, message: str, errno_: int | None = None, path: str | os.PathLike | None = None):
         super().__init__(message)
-        self.errno = errno_
+        self.errno, self.path = errno_, path
 
 
 # what to do about the OS errors that storage runs into; anything else gets the caller's advice
@@ -48,4 +48,4 @@ _ADVICE = {
 def storage_error(action: str, path: str | os.PathLike, e: OSError, advice: str = "check the path") -> StorageError:
     """One line for a failed read or write: 'cannot write X: No space left on device; free some space ...'."""
     reason = e.strerror or " ".join(str(e).split()) or type(e).__name__
-    return StorageError(f"cannot {action} {path}: {reason}; {_ADVICE.get(e.errno, advice)}", e.errno)
+    return StorageError(f"cannot {action} {path}: {reason}; {_ADVICE.get(e.errno, advice)}", e.errno, path)

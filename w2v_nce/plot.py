@@ -22,14 +22,15 @@ from .errors import W2VError, storage_error
 from .files import atomic_path
 from .rundir import METRICS
 SCORES = ("analogy", "ws353", "simlex")
+RECORD_KEYS = ("words", "epoch", "step", "loss", "lr", "elapsed_s", "words_per_s")  # of every progress / epoch line
 SCORE_STYLES = {"analogy": "-o", "ws353": "--s", "simlex": ":^"}
 
 
 def read_metrics(run_dir: Path) -> list[dict]:
     """The records of RUN/metrics.jsonl, in file order.
 
-    A malformed last line is dropped: training appends as it goes, so a run killed mid-write ends in a
-    partial line. A malformed line anywhere else means the file is damaged.
+    A last line without its newline is dropped: training appends as it goes, so a run killed mid-write ends
+    in a partial line. Any other line that is not a JSON object means the file is damaged.
     """
     run_dir = Path(run_dir)
     if not run_dir.exists():
@@ -44,8 +45,7 @@ def read_metrics(run_dir: Path) -> list[dict]:
                        f"a run directory; train it again or pass a run directory written by `w2v-nce train`") from None
     except OSError as e:
         raise storage_error("read", path, e) from None
-    while lines and not lines[-1].strip():
-        lines.pop()
+    lines.pop()  # what follows the last newline: nothing, or a line cut short
     records = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -55,9 +55,11 @@ def read_metrics(run_dir: Path) -> list[dict]:
         except ValueError:
             rec = None
         if not isinstance(rec, dict):
-            if n == len(lines):
-                break
             raise W2VError(f"{path}:{n}: not a JSON object; the file is damaged: fix or delete that line")
+        missing = [k for k in RECORD_KEYS if k not in rec] if rec.get("event") in ("progress", "epoch") else []
+        if missing:  # a corrupt line can still be JSON: its keys say whether it is whole
+            raise W2VError(f"{path}:{n}: a {rec['event']} record without {', '.join(missing)}; the file is damaged: "
+                           "fix or delete that line")
         records.append(rec)
     return records
 

@@ -34,6 +34,8 @@ LATEST = RUNS / "latest"
 CONFIG, VOCAB, IDS, CHECKPOINT = "config.toml", "vocab.tsv", "corpus.ids", "checkpoint.pt"
 VECTORS, METRICS, INCOMPLETE = "vectors.kv", "metrics.jsonl", "INCOMPLETE"
 DAMAGED = "the run directory is damaged: train the run again"
+# the [run] facts every config.toml ends with (train.prepare): a truncated file lacks the last ones
+RUN_FACTS = ("corpus", "tokens", "kept_tokens", "vocab_size", "vocab_seconds", "replaced_bytes")
 
 
 def default_run_dir(corpus: Path, cfg: Config) -> Path:
@@ -109,6 +111,9 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         data = tomllib.loads(_read_text(path))
         if not isinstance(data.get("train"), dict):
             raise ValueError("it has no [train] table")
+        missing = [k for k in RUN_FACTS if k not in data.get("run", {})]
+        if missing:
+            raise ValueError(f"its [run] table lacks {', '.join(missing)} (truncated?)")
         cfg = Config(**train_values(data["train"], path)).validate().resolved()
     except (tomllib.TOMLDecodeError, UsageError, ValueError) as e:
         raise damaged(path, " ".join(str(e).split())) from None
@@ -180,13 +185,13 @@ def load_checkpoint(run_dir: Path, vocab_size: int, dim: int) -> dict:
         raise storage_error("read", path, e, DAMAGED) from None
     except Exception:  # a truncated or foreign file: torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise damaged(path, "it is not a checkpoint (truncated or corrupt)") from None
-    need = ("input", "output", "bias", "position", "gen_state", "crc32")
+    need = ("input", "output", "bias", "position", "gen_state")
     if not isinstance(st, dict) or any(k not in st for k in need):
-        raise damaged(path, "it is not a checkpoint of this version (keys missing)")
+        raise damaged(path, "it is not a checkpoint (keys missing)")
     shapes = [tuple(st[k].shape) for k in ("input", "output", "bias")]
     if shapes != [(vocab_size, dim), (vocab_size, dim), (vocab_size,)]:
         raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim}")
-    if _checksum(st) != st["crc32"]:
+    if "crc32" in st and _checksum(st) != st["crc32"]:  # checkpoints of w2v-nce 0.1 have none
         raise damaged(path, "its checksum does not match its contents (corrupt)")
     return st
 

@@ -374,7 +374,7 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
                 trainer.save()
         except StorageError as e:
             if resume:
-                raise StorageError(f"{e}; then continue with: {rundir.resume_command(run_dir)}", e.errno) from None
+                raise StorageError(f"{e}, then continue with: {rundir.resume_command(run_dir)}", e.errno, e.path) from None
             if created:
                 shutil.rmtree(run_dir, ignore_errors=True)
             raise
@@ -407,7 +407,7 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
                            sig.code) from None
         except StorageError as e:
             raise _stopped(trainer, f"training stopped in epoch {trainer.epoch + 1} at step {trainer.step}: {e}",
-                           1) from None
+                           1, failed=e) from None
         finally:
             bar.close()
         t = time.perf_counter()
@@ -418,8 +418,8 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             (run_dir / INCOMPLETE).unlink(missing_ok=True)
         except (StorageError, OSError) as e:
             e = e if isinstance(e, StorageError) else storage_error("write", run_dir / INCOMPLETE, e)
-            raise StorageError(f"training finished, but {e}; then write the result with: "
-                               f"{rundir.resume_command(run_dir)}", e.errno) from None
+            raise StorageError(f"training finished, but {e}, then write the result with: "
+                               f"{rundir.resume_command(run_dir)}", e.errno, e.path) from None
         write_s += time.perf_counter() - t
         rundir.point_latest(run_dir)
     # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
@@ -437,14 +437,21 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
     return summary
 
 
-def _stopped(trainer: Trainer, what: str, code: int) -> Interrupted:
-    """Checkpoint a run that stopped early; the error says what is kept and how to continue."""
+def _stopped(trainer: Trainer, what: str, code: int, failed: StorageError | None = None) -> Interrupted:
+    """Checkpoint a run that stopped early (unless writing the checkpoint is what failed); the error says
+    what is kept and how to continue."""
     resume = rundir.resume_command(trainer.run_dir)
     try:
+        if failed is not None and Path(failed.path or "").name == CHECKPOINT:
+            raise failed
         trainer.save()
     except StorageError as e:
-        return Interrupted(f"{what}; {e}; the checkpoint of {rundir.describe_position(trainer.saved)} is kept: "
-                           f"continue from it with: {resume}", code=code)
+        kept = f"continue from the checkpoint of {rundir.describe_position(trainer.saved)} with: {resume}"
+        if e is failed:  # `what` has said why
+            return Interrupted(f"{what}, then {kept}", code=code)
+        if failed is not None and e.errno == failed.errno:  # the same cause: say it once
+            return Interrupted(f"{what} (the checkpoint could not be saved either), then {kept}", code=code)
+        return Interrupted(f"{what}; {e}, then {kept}", code=code)
     return Interrupted(f"{what}; checkpoint saved; continue with: {resume}", code=code)
 
 
