@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heldout bench-scaling bench-softmax bench-gpu-emulated gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-heldout bench-scaling bench-softmax bench-gpu-emulated pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -41,6 +41,19 @@ bench-scaling:
 bench-softmax:
 	mkdir -p $(SLICE) && zcat -f $(CORPUS) | head -c 10000000 > $(SLICE)/slice.txt
 	for v in 1000 5000 20000; do w2v-nce bench $(SLICE)/slice.txt --ours-only --model cbow --loss softmax --epochs 1 --max-vocab $$v --json; done
+
+# README's pictures (docs/training.png, docs/logz.png): sg and cbow x neg and nce, 5 epochs with the scores of
+# every epoch, on the benchmark corpus less its last 0.5% (held out for log Z) (about 12 minutes)
+PICS := /tmp/w2v-nce-pictures
+pictures:
+	mkdir -p $(PICS) docs
+	$(PYTHON) -c "from pathlib import Path; from w2v_nce.bench import split_corpus; \
+	  split_corpus(Path('$(CORPUS)'), Path('$(PICS)'), 0.005)"
+	for spec in sg-neg sg-nce cbow-neg cbow-nce; do rm -rf $(PICS)/wiki-$$spec; \
+	  w2v-nce train $(PICS)/train.txt --config $$spec --eval-epochs --no-progress --out $(PICS)/wiki-$$spec || exit 1; done
+	w2v-nce plot $(PICS)/wiki-sg-neg $(PICS)/wiki-sg-nce $(PICS)/wiki-cbow-neg $(PICS)/wiki-cbow-nce --out docs/training.png
+	w2v-nce plot $(PICS)/wiki-sg-neg $(PICS)/wiki-sg-nce $(PICS)/wiki-cbow-neg $(PICS)/wiki-cbow-nce \
+	  --heldout $(PICS)/heldout.txt --out docs/logz.png
 
 # BENCHMARKS.md section 6: the GPU kernel's staleness (4,096 warps, launches of 1,048,576 examples) emulated with
 # the PyTorch step on the CPU, sg-neg and cbow-neg, 5 epochs (about 10 minutes)

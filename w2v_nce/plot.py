@@ -75,22 +75,28 @@ def training(runs: list[Path], out: Path) -> Path:
     scored = any(_series(recs, s, ("epoch",))[0] for _, recs in metrics for s in SCORES)
     fig = new_figure(figsize=(9, 8 if scored else 6), layout="constrained")
     axes = fig.subplots(3 if scored else 2, 1, sharex=True, squeeze=False)[:, 0]
+    drawn = set()
     for i, (name, recs) in enumerate(metrics):
         colour = f"C{i % 10}"
         axes[0].plot(*_series(recs, "loss"), color=colour, label=name)
-        axes[1].plot(*_series(recs, "lr"), color=colour, label=name)
+        axes[1].plot(*_series(recs, "lr"), color=colour)
         for score in SCORES if scored else ():
             x, y = _series(recs, score, ("epoch",))
             if x:
-                axes[2].plot(x, y, SCORE_STYLES[score], color=colour, label=f"{name} {score}")
+                axes[2].plot(x, y, SCORE_STYLES[score], color=colour)
+                drawn.add(score)
     axes[0].set(ylabel="loss per example", title="training")
+    axes[0].legend(fontsize="small")  # the runs, by colour, for all panels
     axes[1].set(ylabel="learning rate")
-    if scored:
+    if scored:  # the scores, by line style and marker
         axes[2].set(ylabel="score after each epoch")
+        for score in SCORES:
+            if score in drawn:
+                axes[2].plot([], [], SCORE_STYLES[score], color="0.3", label=score)
+        axes[2].legend(fontsize="small")
     axes[-1].set(xlabel="words trained (millions)")
     for ax in axes:
         ax.grid(alpha=0.3)
-        ax.legend(fontsize="small")
     return _save(fig, out)
 
 

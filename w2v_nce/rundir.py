@@ -213,6 +213,12 @@ def load_run(run_dir: Path) -> dict:
 
 
 def describe_position(position: dict) -> str:
+    """Where a checkpoint is, for a message: 'the start of training', 'the end of epoch 2 (step 112)' or
+    'epoch 3, step 130' (the position is the next thing to train)."""
+    if position["step"] == 0:
+        return "the start of training"
+    if position["chunk"] == 0 and position["batch"] == 0:
+        return f"the end of epoch {position['epoch']} (step {position['step']})"
     return f"epoch {position['epoch'] + 1}, step {position['step']}"
 
 

@@ -446,7 +446,7 @@ def _stopped(trainer: Trainer, what: str, code: int, failed: StorageError | None
             raise failed
         trainer.save()
     except StorageError as e:
-        kept = f"continue from the checkpoint of {rundir.describe_position(trainer.saved)} with: {resume}"
+        kept = f"continue from the checkpoint at {rundir.describe_position(trainer.saved)} with: {resume}"
         if e is failed:  # `what` has said why
             return Interrupted(f"{what}, then {kept}", code=code)
         if failed is not None and e.errno == failed.errno:  # the same cause: say it once
