@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heldout bench-scaling bench-softmax bench-gpu-emulated pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -17,14 +17,21 @@ test:
 bench:
 	w2v-nce bench $(CORPUS) --epochs 5 --threads 2 --repeats 2 --out bench-report.md
 
-# BENCHMARKS.md, table 2: held-out log Z and perplexity, softmax vs neg vs nce (k = 5, 25, 100), on a
+# BENCHMARKS.md, table 1b: the other heads (hs beside gensim's hierarchical softmax; infonce and sampled-softmax
+# beside nce), one round (about 30 minutes)
+bench-heads:
+	w2v-nce bench $(CORPUS) --loss hs --loss nce --loss infonce --loss sampled-softmax --epochs 5 --threads 2 \
+	  --out bench-heads.md
+
+# BENCHMARKS.md, table 2: held-out log Z and perplexity of every head (the sampled ones at k = 5, 25, 100), on a
 # 10 MB slice with a 10,000-word vocabulary so that the exact softmax trains on a CPU
 SLICE := /tmp/w2v-nce-slice
 bench-heldout:
 	mkdir -p $(SLICE)
 	zcat -f $(CORPUS) | head -c 10000000 | head -c 9500000 > $(SLICE)/train.txt
 	zcat -f $(CORPUS) | head -c 10000000 | tail -c 500000 > $(SLICE)/heldout.txt
-	for spec in softmax:5 neg:5 nce:5 nce:25 nce:100; do loss=$${spec%:*}; k=$${spec#*:}; \
+	for spec in softmax:5 hs:5 neg:5 nce:5 nce:25 nce:100 infonce:5 infonce:25 infonce:100 sampled-softmax:5 \
+	    sampled-softmax:25 sampled-softmax:100; do loss=$${spec%:*}; k=$${spec#*:}; \
 	  rm -rf $(SLICE)/$$loss-$$k; \
 	  w2v-nce train $(SLICE)/train.txt --model cbow --loss $$loss --negatives $$k --max-vocab 10000 --epochs 3 --batch-size 256 \
 	    --lr 0.025 --no-progress --out $(SLICE)/$$loss-$$k && \

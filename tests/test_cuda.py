@@ -8,7 +8,8 @@ from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
 from w2v_nce.evaluate import load_vectors
-from w2v_nce.heads import SampledHead
+from w2v_nce.backends import gradients
+from w2v_nce.heads import make_head
 from w2v_nce.sampling import AliasSampler
 from w2v_nce.train import train
 
@@ -18,7 +19,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.skipif(not torch.cuda.is_available()
 
 
 @pytest.mark.parametrize("kernel", ["auto", "torch"])
-@pytest.mark.parametrize("loss", ["neg", "nce", "softmax"])
+@pytest.mark.parametrize("loss", ["neg", "nce", "hs", "infonce", "sampled-softmax", "softmax"])
 @pytest.mark.parametrize("model", ["sg", "cbow"])
 def test_cuda_training_learns_the_same_signal(tmp_path, model, loss, kernel):
     if kernel == "torch" and loss == "softmax":
@@ -28,17 +29,19 @@ def test_cuda_training_learns_the_same_signal(tmp_path, model, loss, kernel):
     assert neighbour_rank(load_vectors(tmp_path / "run")) < THRESHOLD
 
 
-def test_cuda_gradients_equal_cpu_gradients():
+@pytest.mark.parametrize("loss", ["nce", "hs", "sampled-softmax"])
+def test_cuda_gradients_equal_cpu_gradients(loss):
     counts = np.arange(100, 0, -1) * 7
     g = torch.Generator().manual_seed(0)
-    w, b = torch.randn(100, 16, generator=g), torch.randn(100, generator=g)
     h, t, noise = torch.randn(64, 16, generator=g), torch.randint(100, (64,), generator=g), torch.randint(100, (64, 5), generator=g)
+    w, b = torch.randn(100, 16, generator=g), torch.randn(100, generator=g)
     out = []
     for dev in ("cpu", "cuda"):
-        head = SampledHead(100, 16, AliasSampler(counts, 0.75, dev), 5, nce=True).to(dev)
-        head.weight.data.copy_(w)
-        head.bias.data.copy_(b)
-        out.append([x.cpu() for x in head.gradients(h.to(dev), t.to(dev), noise.to(dev))])
+        head = make_head(loss, counts, 16, AliasSampler(counts, 0.75, dev), 5).to(dev)
+        head.weight.data.copy_(w[:len(head.weight)])
+        head.bias.data.copy_(b[:len(head.bias)])
+        cand = head.candidates(t.to(dev)) if loss == "hs" else head.candidates(t.to(dev), noise=noise.to(dev))
+        out.append([x.cpu() for x in gradients(head, h.to(dev), cand) if x is not None])
     for a, c in zip(*out):
         assert torch.allclose(a.double(), c.double(), atol=1e-5)
 
@@ -52,7 +55,7 @@ def test_cuda_interrupt_state_round_trips(tmp_path):
 
 
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
-@pytest.mark.parametrize("loss", ["neg", "nce"])
+@pytest.mark.parametrize("loss", ["neg", "nce", "hs", "infonce", "sampled-softmax"])
 def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
     from numba import cuda
 
@@ -62,26 +65,22 @@ def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
 
     model, ctx, valid, targets = make_problem(arch, loss, n=300, dim=100)
     head = model.head
-    cpu = [t.numpy().copy() for t in (model.input, head.weight, head.bias, head.shift)]
-    rows = np.zeros((len(targets), 1 + head.k), dtype=np.int64)
-    rows[:, 0] = targets
-    loss_cpu = np.zeros(len(targets), dtype=np.float32)
+    family, tab, width = fused.tables(head)
+    n = len(targets)
+    cpu = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    cpu += [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
     fused.set_threads(1)
-    fused.step(*cpu, ctx, valid, rows, 11, head.sampler.prob.numpy(), head.sampler.alias.numpy(), 0.05,
-               not head.nce, True, loss_cpu)
+    fused.step(family, *cpu[:3], ctx, valid, targets, *cpu[3:], 0.05, True, tab, 11)
     dev = [torch.from_numpy(a).cuda() for a in (model.input.numpy().copy(), head.weight.numpy().copy(),
-                                                 head.bias.numpy().copy(), head.shift.numpy().copy(), ctx, valid)]
-    rows_gpu = torch.zeros((len(targets), 1 + head.k), dtype=torch.int64, device="cuda")
-    rows_gpu[:, 0] = torch.from_numpy(targets).cuda()
-    coef = torch.zeros(rows_gpu.shape, device="cuda")
-    loss_gpu = torch.zeros(len(targets), device="cuda")
-    fused_cuda.launch(*[cuda.as_cuda_array(t) for t in dev + [rows_gpu, coef]], 11,
-                      cuda.as_cuda_array(head.sampler.prob.cuda()), cuda.as_cuda_array(head.sampler.alias.cuda()),
-                      0.05, not head.nce, True, cuda.as_cuda_array(loss_gpu), workers=1)
-    dev[2].index_add_(0, rows_gpu.view(-1), coef.view(-1))
+                                                 head.bias.numpy().copy(), ctx, valid, targets)]
+    dev += [torch.zeros((n, width), dtype=torch.int64, device="cuda"), torch.zeros((n, width), device="cuda"),
+            torch.zeros(n, device="cuda")]
+    dtab = tab._replace(**{f: cuda.to_device(x) for f, x in tab._asdict().items() if isinstance(x, np.ndarray)})
+    fused_cuda.launch(family, *[cuda.as_cuda_array(t) for t in dev], 0.05, True, dtab, 11, workers=1)
+    dev[2].index_add_(0, dev[6].view(-1), dev[7].view(-1))
     cuda.synchronize()
-    assert (rows_gpu.cpu().numpy() == rows).all()  # the same noise draws
-    for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [loss_gpu.cpu().numpy()], cpu[:3] + [loss_cpu]):
+    assert (dev[6].cpu().numpy() == cpu[3]).all()  # the same candidates
+    for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [dev[8].cpu().numpy()], cpu[:3] + [cpu[5]]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 

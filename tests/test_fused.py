@@ -1,7 +1,6 @@
-"""The fused CPU kernel against an independent reference: word2vec's sequential update, written out in
-float64 numpy, one example at a time; and its noise draws against q."""
-
-import copy
+"""The compiled CPU loops (fused.py) for every head, against the heads' own description of an example: word2vec's
+sequential update written out in float64 numpy from `head.candidates`, and, one example at a time, -lr times the
+gradient of `head.loss`; and the noise draws against q."""
 
 import numpy as np
 import pytest
@@ -9,11 +8,12 @@ import torch
 from scipy import stats
 
 from w2v_nce import fused
-from w2v_nce.heads import make_head
+from w2v_nce.heads import LOGISTIC, make_head
 from w2v_nce.model import Word2Vec
 from w2v_nce.sampling import AliasSampler, noise_probs
 
 pytestmark = pytest.mark.skipif(fused.numba is None, reason="numba is not installed")
+SAMPLED = ["neg", "nce", "hs", "infonce", "sampled-softmax"]
 
 
 @pytest.fixture(autouse=True)
@@ -25,40 +25,12 @@ def one_thread():
     fused.set_threads(old)
 
 
-def reference(inp, out, bias, shift, ctx, valid, rows, lr, skip_target_noise):
-    """word2vec's update, example by example: each output row is updated right after its score, the
-    input rows after the example, with the full hidden gradient for every context word; the biases
-    are summed over the batch and applied at its end. Returns the per-example losses."""
-    inp, out, bias0 = inp.astype(np.float64), out.astype(np.float64), bias.astype(np.float64)
-    dbias = np.zeros_like(bias0)
-    losses = []
-    for i in range(len(rows)):
-        h = inp[ctx[i][valid[i]]].mean(0)
-        grad = np.zeros_like(h)
-        loss = 0.0
-        for j, r in enumerate(rows[i]):
-            if j > 0 and skip_target_noise and r == rows[i, 0]:
-                continue
-            delta = out[r] @ h + bias0[r] + shift[r]
-            label = 1.0 if j == 0 else 0.0
-            g = 1 / (1 + np.exp(-delta)) - label
-            loss += np.logaddexp(0, -delta) if j == 0 else np.logaddexp(0, delta)
-            grad += -lr * g * out[r]
-            out[r] += -lr * g * h
-            dbias[r] += -lr * g
-        for w in ctx[i][valid[i]]:
-            inp[w] += grad
-        losses.append(loss)
-    return inp, out, bias0 + dbias, np.array(losses)
-
-
 def make_problem(arch, loss, n=300, v=40, dim=16, k=3, seed=0):
     rng = np.random.default_rng(seed)
     counts = (1000 / np.arange(1, v + 1)).astype(np.int64) + 1
-    sampler = AliasSampler(counts, 0.75)
-    head = make_head(loss, v, dim, sampler, k)
+    head = make_head(loss, counts, dim, AliasSampler(counts, 0.75), k)
     model = Word2Vec(v, dim, arch, head, torch.Generator().manual_seed(seed))
-    head.weight.copy_(torch.from_numpy(rng.normal(0, 0.3, (v, dim)).astype(np.float32)))
+    head.weight.copy_(torch.from_numpy(rng.normal(0, 0.3, head.weight.shape).astype(np.float32)))
     model.input.mul_(50)  # larger input vectors, so that the scores are far from 0 and the test is sharp
     # a small vocabulary, so that rows repeat within the batch and the order of the updates matters
     targets = rng.integers(0, v, n)
@@ -70,68 +42,115 @@ def make_problem(arch, loss, n=300, v=40, dim=16, k=3, seed=0):
     return model, ctx, valid, targets
 
 
+def run_kernel(model, ctx, valid, targets, lr, seed=1234, need_loss=True):
+    """One step of the compiled loop on copies: (input, output, bias, candidate rows, losses) after it."""
+    family, tab, width = fused.tables(model.head)
+    inp, out, bias = (t.numpy().copy() for t in (model.input, model.head.weight, model.head.bias))
+    rows, coef = np.zeros((len(targets), width), np.int64), np.zeros((len(targets), width), np.float32)
+    loss = np.zeros(len(targets), np.float32)
+    fused.step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed)
+    return inp, out, bias, rows, loss
+
+
+def candidates_of(head, targets, rows):
+    """The head's description of these examples, with the noise words the kernel drew (its rows)."""
+    t = torch.from_numpy(targets)
+    return head.candidates(t) if not hasattr(head, "sampler") else head.candidates(t, noise=torch.from_numpy(rows[:, 1:]))
+
+
+def reference(head, inp, out, bias, ctx, valid, cand, lr):
+    """word2vec's update, example by example, in float64, from the head's candidates: each example's hidden vector
+    from the input rows as they are; a logistic head updates each output row right after its term, a softmax head
+    after all of the example's scores; the input rows get the full hidden gradient after the example; the biases
+    are summed over the batch and applied at its end; |dL/dΔ| < 1e-6 is skipped (fused.TINY). Returns the
+    arrays after the step and the per-example losses."""
+    inp, out, bias0 = inp.astype(np.float64), out.astype(np.float64), bias.astype(np.float64)
+    rows, labels, shift, ok = (x.numpy() for x in cand)
+    dbias, losses = np.zeros_like(bias0), []
+    for i in range(len(rows)):
+        h = inp[ctx[i][valid[i]]].mean(0)
+        grad, loss = np.zeros_like(h), 0.0
+        js = np.nonzero(ok[i])[0]
+        if head.family == LOGISTIC:
+            coefs = []
+            for j in js:
+                r = rows[i, j]
+                delta = out[r] @ h + bias0[r] + shift[i, j]
+                loss += np.logaddexp(0, -delta if labels[i, j] else delta)
+                g = 1 / (1 + np.exp(-delta)) - labels[i, j]
+                coefs.append(-lr * g if abs(g) >= fused.TINY else 0.0)
+                grad += coefs[-1] * out[r]
+                out[r] += coefs[-1] * h
+        else:
+            deltas = np.array([out[rows[i, j]] @ h + bias0[rows[i, j]] + shift[i, j] for j in js])
+            loss = np.logaddexp.reduce(deltas) - deltas[0]
+            g = np.exp(deltas - np.logaddexp.reduce(deltas)) - (js == 0)
+            coefs = np.where(np.abs(g) >= fused.TINY, -lr * g, 0.0)
+            for j, c in zip(js, coefs):
+                grad += c * out[rows[i, j]]
+                out[rows[i, j]] += c * h
+        for j, c in zip(js, coefs):
+            dbias[rows[i, j]] += c
+        np.add.at(inp, ctx[i][valid[i]], grad)  # a context word twice in the window gets it twice
+        losses.append(loss)
+    return inp, out, bias0 + dbias, np.array(losses)
+
+
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
-@pytest.mark.parametrize("loss", ["neg", "nce"])
-def test_kernel_equals_sequential_reference(arch, loss):
+@pytest.mark.parametrize("loss", SAMPLED)
+def test_kernel_equals_the_sequential_reference(arch, loss):
     model, ctx, valid, targets = make_problem(arch, loss)
     head = model.head
-    rows = np.empty((len(targets), 1 + head.k), dtype=np.int64)
-    rows[:, 0] = targets
-    args = [a.numpy().copy() for a in (model.input, head.weight, head.bias, head.shift)]
-    got_loss = np.zeros(len(targets), dtype=np.float32)
-    inp, out, bias, shift = args
-    fused.step(inp, out, bias, shift, ctx, valid, rows, 1234, head.sampler.prob.numpy(),
-               head.sampler.alias.numpy(), 0.3, loss == "neg", True, got_loss)
-    # the kernel drew the noise into rows[:, 1:]; replay the same rows through the reference
-    want = reference(*(a.numpy() for a in (model.input, head.weight, head.bias, head.shift)), ctx, valid, rows,
-                     0.3, loss == "neg")
-    assert (rows[:, 1:] == targets[:, None]).any(), "the test should include noise equal to the target"
-    for got, ref in zip((inp, out, bias, got_loss), want):
+    inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.3)
+    cand = candidates_of(head, targets, rows)
+    assert (rows == cand.rows.numpy()).all()  # the kernel's candidates are the head's (hs: its paths)
+    if loss != "hs":
+        assert (rows[:, 1:] == targets[:, None]).any(), "the test should include noise equal to the target"
+    want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)), ctx, valid, cand, 0.3)
+    for got, ref in zip((inp, out, bias, losses), want):
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
     assert np.abs(inp - model.input.numpy()).max() > 0.1  # it did train
 
 
-def test_single_example_equals_torch_head():
-    """One example per step, with distinct target and noise words: then word2vec's sequential update
-    and the PyTorch head's mini-batch step are the same function."""
-    for loss in ("neg", "nce"):
-        model, ctx, valid, targets = make_problem("cbow", loss, n=60)
-        torch_model = copy.deepcopy(model)
-        model.fused = True
-        prob, alias = model.head.sampler.prob.numpy(), model.head.sampler.alias.numpy()
-        compared = 0
-        for i in range(len(targets)):
-            g1, g2 = torch.Generator().manual_seed(i), torch.Generator().manual_seed(i)
-            # the noise the kernel will draw: the batch seed, then the counter-based draws 1..k
-            seed = int(torch.randint(2**62, (1,), generator=torch.Generator().manual_seed(i)))
-            rows = np.array([[targets[i]] + [fused._noise(np.uint64(seed), j, prob, alias)
-                                             for j in range(1, 1 + model.head.k)]])
-            if len(set(rows[0])) < rows.shape[1]:
-                continue  # a repeated row: word2vec reads it again after its first update, the batch step does not
-            inputs, mask = torch.from_numpy(ctx[i:i + 1]), torch.from_numpy(valid[i:i + 1])
-            tgt = torch.from_numpy(targets[i:i + 1])
-            l1 = model.train_step(inputs, tgt, 0.2, mask, g1)
-            torch.randint(2**62, (1,), generator=g2)  # keep the two generators in step
-            torch_model.head.sampler.draw = lambda shape, gen, r=rows: torch.from_numpy(r[:, 1:])
-            l2 = torch_model.train_step(inputs, tgt, 0.2, mask, g2)
-            assert float(l1) == pytest.approx(float(l2), rel=1e-5)
-            compared += 1
-        assert compared >= 20
-        for a, b in ((model.input, torch_model.input), (model.head.weight, torch_model.head.weight),
-                     (model.head.bias, torch_model.head.bias)):
-            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+@pytest.mark.parametrize("arch", ["sg", "cbow"])
+@pytest.mark.parametrize("loss", SAMPLED)
+def test_one_example_moves_by_minus_lr_times_the_gradient_of_the_loss(arch, loss):
+    """With one example whose candidates are distinct rows, the sequential update is exactly -lr times the
+    gradient of head.loss (taken here by autograd in float64): the kernels' math is the heads' definition."""
+    model, ctx, valid, targets = make_problem(arch, loss, n=40, dim=8)
+    model.input.div_(50)  # moderate scores: no term below the 1e-6 cut
+    head, lr, compared = model.head, 0.1, 0
+    for i in range(len(targets)):
+        one = (ctx[i:i + 1], valid[i:i + 1], targets[i:i + 1])
+        inp, out, bias, rows, losses = run_kernel(model, *one, lr, seed=i)
+        cand = candidates_of(head, targets[i:i + 1], rows)
+        used = cand.rows[cand.valid]
+        if len(set(used.tolist())) < len(used):
+            continue  # a repeated row: the sequential update reads it again after its first change
+        params = [t.detach().double().requires_grad_() for t in (model.input, head.weight, head.bias)]
+        c = torch.from_numpy(ctx[i][valid[i]])
+        hidden = params[0][c].mean(0, keepdim=True)
+        hidden.retain_grad()
+        value = head.loss(hidden, torch.from_numpy(targets[i:i + 1]), cand, params[1], params[2]).sum()
+        value.backward()
+        assert losses[0] == pytest.approx(value.item(), rel=1e-5)
+        # every context slot gets the full gradient of the hidden vector (word2vec's CBOW rule), not 1/n of it
+        want_inp = model.input.double().index_add(0, c, -lr * hidden.grad.expand(len(c), -1))
+        for got, before, grad in ((out, head.weight, params[1].grad), (bias, head.bias, params[2].grad)):
+            np.testing.assert_allclose(got, (before.double() - lr * grad).numpy(), rtol=1e-5, atol=1e-6)
+        np.testing.assert_allclose(inp, want_inp.numpy(), rtol=1e-5, atol=1e-6)
+        compared += 1
+    assert compared >= 10
 
 
 def test_noise_follows_q():
     counts = (1e6 / np.arange(1, 2001) ** 1.1).astype(np.int64) + 1
-    sampler = AliasSampler(counts, 0.75)
     q = noise_probs(counts, 0.75)
     n, k = 100_000, 5
-    rows = np.zeros((n, 1 + k), dtype=np.int64)
-    emb = np.zeros((len(counts), 4), dtype=np.float32)
-    zeros = np.zeros(len(counts), dtype=np.float32)
-    fused.step(emb, emb.copy(), zeros.copy(), zeros, np.zeros((n, 1), dtype=np.int64), np.ones((n, 1), dtype=bool),
-               rows, 99, sampler.prob.numpy(), sampler.alias.numpy(), 0.0, False, False, np.zeros(n, dtype=np.float32))
+    head = make_head("neg", counts, 4, AliasSampler(counts, 0.75), k)
+    model = Word2Vec(len(counts), 4, "sg", head)
+    ctx, valid = np.zeros((n, 1), dtype=np.int64), np.ones((n, 1), dtype=bool)
+    *_, rows, _ = run_kernel(model, ctx, valid, np.zeros(n, dtype=np.int64), 0.0, seed=99, need_loss=False)
     draws = rows[:, 1:]
     # pool the tail into one cell so that every expected count is >= 20
     expected = q * draws.size
@@ -144,17 +163,14 @@ def test_noise_follows_q():
     same = (draws[:, :-1] == draws[:, 1:]).mean()
     assert same == pytest.approx((q ** 2).sum(), rel=0.05)
     # another seed gives other draws
-    rows2 = rows.copy()
-    fused.step(emb, emb.copy(), zeros.copy(), zeros, np.zeros((n, 1), dtype=np.int64), np.ones((n, 1), dtype=bool),
-               rows2, 100, sampler.prob.numpy(), sampler.alias.numpy(), 0.0, False, False, np.zeros(n, dtype=np.float32))
+    *_, rows2, _ = run_kernel(model, ctx, valid, np.zeros(n, dtype=np.int64), 0.0, seed=100, need_loss=False)
     assert (rows2[:, 1:] != draws).mean() > 0.9
 
 
-def test_non_finite_score_is_reported():
-    model, ctx, valid, targets = make_problem("sg", "neg", n=10)
-    model.head.weight[3, 0] = float("inf")
-    model.fused = True
-    targets[:] = 3
-    probe = model.train_step(torch.from_numpy(ctx[:, 0]), torch.from_numpy(targets), 0.1, None,
+@pytest.mark.parametrize("loss", SAMPLED)
+def test_non_finite_score_is_reported(loss):
+    model, ctx, valid, targets = make_problem("sg", loss, n=10)
+    model.head.weight[:, 0] = float("inf")
+    probe = fused.train_step(model, torch.from_numpy(ctx[:, 0]), torch.from_numpy(targets), 0.1, None,
                              torch.Generator().manual_seed(0), need_loss=False)
     assert not torch.isfinite(probe)

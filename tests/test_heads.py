@@ -1,18 +1,22 @@
+"""The heads' definitions, by hand: each loss on a tiny problem, the Huffman tree of word2vec.c, and exact
+normalisation where a head claims it. Gradients and the backends that apply them: test_backends.py,
+test_fused.py, test_fused_cuda.py."""
+
 import math
 
 import numpy as np
 import pytest
 import torch
 
-from w2v_nce.heads import SampledHead, SoftmaxHead
-from w2v_nce.model import Word2Vec
+from w2v_nce.config import LOSSES
+from w2v_nce.heads import HSHead, SampledHead, SoftmaxHead, huffman, make_head
 from w2v_nce.sampling import AliasSampler
 
 
 @pytest.fixture(autouse=True)
 def double_precision():
     old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)  # exact comparisons and finite differences
+    torch.set_default_dtype(torch.float64)  # exact comparisons
     yield
     torch.set_default_dtype(old)
 
@@ -33,6 +37,11 @@ def sampler():
     return AliasSampler(np.array([2, 1, 1]), power=1.0)
 
 
+def loss_of(head, h, target, noise):
+    t = torch.tensor([target])
+    return head.loss(h, t, head.candidates(t, noise=torch.tensor([noise]))).item()
+
+
 def test_softmax_loss_by_hand():
     head, h = tiny(SoftmaxHead(3, 2))
     want = -0.8 + math.log(math.exp(-1.4) + 2 * math.exp(0.8))
@@ -41,135 +50,158 @@ def test_softmax_loss_by_hand():
 
 
 def test_neg_loss_by_hand():
-    head, h = tiny(SampledHead(3, 2, sampler(), 2, nce=False))
+    head, h = tiny(SampledHead(3, 2, sampler(), 2, "neg"))
     want = -logsig(-1.4) - logsig(-0.8) - logsig(-0.8)  # -log σ(s⁺) - Σ log σ(-s⁻)
-    assert head.loss(h, torch.tensor([0]), torch.tensor([[1, 2]])).item() == pytest.approx(want, rel=1e-12)
-    # word2vec skips a noise word equal to the target
-    want_skip = -logsig(-1.4) - logsig(-0.8)
-    assert head.loss(h, torch.tensor([0]), torch.tensor([[0, 2]])).item() == pytest.approx(want_skip, rel=1e-12)
+    assert loss_of(head, h, 0, [1, 2]) == pytest.approx(want, rel=1e-12)
+    # word2vec drops a noise word equal to the target
+    assert loss_of(head, h, 0, [0, 2]) == pytest.approx(-logsig(-1.4) - logsig(-0.8), rel=1e-12)
 
 
 def test_nce_loss_by_hand():
-    head, h = tiny(SampledHead(3, 2, sampler(), 2, nce=True))
+    head, h = tiny(SampledHead(3, 2, sampler(), 2, "nce"))
     # k q = (1, 1/2, 1/2): Δ = s - log(k q) = (-1.4, 0.8 + log 2, 0.8 + log 2)
     d1 = 0.8 + math.log(2)
     want = -logsig(-1.4) - 2 * math.log(1 - 1 / (1 + math.exp(-d1)))
     # rel 1e-6: the shift -log(k q) is held in float32, the training precision
-    assert head.loss(h, torch.tensor([0]), torch.tensor([[1, 2]])).item() == pytest.approx(want, rel=1e-6)
+    assert loss_of(head, h, 0, [1, 2]) == pytest.approx(want, rel=1e-6)
     # NCE keeps a noise draw equal to the target: it is an independent sample from q
     d0 = -1.4
     want_same = -logsig(d0) - math.log(1 - 1 / (1 + math.exp(-d0))) - math.log(1 - 1 / (1 + math.exp(-d1)))
-    assert head.loss(h, torch.tensor([0]), torch.tensor([[0, 2]])).item() == pytest.approx(want_same, rel=1e-6)
+    assert loss_of(head, h, 0, [0, 2]) == pytest.approx(want_same, rel=1e-6)
+
+
+def test_infonce_loss_by_hand():
+    head, h = tiny(SampledHead(3, 2, sampler(), 2, "infonce"))
+    # one softmax over the target and its noise words, on the raw scores (-1.4, 0.8, 0.8)
+    assert loss_of(head, h, 1, [0, 2]) == pytest.approx(-0.8 + math.log(math.exp(-1.4) + 2 * math.exp(0.8)),
+                                                         rel=1e-12)
+    # a noise draw equal to the target is masked: target 1 with noise (1, 2) is a softmax over words 1 and 2
+    assert loss_of(head, h, 1, [1, 2]) == pytest.approx(-0.8 + math.log(2 * math.exp(0.8)), rel=1e-12)
+
+
+def test_sampled_softmax_loss_by_hand():
+    head, h = tiny(SampledHead(3, 2, sampler(), 2, "sampled-softmax"))
+    # the corrected scores Δ = s - log(k q) = (-1.4, 0.8 + log 2, 0.8 + log 2), target 0
+    d = [-1.4, 0.8 + math.log(2), 0.8 + math.log(2)]
+    want = -d[0] + math.log(sum(math.exp(x) for x in d))
+    assert loss_of(head, h, 0, [1, 2]) == pytest.approx(want, rel=1e-6)
 
 
 def test_nce_and_neg_differ_only_by_the_log_kq_shift():
     s = sampler()
-    neg, h = tiny(SampledHead(3, 2, s, 2, nce=False))
-    nce, _ = tiny(SampledHead(3, 2, s, 2, nce=True))
-    # moving the shift into the bias turns NCE into NEG (with no skipped noise words)
+    neg, h = tiny(SampledHead(3, 2, s, 2, "neg"))
+    nce, _ = tiny(SampledHead(3, 2, s, 2, "nce"))
+    # moving the shift into the bias turns NCE into NEG (with no dropped noise words)
     neg.bias.data = nce.bias.data + nce.shift
-    t, noise = torch.tensor([0]), torch.tensor([[1, 2]])
-    assert neg.loss(h, t, noise).item() == pytest.approx(nce.loss(h, t, noise).item(), rel=1e-12)
+    assert loss_of(neg, h, 0, [1, 2]) == pytest.approx(loss_of(nce, h, 0, [1, 2]), rel=1e-12)
 
 
-def random_head(nce: bool, v=7, d=4, k=3, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    head = SampledHead(v, d, AliasSampler(np.arange(v, 0, -1) * 3, 0.75), k, nce=nce)
-    head.weight.data = torch.randn(v, d, generator=g)
-    head.bias.data = torch.randn(v, generator=g)
-    b = 5
-    hidden = torch.randn(b, d, generator=g)
-    targets = torch.tensor([0, 1, 1, 6, 3])
-    noise = torch.tensor([[0, 2, 2], [1, 1, 5], [4, 0, 6], [6, 2, 3], [1, 0, 0]])  # repeats and target hits
-    return head, hidden, targets, noise
+def word2vec_tree(counts):
+    """word2vec.c's CreateBinaryTree, transcribed loop for loop: (codes, points) of every word."""
+    v = len(counts)
+    count = list(counts) + [10**15] * v
+    binary, parent = [0] * (2 * v), [0] * (2 * v)
+    pos1, pos2 = v - 1, v
+    for a in range(v - 1):
+        mins = []
+        for _ in range(2):
+            if pos1 >= 0 and count[pos1] < count[pos2]:
+                mins.append(pos1)
+                pos1 -= 1
+            else:
+                mins.append(pos2)
+                pos2 += 1
+        count[v + a] = count[mins[0]] + count[mins[1]]
+        parent[mins[0]] = parent[mins[1]] = v + a
+        binary[mins[1]] = 1
+    codes, points = [], []
+    for a in range(v):
+        code, point, b = [], [], a
+        while True:
+            code.append(binary[b])
+            point.append(b)
+            b = parent[b]
+            if b == 2 * v - 2:
+                break
+        codes.append(code[::-1])
+        points.append([v - 2] + [p - v for p in point[::-1]][:-1])  # point[0] is the root
+    return codes, points
 
 
-def dense_grads(head, hidden, targets, noise):
-    """The closed-form gradients of heads.gradients, scattered into full (V, D) / (V,) arrays."""
-    loss, rows, g, gh = head.gradients(hidden, targets, noise)
-    gw = torch.zeros_like(head.weight).index_add_(0, rows.reshape(-1), (g[:, :, None] * hidden[:, None, :]).reshape(-1, hidden.shape[1]))
-    gb = torch.zeros_like(head.bias).index_add_(0, rows.reshape(-1), g.reshape(-1))
-    return loss, gh, gw, gb
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_huffman_tree_is_word2vec_c_s(seed):
+    rng = np.random.default_rng(seed)
+    counts = np.sort(rng.zipf(1.3, 300) % 1000 + 1)[::-1]  # with many ties
+    offsets, points, codes = huffman(counts)
+    want_codes, want_points = word2vec_tree(counts.tolist())
+    for w in range(len(counts)):
+        assert codes[offsets[w]:offsets[w + 1]].tolist() == want_codes[w]
+        assert points[offsets[w]:offsets[w + 1]].tolist() == want_points[w]
+    # a prefix code with the Huffman optimum's length: Kraft's sum is 1, the mean length within 1 bit of entropy
+    lengths = np.diff(offsets)
+    assert np.sum(2.0 ** -lengths) == pytest.approx(1.0)
+    p = counts / counts.sum()
+    entropy = -(p * np.log2(p)).sum()
+    assert entropy <= (p * lengths).sum() < entropy + 1
 
 
-@pytest.mark.parametrize("nce", [False, True], ids=["neg", "nce"])
-def test_sampled_gradients_match_finite_differences(nce):
-    head, hidden, targets, noise = random_head(nce)
-    loss, gh, gw, gb = dense_grads(head, hidden, targets, noise)
-    assert torch.allclose(loss, head.loss(hidden, targets, noise), rtol=1e-12)
-    eps = 1e-6
-
-    def f(hh=hidden, w=head.weight, b=head.bias):
-        return head.loss(hh, targets, noise, w, b).sum().item()
-
-    for name, x, grad in (("hidden", hidden, gh), ("weight", head.weight.data, gw), ("bias", head.bias.data, gb)):
-        fd = torch.zeros_like(x)
-        for i in range(x.numel()):
-            xp, xm = x.clone(), x.clone()
-            xp.view(-1)[i] += eps
-            xm.view(-1)[i] -= eps
-            kw = {"hh": "hidden", "w": "weight", "b": "bias"}
-            arg = [k for k, v in kw.items() if v == name][0]
-            fd.view(-1)[i] = (f(**{arg: xp}) - f(**{arg: xm})) / (2 * eps)
-        assert torch.allclose(grad, fd, atol=1e-7), name
+def test_hs_loss_and_probabilities_by_hand():
+    # counts (5, 3, 2, 1): the paths (inner nodes from the root 2, code bits) are
+    # word 0: (2: 0); word 1: (2: 1, 1: 1); word 2: (2: 1, 1: 0, 0: 1); word 3: (2: 1, 1: 0, 0: 0)
+    head = HSHead(np.array([5, 3, 2, 1]), 2)
+    head.weight.data = torch.tensor([[0.5, -1.0], [1.0, 0.0], [0.0, 0.25]])
+    head.bias.data = torch.tensor([0.1, -0.2, 0.3])
+    h = torch.tensor([[1.0, 2.0]])
+    s = [-1.4, 0.8, 0.8]  # the inner nodes' scores, as in tiny()
+    # label 1 - code: code 0 is log σ(s), code 1 is log σ(-s)
+    logp = [logsig(s[2]), logsig(-s[2]) + logsig(-s[1]), logsig(-s[2]) + logsig(s[1]) + logsig(-s[0]),
+            logsig(-s[2]) + logsig(s[1]) + logsig(s[0])]
+    assert head.scores(h)[0].tolist() == pytest.approx(logp, rel=1e-12)
+    assert head.log_prob(h)[0].tolist() == pytest.approx(logp, rel=1e-12)
+    assert sum(math.exp(x) for x in logp) == pytest.approx(1.0, rel=1e-12)
+    for w in range(4):
+        t = torch.tensor([w])
+        assert head.loss(h, t, head.candidates(t)).item() == pytest.approx(-logp[w], rel=1e-12)
 
 
-def test_softmax_gradient_matches_finite_differences():
-    g = torch.Generator().manual_seed(1)
-    head = SoftmaxHead(6, 3)
-    head.weight.data = torch.randn(6, 3, generator=g)
-    head.bias.data = torch.randn(6, generator=g)
-    hidden = torch.randn(4, 3, generator=g)
-    targets = torch.tensor([0, 5, 5, 2])
-    h = hidden.clone().requires_grad_()
-    w = head.weight.detach().clone().requires_grad_()
-    b = head.bias.detach().clone().requires_grad_()
-    head.loss(h, targets, None, w, b).sum().backward()
-    assert torch.autograd.gradcheck(lambda hh, ww, bb: head.loss(hh, targets, None, ww, bb).sum(),
-                                    (hidden.clone().requires_grad_(), w.detach().clone().requires_grad_(),
-                                     b.detach().clone().requires_grad_()))
-    # the training step applies exactly -lr times these gradients
-    w0, b0, lr = head.weight.clone(), head.bias.clone(), 0.1
-    loss, grad_hidden = head.step(hidden, targets, lr)
-    assert torch.allclose(grad_hidden, h.grad, atol=1e-12)
-    assert torch.allclose(head.weight - w0, -lr * w.grad, atol=1e-12)
-    assert torch.allclose(head.bias - b0, -lr * b.grad, atol=1e-12)
-    assert loss.item() == pytest.approx(head.loss(hidden, targets, None, w0, b0).sum().item())
+def test_hs_is_normalised_for_any_weights():
+    counts = (1000 / np.arange(1, 201)).astype(np.int64) + 1
+    head = HSHead(counts, 8)
+    g = torch.Generator().manual_seed(0)
+    head.weight.data = torch.randn(199, 8, generator=g) * 2
+    head.bias.data = torch.randn(199, generator=g)
+    total = head.scores(torch.randn(5, 8, generator=g)).exp().sum(1)
+    assert torch.allclose(total, torch.ones(5), atol=1e-12)
 
 
-@pytest.mark.parametrize("arch", ["sg", "cbow"])
-@pytest.mark.parametrize("loss", ["neg", "nce"])
-def test_train_step_touches_only_batch_rows_and_applies_sgd(arch, loss):
-    v, d, k, lr = 50, 8, 4, 0.05
-    s = AliasSampler(np.arange(v, 0, -1) * 10, 0.75)
-    head = SampledHead(v, d, s, k, nce=loss == "nce")
-    model = Word2Vec(v, d, arch, head, torch.Generator().manual_seed(0)).double()
-    head.weight.data.normal_(0, 0.1)
-    if arch == "sg":
-        inputs, mask = torch.tensor([3, 4, 4, 9]), None
-    else:
-        inputs = torch.tensor([[3, 4, 0, 0], [4, 7, 9, 0]])
-        mask = torch.tensor([[True, True, False, False], [True, True, True, False]])
-    targets = torch.tensor([10, 11, 10, 12])[: len(inputs)]
-    gen = torch.Generator().manual_seed(5)
-    noise = s.draw((len(targets), k), torch.Generator().manual_seed(5))  # the draws the step will make
-    inp0, out0, b0 = model.input.clone(), head.weight.clone(), head.bias.clone()
-    hidden = model.hidden(inputs, mask)
-    _, gh, gw, gb = dense_grads(head, hidden, targets, noise)
-    model.train_step(inputs, targets, lr, mask, gen)
-    touched_out = set(targets.tolist()) | set(noise.reshape(-1).tolist())
-    changed_out = set(torch.nonzero((head.weight != out0).any(1)).reshape(-1).tolist())
-    assert changed_out == touched_out
-    assert torch.allclose(head.weight - out0, -lr * gw, atol=1e-12)
-    assert torch.allclose(head.bias - b0, -lr * gb, atol=1e-12)
-    used_in = set(inputs[mask].tolist()) if mask is not None else set(inputs.tolist())
-    changed_in = set(torch.nonzero((model.input != inp0).any(1)).reshape(-1).tolist())
-    assert changed_in == used_in
-    want = torch.zeros_like(inp0)
-    if arch == "sg":
-        want.index_add_(0, inputs, -lr * gh)
-    else:  # word2vec's CBOW rule: every context word gets the full hidden gradient
-        for b in range(len(inputs)):
-            for c in inputs[b][mask[b]]:
-                want[c] += -lr * gh[b]
-    assert torch.allclose(model.input - inp0, want, atol=1e-12)
+def test_candidates_say_what_each_head_computes():
+    counts = np.array([50, 30, 20, 10, 5, 1])
+    s = AliasSampler(counts, 0.75)
+    targets = torch.tensor([0, 3, 5])
+    noise = torch.tensor([[0, 1], [2, 3], [4, 4]])
+    for loss in ("neg", "nce", "infonce", "sampled-softmax"):
+        head = make_head(loss, counts, 4, s, 2)
+        c = head.candidates(targets, noise=noise)
+        assert c.rows.tolist() == [[0, 0, 1], [3, 2, 3], [5, 4, 4]]
+        assert c.labels.tolist() == [[1, 0, 0]] * 3
+        drop = loss != "nce"  # the hits (noise equal to the target) are dropped or masked, but NCE's
+        assert c.valid.tolist() == [[True, not drop, True], [True, True, not drop], [True, True, True]]
+        corrected = loss in ("nce", "sampled-softmax")
+        want = -(s.log_q[c.rows] + math.log(2)) if corrected else torch.zeros(3, 3)
+        assert torch.allclose(c.shift, want.to(c.shift.dtype))
+    hs = make_head("hs", counts, 4, s, 2)
+    c = hs.candidates(targets)
+    offsets = hs.offsets
+    for i, t in enumerate(targets.tolist()):
+        n = int(offsets[t + 1] - offsets[t])
+        assert c.valid[i].sum() == n and c.rows[i, :n].tolist() == hs.points[offsets[t]:offsets[t + 1]].tolist()
+        assert c.labels[i, :n].tolist() == (1 - hs.codes[offsets[t]:offsets[t + 1]]).tolist()
+
+
+def test_every_loss_has_a_head():
+    counts = np.array([5, 3, 2, 1])
+    for loss in LOSSES:
+        head = make_head(loss, counts, 4, AliasSampler(counts), 2)
+        assert head.scores(torch.zeros(1, 4)).shape == (1, 4)
+    with pytest.raises(ValueError, match="unknown loss"):
+        make_head("glove", counts, 4, None, 2)

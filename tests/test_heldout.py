@@ -10,14 +10,21 @@ from typer.testing import CliRunner
 from w2v_nce import heldout
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
+from w2v_nce.heads import HSHead, OutputHead
 from w2v_nce.train import train
+
+
+def head_of(out, bias):
+    head = OutputHead(*out.shape)
+    head.weight.data, head.bias.data = out, bias
+    return head
 
 
 def test_log_z_stats_by_brute_force():
     g = torch.Generator().manual_seed(0)
     inp, out, bias = torch.randn(6, 3, generator=g), torch.randn(6, 3, generator=g), torch.randn(6, generator=g)
     inputs, targets = torch.tensor([0, 1, 2, 5]), torch.tensor([3, 3, 0, 1])
-    st = heldout.log_z_stats(inp, out, bias, "sg", inputs, targets, batch=3)
+    st = heldout.log_z_stats(inp, head_of(out, bias), "sg", inputs, targets, batch=3)
     lz = [math.log(sum(math.exp(float(inp[i] @ out[w] + bias[w])) for w in range(6))) for i in inputs.tolist()]
     nll = [z - float(inp[i] @ out[t] + bias[t]) for z, i, t in zip(lz, inputs.tolist(), targets.tolist())]
     assert st["mean_log_z"] == pytest.approx(np.mean(lz), rel=1e-5)
@@ -26,10 +33,23 @@ def test_log_z_stats_by_brute_force():
     assert st["perplexity"] == pytest.approx(math.exp(np.mean(nll)), rel=1e-5)
     # CBOW: the hidden vector is the masked mean of the context inputs
     ctx, mask = torch.tensor([[0, 1], [2, 0]]), torch.tensor([[True, True], [True, False]])
-    st = heldout.log_z_stats(inp, out, bias, "cbow", ctx, torch.tensor([4, 5]), mask)
+    st = heldout.log_z_stats(inp, head_of(out, bias), "cbow", ctx, torch.tensor([4, 5]), mask)
     h = torch.stack([(inp[0] + inp[1]) / 2, inp[2]])
     want = torch.logsumexp(h @ out.T + bias, 1).mean().item()
     assert st["mean_log_z"] == pytest.approx(want, rel=1e-5)
+
+
+def test_hs_is_scored_exactly_along_its_paths():
+    counts = np.array([5, 3, 2, 1])
+    head = HSHead(counts, 3)
+    g = torch.Generator().manual_seed(0)
+    head.weight.data, head.bias.data = torch.randn(3, 3, generator=g), torch.randn(3, generator=g)
+    inp = torch.randn(4, 3, generator=g)
+    inputs, targets = torch.tensor([0, 1, 2, 3]), torch.tensor([3, 2, 1, 0])
+    st = heldout.log_z_stats(inp, head, "sg", inputs, targets)
+    assert abs(st["mean_log_z"]) < 1e-6 and st["std_log_z"] < 1e-6  # normalised by construction
+    nll = [float(head.loss(inp[i:i + 1], targets[i:i + 1], head.candidates(targets[i:i + 1]))) for i in range(4)]
+    assert st["nll"] == pytest.approx(np.mean(nll), rel=1e-5)  # -log p(target) along its path
 
 
 def test_examples_use_the_full_window_without_sampling():

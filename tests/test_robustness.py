@@ -13,7 +13,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import train as train_mod
+from w2v_nce import backends, train as train_mod
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
@@ -93,7 +93,7 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
         train_mod.train(bad, LEE, tmp_path / "runs" / "bad", progress=False, log=lambda *_: None)
 
     # an injected NaN at a known step in epoch 2: the message names it, epoch 1's checkpoint is kept
-    real_step = train_mod.Word2Vec.train_step
+    real_step = backends.Plan.step
     calls = {"n": 0}
 
     def poisoned(self, *a, **kw):
@@ -104,7 +104,7 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
     probe = make_config(epochs=1, min_count=3, dim=8, batch_size=512)
     summary = train_mod.train(probe, LEE, tmp_path / "probe", progress=False, log=lambda *_: None)
     n_steps_epoch1 = train_mod.torch.load(tmp_path / "probe" / "checkpoint.pt", weights_only=False)["position"]["step"]
-    monkeypatch.setattr(train_mod.Word2Vec, "train_step", poisoned)
+    monkeypatch.setattr(backends.Plan, "step", poisoned)
     cfg = make_config(epochs=2, min_count=3, dim=8, batch_size=512)
     with pytest.raises(train_mod.Diverged, match=f"at step {n_steps_epoch1 + 3} "):
         train_mod.train(cfg, LEE, tmp_path / "runs" / "nan", progress=False, log=lambda *_: None)
@@ -159,7 +159,10 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     so the test compiles it here first.
     """
     from w2v_nce import fused
-    fused.warm_up()
+    from w2v_nce.heads import make_head
+    from w2v_nce.sampling import AliasSampler
+    counts = np.array([2, 1])
+    fused.warm_up(make_head("neg", counts, 1, AliasSampler(counts), 1))  # the run's head: sg-neg
     src = ROOT.parent / "shared" / "corpora" / "wiki100m.txt.gz"
     if not src.exists():
         pytest.skip("needs ../shared/corpora/wiki100m.txt.gz")
@@ -186,7 +189,7 @@ def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kern
     vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
 
     def fresh():
-        return train_mod.Trainer(cfg, tmp_path / "r", vocab, torch.device("cpu"))
+        return train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
 
     ref = fresh()
     chunk_starts = []

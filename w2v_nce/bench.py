@@ -27,7 +27,8 @@ import numpy as np
 import torch
 
 from . import evaluate, heldout
-from .config import Config, make_config
+from .config import NOISE_HEADS, Config, make_config
+from .heads import HSHead, OutputHead
 from .files import atomic_path
 from .tokenize import open_binary
 
@@ -58,12 +59,28 @@ def split_corpus(corpus: Path, workdir: Path, heldout_fraction: float) -> tuple[
     return train, held
 
 
-def held_stats(words, input_vecs, output_vecs, bias, model, cfg: Config, held: Path, max_contexts: int) -> dict:
+def held_stats(words, input_vecs, head, model, cfg: Config, held: Path, max_contexts: int) -> dict:
     ids = heldout.encode(held, words, max_contexts * 4, cfg.lowercase)
     inputs, targets, mask = heldout.examples(ids, model, cfg.window, max_contexts)
-    st = heldout.log_z_stats(torch.as_tensor(input_vecs), torch.as_tensor(output_vecs),
-                             None if bias is None else torch.as_tensor(bias), model, inputs, targets, mask)
+    st = heldout.log_z_stats(torch.as_tensor(input_vecs), head, model, inputs, targets, mask)
     return {"mean_log_z": st["mean_log_z"], "heldout_nll": st["nll"]}
+
+
+def gensim_head(model, loss: str):
+    """gensim's output layer as one of our heads, for the exact held-out columns: syn1neg (no bias) for
+    negative sampling, syn1 with gensim's own Huffman paths for hierarchical softmax."""
+    wv = model.wv
+    if loss == "hs":
+        codes = [wv.get_vecattr(w, "code") for w in wv.index_to_key]
+        points = [wv.get_vecattr(w, "point") for w in wv.index_to_key]
+        offsets = np.concatenate([[0], np.cumsum([len(c) for c in codes])])
+        head = HSHead(np.asarray(wv.expandos["count"]), model.vector_size,
+                      tree=(offsets, np.concatenate(points).astype(np.int64), np.concatenate(codes).astype(np.int8)))
+        head.weight.copy_(torch.as_tensor(model.syn1[:len(head.weight)]))
+    else:
+        head = OutputHead(len(wv), model.vector_size)
+        head.weight.copy_(torch.as_tensor(model.syn1neg))
+    return head
 
 
 def copy_bandwidth(device: torch.device, mib: int = 1024, reps: int = 20) -> float:
@@ -80,15 +97,16 @@ def copy_bandwidth(device: torch.device, mib: int = 1024, reps: int = 20) -> flo
 
 
 def bound_fraction(row: dict, cfg: Config, bandwidth: float) -> float | None:
-    """Pairs/s as a fraction of bandwidth / 8·d·(k+2) bytes a pair (sg with neg / nce only)."""
-    if cfg.model != "sg" or cfg.loss == "softmax":
+    """Pairs/s as a fraction of bandwidth / 8·d·(k+2) bytes a pair (sg with a noise head only)."""
+    if cfg.model != "sg" or cfg.loss not in NOISE_HEADS:
         return None
     return row["examples_per_s"] * 8 * cfg.dim * (cfg.negatives + 2) / bandwidth
 
 
 def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
+    from .backends import resolve_device
     from .rundir import load_run
-    from .train import resolve_device, train
+    from .train import train
 
     device = resolve_device(cfg.device).type
     run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}-{device}"
@@ -98,19 +116,25 @@ def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contex
            "train_words_per_s": summary.words_per_s, "train_seconds": summary.seconds,
            "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
            "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib,
-           "batch_size": cfg.batch_size}
+           "batch_size": summary.batch_size}
     row.update(evaluate.scores(evaluate.load_vectors(run_dir)))
-    row.update(held_stats(run["words"], run["input"], run["output"], run["bias"], cfg.model, cfg, held, max_contexts))
+    row.update(held_stats(run["words"], run["input"], run["head"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
     return row
 
 
+GENSIM_LOSSES = ("neg", "hs")  # gensim's heads: negative sampling, hierarchical softmax
+
+
 def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_contexts: int, log) -> dict:
+    """gensim's Word2Vec with the head cfg.loss names (neg or hs) and cfg's other settings."""
     from gensim.models import Word2Vec
     from gensim.models.word2vec import LineSentence
 
     sentences = LineSentence(str(train_txt))  # lines longer than 10,000 words are split, as gensim does
-    model = Word2Vec(vector_size=cfg.dim, window=cfg.window, negative=cfg.negatives, hs=0, sample=cfg.sample,
+    hs = cfg.loss == "hs"
+    model = Word2Vec(vector_size=cfg.dim, window=cfg.window, negative=0 if hs else cfg.negatives, hs=int(hs),
+                     sample=cfg.sample,
                      min_count=cfg.min_count, max_final_vocab=cfg.max_vocab, workers=threads,
                      sg=int(cfg.model == "sg"), cbow_mean=1, alpha=cfg.lr, min_alpha=cfg.lr * cfg.min_lr_ratio,
                      ns_exponent=cfg.noise_power, seed=cfg.seed)
@@ -121,13 +145,13 @@ def run_gensim(cfg: Config, train_txt: Path, held: Path, threads: int, max_conte
     model.train(sentences, total_examples=model.corpus_count, epochs=cfg.epochs)
     seconds = time.perf_counter() - t0
     words = model.corpus_total_words * cfg.epochs
-    log(f"gensim {cfg.model}-neg: {words:,} words in {seconds:.1f} s ({words / seconds:,.0f} words/s)")
-    row = {"tool": f"gensim {_version('gensim')}", "device": "cpu", "model": cfg.model, "loss": "neg",
+    log(f"gensim {cfg.model}-{cfg.loss}: {words:,} words in {seconds:.1f} s ({words / seconds:,.0f} words/s)")
+    row = {"tool": f"gensim {_version('gensim')}", "device": "cpu", "model": cfg.model, "loss": cfg.loss,
            "train_words_per_s": words / seconds, "train_seconds": seconds, "vocab_seconds": vocab_seconds,
            "vocab_size": len(model.wv)}
     row.update(evaluate.scores(model.wv))
-    row.update(held_stats(model.wv.index_to_key, model.wv.vectors, model.syn1neg, None, cfg.model, cfg, held,
-                          max_contexts))
+    row.update(held_stats(model.wv.index_to_key, model.wv.vectors, gensim_head(model, cfg.loss), cfg.model, cfg,
+                          held, max_contexts))
     return row
 
 
@@ -180,11 +204,12 @@ def machine(devices=()) -> str:
 def bench(corpus: Path, models: list[str], losses: list[str], epochs: int, threads: int, ours_only: bool,
           heldout_fraction: float = 0.005, max_contexts: int = 20000, overrides: dict | None = None,
           devices: tuple[str, ...] = ("cpu",), repeats: int = 1, log=print) -> tuple[list[dict], dict]:
-    """Train and score every (model, loss, device) of ours and, per model, gensim's; returns rows and settings.
+    """Train and score every (model, loss, device) of ours and, per model, gensim's negative sampling and, when
+    hs is among the losses, its hierarchical softmax; returns rows and settings.
 
     With repeats > 1 the whole sequence runs that many times (rounds, so every row sees the machine at each
     stage of a drift) and merge_rounds keeps each row's best speed and mean quality."""
-    from .train import resolve_device
+    from .backends import resolve_device
 
     torch.set_num_threads(threads)
     devices = [resolve_device(d) for d in devices]  # a usage error before any work when CUDA is missing
@@ -220,10 +245,10 @@ def _round(models, losses, devices, epochs, threads, ours_only, overrides, train
                     row["bandwidth"] = bandwidth["cuda"]
                     row["bound_fraction"] = bound_fraction(row, cfg, bandwidth["cuda"])
                 rows.append(row)
-        if not ours_only:
-            cfg = make_config(None, model=model, loss="neg", epochs=epochs, threads=threads, lr=0.025, device="cpu",
+        for loss in [] if ours_only else [g for g in GENSIM_LOSSES if g == "neg" or g in losses]:
+            cfg = make_config(None, model=model, loss=loss, epochs=epochs, threads=threads, lr=0.025, device="cpu",
                               **{k: v for k, v in overrides.items() if k != "kernel"})
-            log(f"gensim {model}-neg")
+            log(f"gensim {model}-{loss}")
             rows.append(run_gensim(cfg, train_txt, held, threads, max_contexts, log))
     return rows
 
@@ -253,17 +278,19 @@ def merge_rounds(rows: list[dict]) -> list[dict]:
 
 def markdown(rows: list[dict], meta: dict, command: str) -> str:
     s = meta["settings"]
-    gensim_speed = {r["model"]: r["train_words_per_s"] for r in rows if r["tool"].startswith("gensim")}
-    # the default batch depends on the device (config.default_batch)
+    # ours against gensim's same head where gensim has it (hs), else against its negative sampling
+    gensim_speed = {(r["model"], r["loss"]): r["train_words_per_s"] for r in rows if r["tool"].startswith("gensim")}
+    # the default batch depends on the device and the step (backends.plan)
     batches = {r.get("device", "cpu"): r.get("batch_size", s["batch_size"]) for r in rows if r["tool"] == "w2v-nce"}
-    batch = ", ".join(f"{b} on {d}" for d, b in batches.items()) if len(batches) > 1 else str(s["batch_size"])
+    batch = (", ".join(f"{b} on {d}" for d, b in batches.items()) if len(batches) > 1
+             else str(next(iter(batches.values()), s["batch_size"])))
     out = [f"Command: `{command}`  ", f"Machine: {meta['machine']}; {meta['threads']} threads  ",
            f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
            f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
            f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
            f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {batch} examples per call of the step, "
            f"kernel {s['kernel']}; "
-           "gensim: LineSentence, cbow_mean=1, hs=0.", "",
+           "gensim: LineSentence, cbow_mean=1; neg: negative=k, hs=0; hs: negative=0, hs=1.", "",
            "| tool | device | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     rounds = max(r.get("rounds", 1) for r in rows)
@@ -271,7 +298,8 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
         out[-3:-3] = ["", f"Rounds: {rounds}, one after another; train words/s is each row's best round, the slowest "
                       "in brackets; the scores are means over the rounds."]
     for r in rows:
-        ratio = r["train_words_per_s"] / gensim_speed[r["model"]] if r["model"] in gensim_speed else None
+        base = gensim_speed.get((r["model"], r["loss"]), gensim_speed.get((r["model"], "neg")))
+        ratio = r["train_words_per_s"] / base if base else None
         speed = f"{r['train_words_per_s']:,.0f}" + (f" ({r['words_per_s_min']:,.0f})" if r.get("rounds", 1) > 1 else "")
         out.append(f"| {r['tool']} | {r.get('device', 'cpu')} | {r['model']} | {r['loss']} | {speed} | "
                    f"{'' if ratio is None else f'{ratio:.2f}x'} | {r['vocab_seconds']:.1f} | {r['analogy']:.3f} | "

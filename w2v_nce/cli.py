@@ -70,10 +70,10 @@ def train(
     corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False)] = None,
     config: Annotated[Optional[str], typer.Option("--config", help="A preset by name (sg-neg, sg-nce, cbow-neg, cbow-nce, cbow-softmax) or a TOML file; flags override it.")] = None,
     model: Annotated[Optional[str], typer.Option(help="sg (skip-gram) or cbow. Default: sg.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Output head: neg, nce or softmax. Default: neg.")] = None,
+    loss: Annotated[Optional[str], typer.Option(help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
     dim: Annotated[Optional[int], typer.Option(help="Vector size. Default: 100.")] = None,
     window: Annotated[Optional[int], typer.Option(help="Maximum window; each centre draws 1..W. Default: 5.")] = None,
-    negatives: Annotated[Optional[int], typer.Option(help="Noise words k per example (neg, nce). Default: 5.")] = None,
+    negatives: Annotated[Optional[int], typer.Option(help="Noise words k per example (neg, nce, infonce, sampled-softmax). Default: 5.")] = None,
     min_count: Annotated[Optional[int], typer.Option(help="Drop words rarer than this. Default: 5.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Keep only the N most frequent words. Default: all.")] = None,
     sample: Annotated[Optional[float], typer.Option(help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
@@ -84,7 +84,7 @@ def train(
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="Step for neg/nce: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads; 0 = all cores. Default: 0.")] = None,
     seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
@@ -93,8 +93,7 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
-    from . import config as config_mod
-    from . import train as train_mod
+    from . import backends, config as config_mod, train as train_mod
 
     if resume is not None:
         train_mod.train(None, None, resume, resume=True, progress=progress, log=_info)
@@ -106,7 +105,7 @@ def train(
                  batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs)
     cfg = config_mod.make_config(config, **flags)
-    train_mod.check_kernel(cfg)  # usage errors (device, kernel) before any work
+    backends.plan(cfg)  # usage errors (device, kernel) before any work
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
     train_mod.train(cfg, corpus, out, progress=progress, log=_info)
@@ -232,7 +231,7 @@ def plot_cmd(
 def bench_cmd(
     corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False)],
     model: Annotated[Optional[list[str]], typer.Option(help="sg and/or cbow (repeat the flag).  Default: both.")] = None,
-    loss: Annotated[Optional[list[str]], typer.Option(help="neg, nce and/or softmax (repeat).  Default: neg and nce.")] = None,
+    loss: Annotated[Optional[list[str]], typer.Option(help="neg, nce, hs, infonce, sampled-softmax and/or softmax (repeat; with hs, gensim's hierarchical softmax runs too).  Default: neg and nce.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs for every model.")] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.")] = 0,
     ours_only: Annotated[bool, typer.Option("--ours-only", help="Skip gensim (quick timing).")] = False,
@@ -249,14 +248,15 @@ def bench_cmd(
 ):
     """Train ours and gensim's Word2Vec on the same corpus, settings and threads; one side-by-side table."""
     from . import bench
+    from .config import LOSSES
 
     models, losses = model or ["sg", "cbow"], loss or ["neg", "nce"]
     for m in models:
         if m not in ("sg", "cbow"):
             raise typer.BadParameter(f"{m!r}: choose sg or cbow", param_hint="--model")
     for l in losses:
-        if l not in ("neg", "nce", "softmax"):
-            raise typer.BadParameter(f"{l!r}: choose neg, nce or softmax", param_hint="--loss")
+        if l not in LOSSES:
+            raise typer.BadParameter(f"{l!r}: choose from {', '.join(LOSSES)}", param_hint="--loss")
     devices = device or ["cpu"]
     for d in devices:
         if d not in ("cpu", "cuda", "auto"):

@@ -11,7 +11,9 @@ from pathlib import Path
 from .errors import UsageError
 
 MODELS = ("sg", "cbow")
-LOSSES = ("neg", "nce", "softmax")
+# the output heads (heads.py): sampled and tree heads, and the exact softmax
+LOSSES = ("neg", "nce", "hs", "infonce", "sampled-softmax", "softmax")
+NOISE_HEADS = ("neg", "nce", "infonce", "sampled-softmax")  # the heads that draw k noise words
 DEVICES = ("auto", "cpu", "cuda")
 KERNELS = ("auto", "fused", "torch")
 ENCODING_ERRORS = ("strict", "replace")
@@ -31,7 +33,7 @@ class Config:
     epochs: int = 5
     lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
-    batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> default_batch()
+    batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> backends.plan's
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
     encoding_errors: str = "strict"
@@ -42,10 +44,10 @@ class Config:
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
 
     def resolved(self) -> "Config":
-        """A copy with the defaults that depend on other values filled in (lr by model, batch by device)."""
+        """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
+        depends on the device and the step: backends.plan fills it in.)"""
         lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" else 0.05)
-        batch = self.batch_size or default_batch(self.device, self.kernel, self.loss, self.dim)
-        return dataclasses.replace(self, lr=lr, batch_size=batch)
+        return dataclasses.replace(self, lr=lr)
 
     def validate(self) -> "Config":
         """Raise UsageError for any out-of-range or unknown value, before any work starts."""
@@ -62,7 +64,7 @@ class Config:
         for name in ("dim", "window", "epochs", "chunk_tokens", "min_count"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
         need(self.batch_size is None or self.batch_size > 0, f"--batch-size must be > 0 (got {self.batch_size})")
-        if self.loss in ("neg", "nce"):
+        if self.loss in NOISE_HEADS:
             need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
         need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")
         need(self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be > 0 (got {self.lr})")
@@ -71,22 +73,6 @@ class Config:
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
         need(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
         return self
-
-
-CPU_BATCH = 4096  # examples per call of the CPU step, or per SGD step of the PyTorch step
-CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness is set by its workers instead
-
-
-def default_batch(device: str, kernel: str, loss: str, dim: int) -> int:
-    """CUDA_LAUNCH where the fused CUDA kernel will run (a GPU, numba's CUDA support, neg / nce), else
-    CPU_BATCH: the PyTorch step sums a batch's gradients, and larger sums overshoot (fused_cuda.py)."""
-    import torch
-
-    if device == "cpu" or not torch.cuda.is_available():  # (--device cuda without a GPU is refused later)
-        return CPU_BATCH
-    from .fused import selected
-
-    return CUDA_LAUNCH if selected(torch.device("cuda"), kernel, loss, dim) else CPU_BATCH
 
 
 # The Python types a TOML value may have for each field (bool is excluded from int explicitly below).

@@ -1,18 +1,23 @@
-"""The fused CPU training step for the NEG and NCE heads: word2vec's update loop, compiled with numba.
-On a GPU, train_step hands over to fused_cuda.py: the same loop as a CUDA kernel.
+"""The fused CPU training step: word2vec's per-example update loop, compiled with numba, for every head but the
+exact softmax. On a GPU, fused_cuda.py runs the same loops as CUDA kernels.
 
-Why: on the CPU the PyTorch step (Word2Vec.train_step + SampledHead.step) is bound by memory traffic, not
-arithmetic: each op is a separate pass over a gathered (B, 1+k, D) copy of the rows (gather, multiply,
-reduce, scale, scatter), so every row an example touches is read and written several times (BENCHMARKS.md
-section 4). This loop reads each row once and writes it once, from the embedding matrices themselves.
+Why: on the CPU the PyTorch step (backends.torch_step) is bound by memory traffic, not arithmetic: each op is a
+separate pass over a gathered (B, C, D) copy of the rows (gather, multiply, reduce, scale, scatter), so every row
+an example touches is read and written several times (BENCHMARKS.md section 4). These loops read each row once
+and write it once, from the embedding matrices themselves.
 
-What it computes, per example and in order (word2vec.c's and gensim's update):
+One loop per family of heads (heads.py), as word2vec.c's hierarchical softmax and negative sampling loops are one:
   h = the centre's input row (sg) or the mean of the context rows (cbow)
-  for the target and each of the k noise words w: Δ = <out_w, h> + b_w + shift_w (shift = -log(k q(w))
-      for NCE, 0 for NEG), c = -lr dL/dΔ; grad += c out_w; then out_w += c h
+  logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
+      c = -lr dL/dΔ; grad += c out_r; then out_r += c h
+  softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
+      target]); grad += c out_r; out_r += c h
   every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
-The per-example math is the PyTorch head's (tests/test_fused.py checks both against a float64 reference);
-the difference is when rows change: here after each example, there after each mini-batch. Two details:
+Where the candidates come from is the head's (`candidate`): the target and k noise words drawn here (neg, nce,
+infonce, sampled-softmax), or the inner nodes on the target's Huffman path (hs).
+
+The per-example math is the heads' (tests/test_fused.py checks it against a float64 reference); the difference
+from the PyTorch step is when rows change: here after each example, there after each mini-batch. Two details:
 - The biases (word2vec has none) are summed over the batch and applied at its end. The biases of the most
   frequent words share a cache line, and two threads writing it for every example made the step 3x slower.
 - A coefficient |dL/dΔ| < 1e-6 is skipped: the change it would make, at most lr·1e-6·|h_d| per weight, is at
@@ -32,9 +37,12 @@ from __future__ import annotations
 
 import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
+
+from .heads import EXACT, LOGISTIC, SAMPLED, HSHead
 
 try:
     import numba
@@ -54,32 +62,34 @@ else:  # keep the module importable; unsupported() says numba is missing
     _inline = _jit
     prange = range
 
+NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or the target's Huffman path
+TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
 
-def unsupported(device: torch.device, loss: str, dim: int = 0) -> str | None:
-    """None if the fused step can run here, else what it needs (a phrase for a message): numba, a NEG or NCE
-    head, and the CPU or a GPU on which the CUDA kernel compiles and passes its self-check, with dim up to
-    fused_cuda.MAX_DIM."""
+
+def unsupported(device: torch.device, loss: str, negatives: int = 1, dim: int = 0) -> str | None:
+    """None if the fused step can run this head here, else what it needs (a phrase for a message): numba, a head
+    other than the exact softmax, and the CPU or a GPU on which the CUDA kernels compile and pass their
+    self-check, within the kernels' limits of dim and candidates."""
     if numba is None:
         return "numba (pip install numba)"
-    if loss not in ("neg", "nce"):
-        return "--loss neg or nce"
+    if loss == "softmax":
+        return "a sampled or tree head (--loss softmax is a dense product: the PyTorch step runs it)"
     if device.type == "cuda":
         why = cuda_unavailable()
         if why is not None:
             return f"a GPU that numba's CUDA target can use (here: {why})"
         from . import fused_cuda
-        return None if dim <= fused_cuda.MAX_DIM else f"--dim {fused_cuda.MAX_DIM} or less on a GPU"
+        if dim > fused_cuda.MAX_DIM:
+            return f"--dim {fused_cuda.MAX_DIM} or less on a GPU"
+        if SAMPLED.get(loss, (LOGISTIC,))[0] != LOGISTIC and negatives + 1 > fused_cuda.MAX_CANDIDATES:
+            return f"--negatives {fused_cuda.MAX_CANDIDATES - 1} or less for --loss {loss} on a GPU"
+        return None
     return None if device.type == "cpu" else "the CPU or a CUDA GPU"
-
-
-def selected(device: torch.device, kernel: str, loss: str, dim: int) -> bool:
-    """Whether training runs the fused step: --kernel is not torch and the step can run here."""
-    return kernel != "torch" and unsupported(device, loss, dim) is None
 
 
 @functools.lru_cache(maxsize=None)
 def cuda_unavailable() -> str | None:
-    """None if the CUDA kernel compiles and runs here and agrees with the CPU kernel (checked once, by
+    """None if the CUDA kernels compile and run here and agree with the CPU kernels (checked once, by
     fused_cuda.self_check); else why not, and training uses the PyTorch step."""
     try:
         from numba import cuda
@@ -97,46 +107,80 @@ def set_threads(n: int) -> None:
         numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
 
 
+class Tables(NamedTuple):
+    """A head's description for the kernels: where candidates come from, and the arrays that say which.
+    The arrays a source does not use are one-element placeholders (the kernels' types stay the same)."""
+    source: int
+    shift: np.ndarray  # (V,) float32: the score shift of each word (NOISE)
+    prob: np.ndarray  # (V,) float32 and alias (V,) int64: the noise distribution's alias table (NOISE)
+    alias: np.ndarray
+    drop_hits: bool  # drop a noise draw equal to the target (NOISE)
+    offsets: np.ndarray  # (V+1,) int64, points (N,) int64, codes (N,) int8: the Huffman paths (TREE)
+    points: np.ndarray
+    codes: np.ndarray
+
+
+@functools.lru_cache(maxsize=None)
+def _placeholders(device: str) -> tuple:
+    return (torch.zeros(1, dtype=torch.float32, device=device), torch.zeros(1, dtype=torch.int64, device=device),
+            torch.zeros(1, dtype=torch.int8, device=device))
+
+
+def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
+    """(family, tables, candidates per example) of a head; `to` turns its tensors into the kernel's arrays."""
+    f32, i64, i8 = (to(t) for t in _placeholders(str(head.weight.device)))
+    if isinstance(head, HSHead):
+        return LOGISTIC, Tables(TREE, f32, f32, i64, False, to(head.offsets), to(head.points), to(head.codes)), \
+            head.depth
+    if head.family == EXACT:
+        raise ValueError("the exact softmax has no fused step")
+    s = head.sampler
+    return head.family, Tables(NOISE, to(head.shift), to(s.prob), to(s.alias), head.drop_hits, i64, i64, i8), \
+        head.k + 1
+
+
 @torch.no_grad()
 def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
-    """Word2Vec.train_step for a SampledHead; same arguments and return value. On CUDA: fused_cuda.py."""
-    if targets.is_cuda:
-        from . import fused_cuda
-        return fused_cuda.train_step(model, inputs, targets, lr, mask, generator, need_loss)
+    """One step of the compiled CPU loops (backends.Plan.step); same arguments and return value as torch_step."""
     head = model.head
+    family, tab, width = tables(head)
     # One seed per batch from the run's generator keeps a run reproducible and its resume exact; the k
     # noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash of that seed.
     seed = np.uint64(int(torch.randint(2**62, (1,), generator=generator)))
-    rows = np.empty((len(targets), 1 + head.k), dtype=np.int64)  # (B, 1+k): target, then the noise words
-    rows[:, 0] = targets.numpy()
+    n = len(targets)
+    rows = np.zeros((n, width), dtype=np.int64)  # (B, C): each example's candidates, written by the kernel
+    coef = np.zeros((n, width), dtype=np.float32)  # -lr dL/dΔ of each, for the biases at the end of the batch
     if mask is None:  # skip-gram: one context slot, the centre word
-        ctx, valid = inputs[:, None].numpy(), np.ones((len(inputs), 1), dtype=np.bool_)
+        ctx, valid = inputs[:, None].numpy(), np.ones((n, 1), dtype=np.bool_)
     else:  # CBOW: (B, 2W) context ids and which slots are real
         ctx, valid = inputs.numpy(), mask.numpy()
-    loss = np.zeros(len(targets), dtype=np.float32)  # (B,)
-    step(model.input.numpy(), head.weight.numpy(), head.bias.numpy(), head.shift.numpy(), ctx, valid, rows,
-         seed, head.sampler.prob.numpy(), head.sampler.alias.numpy(), lr, not head.nce, need_loss, loss)
+    loss = np.zeros(n, dtype=np.float32)  # (B,)
+    step(family, model.input.numpy(), head.weight.numpy(), head.bias.numpy(), ctx, valid, targets.numpy(), rows,
+         coef, loss, lr, need_loss, tab, seed)
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
 
-def step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss, loss,
+def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
          threads: int | None = None):
-    """The kernel on numpy arrays (see _step), on `threads` shares (default: numba's current number of
-    threads; 1 is the sequential update)."""
-    _step(inp, out, bias, shift, ctx, valid, rows, np.uint64(seed), prob, alias, np.float32(lr),
-          bool(skip_target_noise), bool(need_loss), loss, threads or numba.get_num_threads())
+    """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
+    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
+    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
+    kernel = _logistic_step if family == LOGISTIC else _softmax_step
+    kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss),
+           threads or numba.get_num_threads(), np.uint64(seed), *tab)
 
 
-def warm_up(device: torch.device = torch.device("cpu")) -> None:
-    """Compile the kernel (or load it from numba's cache) before training is timed."""
-    if device.type == "cuda":
-        from . import fused_cuda
-        return fused_cuda.warm_up(device)
+def warm_up(head) -> None:
+    """Compile the kernel of this head's family (or load it from numba's cache) before training is timed."""
+    family, tab, width = tables(head)
     emb, vec = np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32)
-    step(emb, emb.copy(), vec.copy(), vec, np.zeros((1, 1), dtype=np.int64), np.ones((1, 1), dtype=np.bool_),
-         np.zeros((1, 2), dtype=np.int64), 1, np.ones(1, dtype=np.float32), np.zeros(1, dtype=np.int64),
-         0.0, True, True, vec.copy())
+    one = np.zeros(1, dtype=np.int64)
+    step(family, emb, emb.copy(), vec.copy(), one[:, None], np.ones((1, 1), dtype=np.bool_), one,
+         np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
+         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1)
 
+
+# -- the math of one example, compiled for both targets (fused_cuda compiles these same functions) -----------
 
 def noise_draw(seed, m, prob, alias):
     """Draw number m of a batch from the alias table (prob, alias), from splitmix64(seed + m·golden):
@@ -151,88 +195,168 @@ def noise_draw(seed, m, prob, alias):
     return col if coin < prob[col] else alias[col]
 
 
-def logistic(delta, target, need_loss):
-    """One term of the NEG / NCE loss at score Δ: (d loss / dΔ, the loss). The target's loss is
-    softplus(-Δ), with d/dΔ = σ(Δ) - 1; a noise word's is softplus(Δ), with d/dΔ = σ(Δ). With need_loss
-    False the loss is 0·Δ, which is NaN when Δ is not finite: the trainer's divergence probe."""
+def count(target, source, width, offsets):
+    """How many candidates the example of this target has: its path's length, or the target and k noise words."""
+    return offsets[target + 1] - offsets[target] if source == TREE else width
+
+
+def candidate_function(draw):
+    """`candidate` for a target (the CPU or the GPU) on which `draw` is noise_draw."""
+    def candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes):
+        """Candidate j of example i: (output row, label is 1, score shift, whether it is a term of the loss)."""
+        if source == TREE:
+            p = offsets[target] + j
+            return points[p], codes[p] == 0, np.float32(0.0), True
+        if j == 0:
+            return target, True, shift[target], True
+        r = draw(seed, i * width + j, prob, alias)
+        return r, False, shift[r], not (drop_hits and r == target)
+    return candidate
+
+
+def logistic(delta, positive, need_loss):
+    """One term of a logistic head's loss at score Δ: (d loss / dΔ, the loss). Label 1's loss is softplus(-Δ),
+    with d/dΔ = σ(Δ) - 1; label 0's is softplus(Δ), with d/dΔ = σ(Δ). With need_loss False the loss is 0·Δ,
+    which is NaN when Δ is not finite: the trainer's divergence probe."""
     one, zero = np.float32(1.0), np.float32(0.0)
     # float32 throughout (a float64 literal would promote); math's functions have float32 versions on both
     # targets, numpy's ufuncs only on the CPU
     sig = one / (one + math.exp(-delta))
-    x = -delta if target else delta
-    g = sig - one if target else sig
+    x = -delta if positive else delta
+    g = sig - one if positive else sig
     if need_loss:
         return g, max(x, zero) + math.log1p(math.exp(-abs(x)))
     return g, zero * delta
 
 
-# The CPU kernel's copies; fused_cuda compiles the same two functions for the GPU.
+# The CPU kernels' copies; fused_cuda compiles the same functions for the GPU.
 _noise = _inline(noise_draw)
+_count = _inline(count)
+_candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
 _logistic = _inline(logistic)
 
 
+@_inline
+def _hidden(h, grad, inp, ctx, valid, i):
+    """h = the mean of example i's valid context rows; grad = 0."""
+    dim = h.shape[0]
+    for d in range(dim):
+        h[d] = np.float32(0.0)
+        grad[d] = np.float32(0.0)
+    used = 0
+    for s in range(ctx.shape[1]):
+        if valid[i, s]:
+            row = inp[ctx[i, s]]
+            for d in range(dim):
+                h[d] += row[d]
+            used += 1
+    if used > 1:
+        scale = np.float32(1.0) / np.float32(used)
+        for d in range(dim):
+            h[d] *= scale
+
+
+@_inline
+def _update(o, h, grad, c):
+    """grad += c out_r, with the row before its update (as the gradient needs); then out_r += c h."""
+    for d in range(h.shape[0]):
+        grad[d] += c * o[d]
+        o[d] += c * h[d]
+
+
+@_inline
+def _to_inputs(inp, ctx, valid, i, grad):
+    """Every context row of example i gets the hidden vector's full gradient (word2vec's CBOW rule)."""
+    for s in range(ctx.shape[1]):
+        if valid[i, s]:
+            row = inp[ctx[i, s]]
+            for d in range(grad.shape[0]):
+                row[d] += grad[d]
+
+
+@_inline
+def _dot(o, h):
+    total = np.float32(0.0)
+    for d in range(h.shape[0]):
+        total += o[d] * h[d]
+    return total
+
+
+@_inline
+def _biases(bias, rows, coef):
+    """The biases are updated at the end of the batch, not per example: the biases of the most frequent
+    words share a cache line, and two threads writing it per example made the step 3x slower."""
+    for i in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            bias[rows[i, j]] += coef[i, j]
+
+
 @_jit
-def _step(inp, out, bias, shift, ctx, valid, rows, seed, prob, alias, lr, skip_target_noise, need_loss,
-          loss, threads):
-    """inp, out (V, D) float32 and bias (V,), updated in place; shift (V,); ctx, valid (B, S); rows (B, 1+k);
-    loss (B,) receives each example's loss (need_loss) or 0·Δ, which is NaN if any score is not finite."""
-    n, k1 = rows.shape
+def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
+                   source, shift, prob, alias, drop_hits, offsets, points, codes):
+    n, width = rows.shape
     dim = inp.shape[1]
-    zero, one = np.float32(0.0), np.float32(1.0)
-    tiny = np.float32(1e-6)  # see the module docstring
     per = (n + threads - 1) // threads
-    coef = np.zeros((n, k1), dtype=np.float32)  # -lr dL/dΔ, for the bias update after the loop
     # each thread's hidden vector and gradient, 128 bytes apart from the next thread's: two threads writing
     # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
     scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        h = scratch[t, :dim]  # hidden vector
-        grad = scratch[t, dim:2 * dim]  # -lr dL/dh
+        h, grad = scratch[t, :dim], scratch[t, dim:2 * dim]
         for i in range(t * per, min(n, (t + 1) * per)):
-            used = 0
-            for d in range(dim):
-                h[d] = zero
-                grad[d] = zero
-            for s in range(ctx.shape[1]):
-                if valid[i, s]:
-                    row = inp[ctx[i, s]]
-                    for d in range(dim):
-                        h[d] += row[d]
-                    used += 1
-            if used > 1:
-                scale = one / np.float32(used)
-                for d in range(dim):
-                    h[d] *= scale
-            for j in range(1, k1):
-                rows[i, j] = _noise(seed, i * k1 + j, prob, alias)
-            total = zero
-            for j in range(k1):
-                r = rows[i, j]
-                # word2vec skips a negative that equals the target; true NCE keeps it (independent draws)
-                if j > 0 and skip_target_noise and r == rows[i, 0]:
+            _hidden(h, grad, inp, ctx, valid, i)
+            target, total = targets[i], np.float32(0.0)
+            for j in range(_count(target, source, width, offsets)):
+                r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
+                                                  offsets, points, codes)
+                rows[i, j] = r
+                if not used:
                     continue
-                o = out[r]
-                delta = bias[r] + shift[r]
-                for d in range(dim):
-                    delta += o[d] * h[d]
-                g, term = _logistic(delta, j == 0, need_loss)
+                g, term = _logistic(bias[r] + s + _dot(out[r], h), positive, need_loss)
                 total += term
-                if abs(g) < tiny:
+                if abs(g) < TINY:
                     continue
                 c = -lr * g
-                for d in range(dim):
-                    grad[d] += c * o[d]  # with the output row before its update, as the gradient needs
-                    o[d] += c * h[d]
+                _update(out[r], h, grad, c)
                 coef[i, j] = c
             loss[i] = total
-            # every context word gets the hidden vector's full gradient (word2vec's CBOW rule)
-            for s in range(ctx.shape[1]):
-                if valid[i, s]:
-                    row = inp[ctx[i, s]]
-                    for d in range(dim):
-                        row[d] += grad[d]
-    # The biases are updated at the end of the batch, not per example: the biases of the most frequent
-    # words share a cache line, and two threads writing it per example made the step 3x slower.
-    for i in range(n):
-        for j in range(k1):
-            bias[rows[i, j]] += coef[i, j]
+            _to_inputs(inp, ctx, valid, i, grad)
+    _biases(bias, rows, coef)
+
+
+@_jit
+def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
+                  source, shift, prob, alias, drop_hits, offsets, points, codes):
+    n, width = rows.shape
+    dim = inp.shape[1]
+    per = (n + threads - 1) // threads
+    scratch = np.zeros((threads, 2 * dim + width + 32), dtype=np.float32)  # see _logistic_step
+    kept = np.zeros((threads, width + 128), dtype=np.bool_)
+    for t in prange(threads):
+        h, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
+        for i in range(t * per, min(n, (t + 1) * per)):
+            _hidden(h, grad, inp, ctx, valid, i)
+            top = np.float32(-np.inf)
+            for j in range(width):  # every score first: each gradient needs the softmax of all of them
+                r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias,
+                                                  drop_hits, offsets, points, codes)
+                rows[i, j], kept[t, j] = r, used
+                if used:
+                    deltas[j] = bias[r] + s + _dot(out[r], h)
+                    top = max(top, deltas[j])
+            z = np.float32(0.0)
+            for j in range(width):
+                if kept[t, j]:
+                    z += math.exp(deltas[j] - top)
+            term = top + math.log(z) - deltas[0]  # -log softmax of the target (candidate 0)
+            loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
+            for j in range(width):
+                if not kept[t, j]:
+                    continue
+                g = math.exp(deltas[j] - top) / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
+                if abs(g) < TINY:
+                    continue
+                c = -lr * g
+                _update(out[rows[i, j]], h, grad, c)
+                coef[i, j] = c
+            _to_inputs(inp, ctx, valid, i, grad)
+    _biases(bias, rows, coef)

@@ -22,6 +22,7 @@ import torch
 from . import batches
 from .config import Config
 from .errors import W2VError
+from .heads import OutputHead
 from .rundir import describe_position, load_run
 from .tokenize import LINE_BREAK, iter_tokens
 from .vocab import SEPARATOR
@@ -60,13 +61,13 @@ def examples(ids: np.ndarray, arch: str, window: int, max_contexts: int, seed: i
 
 
 @torch.no_grad()
-def log_z_values(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
-                 inputs, targets, mask=None, batch: int = 1024) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per example, exactly: log Z(c) and the target's score s(target, c), each (N,) float64."""
+def log_z_values(input_vecs: torch.Tensor, head: OutputHead, arch: str, inputs, targets, mask=None,
+                 batch: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per example, exactly: log Z(c) and the target's score s(target, c), each (N,) float64. The scores are
+    the head's (heads.OutputHead.scores): s = <out_w, h> + b_w, or log p(w|c) itself for hs."""
     if len(targets) == 0:
         raise W2VError("the held-out text has no usable context (too short, or every word is out of the vocabulary)")
-    if bias is None:
-        bias = torch.zeros(len(output_vecs), dtype=output_vecs.dtype)
+    batch = batch or max(1, min(1024, (1 << 25) // len(input_vecs)))  # (B, V) score matrices of about 128 MB
     log_z, target_scores = [], []
     for s in range(0, len(targets), batch):
         sl = slice(s, s + batch)
@@ -75,16 +76,16 @@ def log_z_values(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torc
         else:
             m = mask[sl].to(input_vecs.dtype)  # (B, 2W)
             h = (input_vecs[inputs[sl]] * m[:, :, None]).sum(1) / m.sum(1, keepdim=True)
-        scores = (h @ output_vecs.T + bias).double()  # (B, V), in double: logsumexp over 10^5 words
+        scores = head.scores(h).double()  # (B, V), in double: logsumexp over 10^5 words
         log_z.append(torch.logsumexp(scores, dim=1))  # (B,)
         target_scores.append(scores.gather(1, targets[sl, None]).squeeze(1))  # (B,)
     return torch.cat(log_z), torch.cat(target_scores)
 
 
-def log_z_stats(input_vecs: torch.Tensor, output_vecs: torch.Tensor, bias: torch.Tensor | None, arch: str,
-                inputs, targets, mask=None, batch: int = 1024) -> dict:
+def log_z_stats(input_vecs: torch.Tensor, head: OutputHead, arch: str, inputs, targets, mask=None,
+                batch: int | None = None) -> dict:
     """Exact log Z(c), normalised NLL and the unnormalised NLL (-s(target, c)) over the examples."""
-    log_z, st = log_z_values(input_vecs, output_vecs, bias, arch, inputs, targets, mask, batch)
+    log_z, st = log_z_values(input_vecs, head, arch, inputs, targets, mask, batch)
     nll = log_z - st
     return {
         "contexts": len(targets),
@@ -113,18 +114,18 @@ def evaluate_run(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: i
     """Held-out statistics of a run directory's checkpoint on `corpus`."""
     run, ex = run_examples(run_dir, corpus, max_contexts, seed)
     cfg = run["config"]
-    stats = log_z_stats(run["input"], run["output"], run["bias"], cfg.model, *ex)
+    stats = log_z_stats(run["input"], run["head"], cfg.model, *ex)
     stats.update(run=str(run_dir), corpus=str(corpus), model=cfg.model, loss=cfg.loss, vocab_size=len(run["words"]),
                  complete=run["complete"], position=describe_position(run["position"]))
     if cfg.loss != "nce":
-        del stats["unnormalized_nll"]  # exp(s) is a probability only under NCE
+        del stats["unnormalized_nll"]  # exp(s) is a probability only under NCE (and hs, where it is the nll)
     return stats
 
 
 def run_log_z(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int = 0) -> tuple[Config, np.ndarray]:
     """A run's config and its per-context log Z(c) on `corpus` (float64 array): the same contexts as evaluate_run."""
     run, ex = run_examples(run_dir, corpus, max_contexts, seed)
-    log_z, _ = log_z_values(run["input"], run["output"], run["bias"], run["config"].model, *ex)
+    log_z, _ = log_z_values(run["input"], run["head"], run["config"].model, *ex)
     return run["config"], log_z.numpy()
 
 

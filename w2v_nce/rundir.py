@@ -174,9 +174,11 @@ def save_checkpoint(state: dict, run_dir: Path) -> None:
     save_torch({**state, "crc32": _checksum(state)}, Path(run_dir) / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: Path, vocab_size: int, dim: int) -> dict:
+def load_checkpoint(run_dir: Path, vocab_size: int, dim: int, loss: str) -> dict:
     """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes and its checksum."""
     import torch
+
+    from .heads import output_rows
 
     path = Path(run_dir) / CHECKPOINT
     try:
@@ -188,9 +190,10 @@ def load_checkpoint(run_dir: Path, vocab_size: int, dim: int) -> dict:
     need = ("input", "output", "bias", "position", "gen_state")
     if not isinstance(st, dict) or any(k not in st for k in need):
         raise damaged(path, "it is not a checkpoint (keys missing)")
-    shapes = [tuple(st[k].shape) for k in ("input", "output", "bias")]
-    if shapes != [(vocab_size, dim), (vocab_size, dim), (vocab_size,)]:
-        raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim}")
+    shapes, rows = [tuple(st[k].shape) for k in ("input", "output", "bias")], output_rows(loss, vocab_size)
+    if shapes != [(vocab_size, dim), (rows, dim), (rows,)]:
+        raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim} "
+                      f"and {rows} output rows")
     if "crc32" in st and _checksum(st) != st["crc32"]:  # checkpoints of w2v-nce 0.1 have none
         raise damaged(path, "its checksum does not match its contents (corrupt)")
     return st
@@ -206,10 +209,23 @@ def load_run(run_dir: Path) -> dict:
                        "`w2v-nce train`")
     cfg, info = read_config(run_dir)
     vocab = read_vocab(run_dir, info.get("vocab_size"))
-    st = load_checkpoint(run_dir, len(vocab), cfg.dim)
+    st = load_checkpoint(run_dir, len(vocab), cfg.dim, cfg.loss)
     return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
-            "output": st["output"], "bias": st["bias"], "position": st["position"],
+            "head": trained_head(cfg, vocab.counts, st), "position": st["position"],
             "complete": not interrupted(run_dir)}
+
+
+def trained_head(cfg: Config, counts: np.ndarray, state: dict):
+    """The run's output head with the checkpoint's parameters (for exact evaluation)."""
+    from .config import NOISE_HEADS
+    from .heads import make_head
+    from .sampling import AliasSampler
+
+    sampler = AliasSampler(counts, cfg.noise_power) if cfg.loss in NOISE_HEADS else None
+    head = make_head(cfg.loss, counts, cfg.dim, sampler, cfg.negatives)
+    head.weight.copy_(state["output"])
+    head.bias.copy_(state["bias"])
+    return head
 
 
 def describe_position(position: dict) -> str:

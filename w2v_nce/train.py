@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import batches, export, fused, rundir, vocab as vocab_mod
+from . import backends, batches, export, fused, rundir, vocab as vocab_mod
 from .config import Config, to_toml
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
@@ -37,33 +37,18 @@ class Interrupted(W2VError):
     """Training stopped by SIGINT / SIGTERM after saving a checkpoint (exit 130 / 143)."""
 
 
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda was given but no CUDA GPU is available; use --device cpu or auto")
-    return torch.device(name)
-
-
 def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
     """word2vec's linear decay from lr to lr * min_lr_ratio over all epochs."""
     return cfg.lr * max(cfg.min_lr_ratio, 1.0 - words_done / (total_words + 1))
 
 
-def check_kernel(cfg: Config) -> None:
-    """--kernel fused is a usage error where the fused step cannot run (also checks the device)."""
-    device = resolve_device(cfg.device)
-    need = fused.unsupported(device, cfg.loss, cfg.dim) if cfg.kernel == "fused" else None
-    if need is not None:
-        raise UsageError(f"--kernel fused needs {need}; use --kernel auto or torch")
-
-
 class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
-    def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, device: torch.device,
+    def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, plan: backends.Plan,
                  ids: np.ndarray | None = None):
-        self.cfg, self.run_dir, self.vocab, self.device = cfg, run_dir, vocab, device
+        self.cfg, self.run_dir, self.vocab, self.plan = cfg, run_dir, vocab, plan
+        self.device = device = plan.device
         self.ids = rundir.open_ids(run_dir, None, len(vocab)) if ids is None else ids
         # chunk boundaries and the number of words (separators excluded) before each chunk
         self.starts = list(range(0, len(self.ids), cfg.chunk_tokens)) or [0]
@@ -75,13 +60,12 @@ class Trainer:
         self.gen.manual_seed(cfg.seed)
         init_gen = torch.Generator().manual_seed(cfg.seed)
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
-        head = make_head(cfg.loss, len(vocab), cfg.dim, sampler, cfg.negatives)
+        head = make_head(cfg.loss, vocab.counts, cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
-        self.model.fused = fused.selected(device, cfg.kernel, cfg.loss, cfg.dim)
-        if self.model.fused:
+        if plan.kernel == "fused" and device.type == "cpu":
             # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
             fused.set_threads(cfg.threads or os.cpu_count() or 1)
-            fused.warm_up(device)  # compile the kernel (or load it from numba's cache) outside the timed training
+            fused.warm_up(head)  # compile the kernel (or load it from numba's cache) outside the timed training
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
@@ -133,19 +117,19 @@ class Trainer:
                         inputs, targets, mask = self.examples(self.chunk)
                         self.gen.set_state(now)
                     n = len(targets)
-                    n_batches = max(1, math.ceil(n / cfg.batch_size))
+                    n_batches = max(1, math.ceil(n / self.plan.batch_size))
                     words_before = self.epoch * self.epoch_words + sum(self.chunk_words[:self.chunk])
                     chunk_words = self.chunk_words[self.chunk]
                     while self.batch < n_batches:
                         if stop():
                             raise KeyboardInterrupt
                         b = self.batch
-                        sl = slice(b * cfg.batch_size, (b + 1) * cfg.batch_size)
+                        sl = slice(b * self.plan.batch_size, (b + 1) * self.plan.batch_size)
                         self.lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
                         if n:
                             need = self.step % LOSS_EVERY == 0
-                            loss = self.model.train_step(inputs[sl], targets[sl], self.lr,
-                                                         None if mask is None else mask[sl], self.gen, need_loss=need)
+                            loss = self.plan.step(self.model, inputs[sl], targets[sl], self.lr,
+                                                  None if mask is None else mask[sl], self.gen, need_loss=need)
                             pending.append(loss)
                             size = len(targets[sl])
                             self.examples_done += size
@@ -177,7 +161,8 @@ class Trainer:
         if not bool(finite.all()):
             first = int((~finite).nonzero()[0])
             raise Diverged(self.step - len(pending) + first + 1, self.lr,
-                           0 if self.model.fused else self.cfg.batch_size)
+                           self.plan.batch_size if self.plan.kernel == "torch" else 0,
+                           backends.largest_summed_batch(self.cfg.loss))
         if n_pending:  # the steps in between returned 0 (their finiteness probe)
             self.loss_sum = float(losses.sum()) / n_pending
         self.record("progress")
@@ -250,14 +235,11 @@ class Trainer:
         export.save_kv(self.keyed_vectors(), self.run_dir / rundir.VECTORS)
 
 
-LARGEST_SUMMED_BATCH = 16384  # the largest mini-batch measured to train well (BENCHMARKS.md section 3)
-
-
 class Diverged(W2VError):
-    def __init__(self, step: int, lr: float, summed_batch: int = 0):
+    def __init__(self, step: int, lr: float, summed_batch: int = 0, largest: int = 16384):
         # the PyTorch step sums a batch's gradients: at 65,536 examples skip-gram diverged at any usual rate
-        fix = (f"retry with --batch-size {LARGEST_SUMMED_BATCH} or less, or a lower --lr"
-               if summed_batch > LARGEST_SUMMED_BATCH else "retry with a lower --lr")
+        fix = (f"retry with --batch-size {largest} or less, or a lower --lr"
+               if summed_batch > largest else "retry with a lower --lr")
         super().__init__(f"training diverged: the loss became NaN or infinite at step {step} (learning rate "
                          f"{lr:.3g}); the last good checkpoint (the last epoch end, or the start) is kept; {fix}")
         self.step = step
@@ -276,6 +258,7 @@ class Summary:
     gpu_peak_mib: float | None = None  # peak GPU memory allocated by training, on CUDA
     write_seconds: float = 0.0  # checkpoints, vectors and metrics.jsonl
     score_seconds: float = 0.0  # the scores of --eval-epochs
+    batch_size: int = 0  # examples per call of the step (backends.plan)
 
 
 def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False) -> tuple[vocab_mod.Vocab, dict]:
@@ -337,12 +320,14 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
         if resume:
             run_dir = Path(run_dir) if run_dir is not None else None
             cfg, vocab, info, state = _open_for_resume(run_dir)
+            plan = backends.plan(cfg)
         else:
             run_dir = Path(run_dir) if run_dir else rundir.default_run_dir(Path(corpus), cfg)
             if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
                 raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
                                  "or --resume it")
-            check_kernel(cfg)  # usage errors before any work
+            plan = backends.plan(cfg)  # usage errors before any work
+            cfg = dataclasses.replace(cfg, batch_size=plan.batch_size)  # config.toml records it
             created = not run_dir.exists()
             try:
                 vocab, info = prepare(cfg, Path(corpus), run_dir, progress)
@@ -355,14 +340,13 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
                 raise
             log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
                 + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else ""))
-        device = resolve_device(cfg.device)
-        need = fused.unsupported(device, cfg.loss, cfg.dim) if device.type == "cuda" and cfg.loss != "softmax" else None
-        if cfg.kernel == "auto" and need is not None:
-            log(f"the fused CUDA step needs {need}; using the PyTorch step")
+        if plan.note:
+            log(plan.note)
+        device = plan.device
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
         # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
         ids = rundir.open_ids(run_dir, info.get("ids"), len(vocab), check_range=resume)
-        trainer = Trainer(cfg, run_dir, vocab, device, ids)
+        trainer = Trainer(cfg, run_dir, vocab, plan, ids)
         trainer.token_scale = info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
         if resume:
             trainer.load_state(state)
@@ -428,7 +412,7 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
     gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     vocab_s = info.get("vocab_seconds", 0.0) if not resume else 0.0
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
-                      vocab_s, trainer.examples_done, gpu_mib, write_s, score_s)
+                      vocab_s, trainer.examples_done, gpu_mib, write_s, score_s, plan.batch_size)
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
@@ -468,4 +452,4 @@ def _open_for_resume(run_dir: Path | None):
     if not (run_dir / CHECKPOINT).exists():
         raise W2VError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT} (training never started, or the "
                        "file was lost); start a new run instead")
-    return cfg, vocab, info, rundir.load_checkpoint(run_dir, len(vocab), cfg.dim)
+    return cfg, vocab, info, rundir.load_checkpoint(run_dir, len(vocab), cfg.dim, cfg.loss)
