@@ -21,11 +21,13 @@ def test_skipgram_pairs_are_exactly_the_dynamic_windows():
     assert words.tolist() == [10, 11, 12, 13, 14, 15, 16, 17, 18, 19]
     assert lines.tolist() == [0, 0, 0, 0, 1, 1, 1, 1, 1, 1]
     eff = torch.tensor([1, 2, 1, 3, 2, 1, 3, 2, 1, 2])
-    c, x = batches.skipgram_pairs(words, lines, eff, window=3)
-    got = list(zip(c.tolist(), x.tolist()))
-    # by hand for the first line (10 11 12 13 with windows 1 2 1 3)
+    inputs, targets = batches.skipgram_pairs(words, lines, eff, window=3)
+    # (centre, context) pairs, centre by centre: by hand for the first line (10 11 12 13 with windows 1 2 1 3)
+    got = list(zip(targets.tolist(), inputs.tolist()))
     assert got[:9] == [(10, 11), (11, 10), (11, 12), (11, 13), (12, 11), (12, 13), (13, 10), (13, 11), (13, 12)]
     assert got == brute_pairs(words.tolist(), lines.tolist(), eff.tolist(), 3)
+    # the context word is the input, the centre the target (word2vec.c's and gensim's direction)
+    assert (inputs[:3].tolist(), targets[:3].tolist()) == ([11, 10, 12], [10, 11, 11])
 
 
 def test_cbow_examples_match_skipgram_sets():

@@ -62,8 +62,8 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr):
     """word2vec's update, example by example, in float64, from the head's candidates: each example's hidden vector
     from the input rows as they are; a logistic head updates each output row right after its term, a softmax head
     after all of the example's scores; the input rows get the full hidden gradient after the example; the biases
-    are summed over the batch and applied at its end; |dL/dΔ| < 1e-6 is skipped (fused.TINY). Returns the
-    arrays after the step and the per-example losses."""
+    are summed over the batch and applied at its end (hs has none to learn); |dL/dΔ| < 1e-6 is skipped
+    (fused.TINY). Returns the arrays after the step and the per-example losses."""
     inp, out, bias0 = inp.astype(np.float64), out.astype(np.float64), bias.astype(np.float64)
     rows, labels, shift, ok = (x.numpy() for x in cand)
     dbias, losses = np.zeros_like(bias0), []
@@ -93,7 +93,7 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr):
             dbias[rows[i, j]] += c
         np.add.at(inp, ctx[i][valid[i]], grad)  # a context word twice in the window gets it twice
         losses.append(loss)
-    return inp, out, bias0 + dbias, np.array(losses)
+    return inp, out, bias0 + dbias * head.learns_bias, np.array(losses)
 
 
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
@@ -136,7 +136,8 @@ def test_one_example_moves_by_minus_lr_times_the_gradient_of_the_loss(arch, loss
         assert losses[0] == pytest.approx(value.item(), rel=1e-5)
         # every context slot gets the full gradient of the hidden vector (word2vec's CBOW rule), not 1/n of it
         want_inp = model.input.double().index_add(0, c, -lr * hidden.grad.expand(len(c), -1))
-        for got, before, grad in ((out, head.weight, params[1].grad), (bias, head.bias, params[2].grad)):
+        for got, before, grad in ((out, head.weight, params[1].grad),
+                                  (bias, head.bias, params[2].grad * head.learns_bias)):
             np.testing.assert_allclose(got, (before.double() - lr * grad).numpy(), rtol=1e-5, atol=1e-6)
         np.testing.assert_allclose(inp, want_inp.numpy(), rtol=1e-5, atol=1e-6)
         compared += 1

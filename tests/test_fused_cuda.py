@@ -39,7 +39,8 @@ def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True):
     loss = np.zeros(len(targets), dtype=np.float32)
     fused_cuda.launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, 7,
                       workers=workers)
-    np.add.at(bias, rows.reshape(-1), coef.reshape(-1))  # what train_step does after the launch
+    if tab.learn_bias:  # what train_step does after the launch
+        np.add.at(bias, rows.reshape(-1), coef.reshape(-1))
     return inp, out, bias, rows, loss
 
 

@@ -116,7 +116,8 @@ def _sampled(head, hidden, cand, lr, need_loss):
     flat = cand.rows.reshape(-1)
     g = g.mul_(-lr)  # fold the rate into the small tensor: index_add_ with alpha is 3x slower on the CPU
     head.weight.index_add_(0, flat, (g[:, :, None] * hidden[:, None, :]).view(len(flat), -1))
-    head.bias.index_add_(0, flat, g.view(-1))
+    if head.learns_bias:
+        head.bias.index_add_(0, flat, g.view(-1))
     return loss.sum(), grad_hidden
 
 

@@ -55,13 +55,18 @@ def context_table(words: torch.Tensor, lines: torch.Tensor, eff: torch.Tensor, w
 
 
 def skipgram_pairs(words, lines, eff, window):
-    """(centre, context) pairs in corpus order: the centre is the input, the context the target."""
+    """Skip-gram examples as (input, target) = (context word, centre word), centre by centre in corpus order.
+
+    The direction word2vec.c and gensim train in: a centre's examples share its output row (updated once per
+    context, in a row) and update each context word's input row once. With the centre as the input, the
+    centre's input row took its 2W updates in a row, and the analogies of sg-neg were 0.004-0.006 lower
+    (BENCHMARKS.md section 1). The pairs themselves are the same either way: the windows are symmetric."""
     pos, valid = context_table(words, lines, eff, window)
     slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
     # index_select is about 1.5x faster than boolean masks and fancy indexing on the CPU
     centres = words.index_select(0, slot // (2 * window))  # (P,)
     contexts = words.index_select(0, pos.view(-1).index_select(0, slot))  # (P,)
-    return centres, contexts
+    return contexts, centres
 
 
 def cbow_examples(words, lines, eff, window):

@@ -7,7 +7,7 @@ an example touches is read and written several times (BENCHMARKS.md section 4). 
 and write it once, from the embedding matrices themselves.
 
 One loop per family of heads (heads.py), as word2vec.c's hierarchical softmax and negative sampling loops are one:
-  h = the centre's input row (sg) or the mean of the context rows (cbow)
+  h = the context word's input row (sg) or the mean of the context rows (cbow)
   logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
       c = -lr dL/dΔ; grad += c out_r; then out_r += c h
   softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
@@ -118,6 +118,7 @@ class Tables(NamedTuple):
     offsets: np.ndarray  # (V+1,) int64, points (N,) int64, codes (N,) int8: the Huffman paths (TREE)
     points: np.ndarray
     codes: np.ndarray
+    learn_bias: bool  # update the biases (all heads but hs)
 
 
 @functools.lru_cache(maxsize=None)
@@ -130,13 +131,13 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
     """(family, tables, candidates per example) of a head; `to` turns its tensors into the kernel's arrays."""
     f32, i64, i8 = (to(t) for t in _placeholders(str(head.weight.device)))
     if isinstance(head, HSHead):
-        return LOGISTIC, Tables(TREE, f32, f32, i64, False, to(head.offsets), to(head.points), to(head.codes)), \
-            head.depth
+        return LOGISTIC, Tables(TREE, f32, f32, i64, False, to(head.offsets), to(head.points), to(head.codes),
+                                head.learns_bias), head.depth
     if head.family == EXACT:
         raise ValueError("the exact softmax has no fused step")
     s = head.sampler
-    return head.family, Tables(NOISE, to(head.shift), to(s.prob), to(s.alias), head.drop_hits, i64, i64, i8), \
-        head.k + 1
+    return head.family, Tables(NOISE, to(head.shift), to(s.prob), to(s.alias), head.drop_hits, i64, i64, i8,
+                               head.learns_bias), head.k + 1
 
 
 @torch.no_grad()
@@ -293,7 +294,7 @@ def _biases(bias, rows, coef):
 
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                   source, shift, prob, alias, drop_hits, offsets, points, codes):
+                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -320,12 +321,13 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 coef[i, j] = c
             loss[i] = total
             _to_inputs(inp, ctx, valid, i, grad)
-    _biases(bias, rows, coef)
+    if learn_bias:
+        _biases(bias, rows, coef)
 
 
 @_jit
 def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                  source, shift, prob, alias, drop_hits, offsets, points, codes):
+                  source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -359,4 +361,5 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 _update(out[rows[i, j]], h, grad, c)
                 coef[i, j] = c
             _to_inputs(inp, ctx, valid, i, grad)
-    _biases(bias, rows, coef)
+    if learn_bias:
+        _biases(bias, rows, coef)

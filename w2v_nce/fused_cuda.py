@@ -127,7 +127,7 @@ def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
 
 @cuda.jit(fastmath=False)
 def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                     source, shift, prob, alias, drop_hits, offsets, points, codes):
+                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
     """fused._logistic_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -161,7 +161,7 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
 
 @cuda.jit(fastmath=False)
 def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                    source, shift, prob, alias, drop_hits, offsets, points, codes):
+                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
     """fused._softmax_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -242,7 +242,8 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     workers = TREE_WORKERS if tab.source == fused.TREE else WORKERS
     launch(family, *arrays, lr, need_loss, tab, seed, workers=workers, stream=stream)
-    head.bias.index_add_(0, rows.view(-1), coef.view(-1))  # (B C,): applied after the launch, as on the CPU
+    if head.learns_bias:
+        head.bias.index_add_(0, rows.view(-1), coef.view(-1))  # (B C,): applied after the launch, as on the CPU
     return loss.sum()
 
 
@@ -295,7 +296,8 @@ def self_check(tol: float = 1e-4, n: int = 64) -> str | None:
         launch(family, *dev, lr, True, dtab, 11, workers=1)
         cuda.synchronize()
         got = [dev[i].copy_to_host() for i in (0, 1, 2, 6, 7, 8)]
-        np.add.at(got[2], got[3].reshape(-1), got[4].reshape(-1))  # the biases, as train_step does
+        if tab.learn_bias:  # the biases, as train_step does
+            np.add.at(got[2], got[3].reshape(-1), got[4].reshape(-1))
         if not (got[3] == want[3]).all():
             return f"self-check: the CUDA kernel chose other candidates than the CPU kernel ({arch}-{loss_name})"
         for name, g, w in zip(("input rows", "output rows", "biases", "losses"), got[:3] + got[5:],

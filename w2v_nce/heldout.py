@@ -6,9 +6,9 @@ model, log Z(c) - s(target, c). A self-normalised model (NCE) has log Z ≈ 0, s
 probability without computing Z; negative sampling gives no such guarantee.
 
 Contexts are built as in training but deterministically: the full window (no dynamic shrinking) and no
-sub-sampling, since held-out text should be scored as it is. Skip-gram: each (centre, context-word) pair
-is an example, the centre's input vector predicts the context word. CBOW: the mean of the window's
-input vectors predicts the centre word. Out-of-vocabulary words are dropped, as in training.
+sub-sampling, since held-out text should be scored as it is. Skip-gram: each (context word, centre) pair is
+an example, the context word's input vector predicts the centre (batches.skipgram_pairs). CBOW: the mean of
+the window's input vectors predicts the centre word. Out-of-vocabulary words are dropped, as in training.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """The model: input embeddings, the architecture that turns a context into a hidden vector, and a head.
 
-Skip-gram: the hidden vector is the centre word's input vector; the target is one context word.
+Skip-gram: the hidden vector is one context word's input vector; the target is the centre word (as in
+word2vec.c and gensim; batches.skipgram_pairs says why).
 CBOW: the hidden vector is the mean of the context words' input vectors; the target is the centre word.
 The architecture is orthogonal to the head, and both to the backend that trains them (backends.py).
 """
@@ -19,8 +20,9 @@ class Word2Vec(nn.Module):
                  generator: torch.Generator | None = None):
         super().__init__()
         self.arch = arch
-        # word2vec.c's initialisation: input uniform in [-0.5/D, 0.5/D), output (in the head) zero
-        init = (torch.rand(vocab_size, dim, generator=generator) - 0.5) / dim
+        # gensim's initialisation: input uniform in [-1/D, 1/D) (word2vec.c's is half as wide, and measured
+        # 0.004 lower on the analogies of sg-neg: BENCHMARKS.md section 1), output (in the head) zero
+        init = (torch.rand(vocab_size, dim, generator=generator) * 2 - 1) / dim
         self.input = nn.Parameter(init, requires_grad=False)  # (V, D)
         self.head = head
 

@@ -92,8 +92,8 @@ class Trainer:
         words, lines = batches.split_lines(ids)
         eff = batches.draw_windows(len(words), self.cfg.window, self.device, self.gen)
         if self.cfg.model == "sg":
-            centres, contexts = batches.skipgram_pairs(words, lines, eff, self.cfg.window)
-            return centres, contexts, None
+            inputs, targets = batches.skipgram_pairs(words, lines, eff, self.cfg.window)
+            return inputs, targets, None
         ctx, mask, centre = batches.cbow_examples(words, lines, eff, self.cfg.window)
         return ctx, centre, mask
 
