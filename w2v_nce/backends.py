@@ -38,6 +38,14 @@ class Plan:
     batch_size: int
     note: str | None = None  # why --kernel auto fell back to the PyTorch step on a GPU, for the log
 
+    def prepare(self, head, threads: int) -> None:
+        """Before the timed training: the compiled CPU step's threads, and its loop compiled (or loaded from
+        numba's cache). One thread is reproducible to the bit; more update without locks (Hogwild), as
+        word2vec.c and gensim do. (The CUDA kernels were compiled by their self-check, in plan.)"""
+        if self.kernel == "fused" and self.device.type == "cpu":
+            fused.set_threads(threads)
+            fused.warm_up(head)
+
     def step(self, model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
         """One training step; returns the summed loss (a 0-d tensor, left on the device), or with need_loss=False
         a finiteness probe: 0 when every score was finite, NaN otherwise."""

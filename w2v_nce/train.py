@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import backends, batches, export, fused, rundir, vocab as vocab_mod
+from . import backends, batches, export, rundir, vocab as vocab_mod
 from .config import Config, to_toml
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
@@ -62,10 +62,7 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, vocab.counts, cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
-        if plan.kernel == "fused" and device.type == "cpu":
-            # one thread: reproducible to the bit; more: Hogwild (lock-free) updates, as word2vec.c and gensim
-            fused.set_threads(cfg.threads or os.cpu_count() or 1)
-            fused.warm_up(head)  # compile the kernel (or load it from numba's cache) outside the timed training
+        plan.prepare(head, cfg.threads or os.cpu_count() or 1)
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
