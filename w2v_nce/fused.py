@@ -28,6 +28,13 @@ from the PyTorch step is when rows change: here after each example, there after 
 Threads: the batch is split into one contiguous share per thread, and the threads update the shared
 matrices without locks (Hogwild, as word2vec.c and gensim do), so runs with several threads differ in the
 last bits. With one thread the result is a function of the inputs: reproducible, and resumable exactly.
+One exception to sharing everything at once: in hs every example updates the root and the nodes below it, and
+two threads writing those rows for every term kept taking the cache lines from each other, so that 2 threads
+trained no faster than one (sg-hs, 20 MB slice: 330k words/s with 1 or 2 threads). So each thread keeps its
+changes to the TOP_NODES nodes nearest the root apart, reads those rows as the shared row plus its own changes
+(its own updates count at once, as in the sequential loop), and adds its changes to the shared rows at the end
+of its share of the batch; the other threads see them then. 2 threads then ran at 433k-457k words/s with the
+analogies, WS353 and SimLex of before (BENCHMARKS.md section 1b).
 
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
 of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either.
@@ -64,6 +71,7 @@ else:  # keep the module importable; unsupported() says numba is missing
 
 NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or the target's Huffman path
 TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
+TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart (module docstring)
 
 
 def unsupported(device: torch.device, loss: str, negatives: int = 1, dim: int = 0) -> str | None:
@@ -292,6 +300,23 @@ def _biases(bias, rows, coef):
             bias[rows[i, j]] += coef[i, j]
 
 
+@_inline
+def _dot_sum(o, p, h):
+    """<o + p, h>: the score of a row whose recent changes p are still held apart."""
+    total = np.float32(0.0)
+    for d in range(h.shape[0]):
+        total += (o[d] + p[d]) * h[d]
+    return total
+
+
+@_inline
+def _update_apart(o, p, h, grad, c):
+    """_update for a row o whose changes are held in p: grad += c (o + p), then p += c h."""
+    for d in range(h.shape[0]):
+        grad[d] += c * (o[d] + p[d])
+        p[d] += c * h[d]
+
+
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
@@ -301,8 +326,13 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     # each thread's hidden vector and gradient, 128 bytes apart from the next thread's: two threads writing
     # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
     scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
+    # hs: the TOP_NODES inner nodes nearest the root (the last created, so the highest rows) are on most paths;
+    # each thread keeps its changes to them apart (`apart`, read as out + apart) and adds them at the end of its
+    # share. See the module docstring.
+    top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
+    apart = np.zeros((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        h, grad = scratch[t, :dim], scratch[t, dim:2 * dim]
+        h, grad, mine = scratch[t, :dim], scratch[t, dim:2 * dim], apart[t]
         for i in range(t * per, min(n, (t + 1) * per)):
             _hidden(h, grad, inp, ctx, valid, i)
             target, total = targets[i], np.float32(0.0)
@@ -312,15 +342,24 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 rows[i, j] = r
                 if not used:
                     continue
-                g, term = _logistic(bias[r] + s + _dot(out[r], h), positive, need_loss)
+                near_root = r >= top
+                dot = _dot_sum(out[r], mine[r - top], h) if near_root else _dot(out[r], h)
+                g, term = _logistic(bias[r] + s + dot, positive, need_loss)
                 total += term
                 if abs(g) < TINY:
                     continue
                 c = -lr * g
-                _update(out[r], h, grad, c)
+                if near_root:
+                    _update_apart(out[r], mine[r - top], h, grad, c)
+                else:
+                    _update(out[r], h, grad, c)
                 coef[i, j] = c
             loss[i] = total
             _to_inputs(inp, ctx, valid, i, grad)
+        for q in range(out.shape[0] - top):
+            row = out[top + q]
+            for d in range(dim):
+                row[d] += mine[q, d]
     if learn_bias:
         _biases(bias, rows, coef)
 
