@@ -108,7 +108,9 @@ def test_kernel_equals_the_sequential_reference(arch, loss):
         assert (rows[:, 1:] == targets[:, None]).any(), "the test should include noise equal to the target"
     want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)), ctx, valid, cand, 0.3)
     for got, ref in zip((inp, out, bias, losses), want):
-        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5)
+        # float32 rounding grows with the size of the terms summed, not of the result: an entry near 0 that is
+        # the difference of entries near 4 carries their rounding (numba 0.59 vectorises differently: 1.9e-5)
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
     assert np.abs(inp - model.input.numpy()).max() > 0.1  # it did train
 
 
