@@ -205,3 +205,10 @@ def test_every_loss_has_a_head():
         assert head.scores(torch.zeros(1, 4)).shape == (1, 4)
     with pytest.raises(ValueError, match="unknown loss"):
         make_head("glove", counts, 4, None, 2)
+
+
+def test_the_exact_softmax_has_no_candidates():
+    """It scores the whole vocabulary; asking it for sampled candidates is a backend's mistake, said plainly."""
+    head = make_head("softmax", np.array([5, 3, 2]), 4, None, 1)
+    with pytest.raises(ValueError, match="whole vocabulary"):
+        head.candidates(torch.tensor([0, 1]))

@@ -60,7 +60,9 @@ class OutputHead(nn.Module):
         self.bias = nn.Parameter(torch.zeros(rows), requires_grad=False)  # (R,)
 
     def candidates(self, targets: torch.Tensor, generator: torch.Generator | None = None) -> Candidates:
-        raise NotImplementedError(f"{type(self).__name__} scores the whole vocabulary; it has no candidates")
+        # Not a missing piece: the exact softmax scores the whole vocabulary (backends.torch_step's dense branch),
+        # and the sampled and tree heads override this. Reaching it means a backend mistook the family.
+        raise ValueError(f"{type(self).__name__} scores the whole vocabulary; it has no candidates")
 
     def scores(self, hidden: torch.Tensor) -> torch.Tensor:
         """Each word's log-score for the hidden vectors: (B, D) -> (B, V); exp of it is the model's
