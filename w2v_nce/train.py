@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import backends, batches, export, rundir, vocab as vocab_mod
+from . import backends, batches, rundir, vocab as vocab_mod
 from .config import Config, to_toml
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
@@ -226,9 +226,13 @@ class Trainer:
         self.saved = st["position"]
 
     def keyed_vectors(self):
+        from . import export  # gensim: a second to import, in every process of a torchrun job, needed at the end
+
         return export.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy())
 
     def save_vectors(self) -> None:
+        from . import export
+
         export.save_kv(self.keyed_vectors(), self.run_dir / rundir.VECTORS)
 
 
