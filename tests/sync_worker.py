@@ -13,6 +13,8 @@ BIAS0 = [0.5, 0.25, 1.0]
 # what each rank learned since the last synchronisation: rank 0 row 0 and bias 0, rank 1 rows 0 and 2; row 1 and
 # biases 1 and 2 are nobody's
 DELTAS = {0: ([[0.5, 0.5], [0, 0], [0, 0]], [0.25, 0, 0]), 1: ([[0.25, -0.5], [0, 0], [-1, -1]], [0, 0, 0])}
+# for --sync-gain auto: row 0 changed partly alike, row 1 and bias 0 alike, row 2 by rank 1 alone
+ALIKE = {0: ([[1, 0], [1, 1], [0, 0]], [0.5, 0, 0]), 1: ([[1, 1], [1, 1], [0, -2]], [0.5, 0, 0])}
 
 
 def run(rank: int, port: int, out: str) -> None:
@@ -20,13 +22,14 @@ def run(rank: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     results = {}
     for mode in ("full", "rows"):
-        for gain in (1.0, 2.0):
+        for key, gain, deltas in ((1.0, 1.0, DELTAS), (2.0, 2.0, DELTAS), ("auto", "auto", DELTAS),
+                                  ("auto-alike", "auto", ALIKE)):
             weight, bias = torch.tensor(P0), torch.tensor(BIAS0)
             snapshots = [weight.clone(), bias.clone()]
-            weight += torch.tensor(DELTAS[rank][0])
-            bias += torch.tensor(DELTAS[rank][1])
+            weight += torch.tensor(deltas[rank][0], dtype=torch.float32)
+            bias += torch.tensor(deltas[rank][1])
             sent, finite = combine([weight, bias], snapshots, gain, mode)
-            results[mode, gain] = (weight, bias, snapshots, sent, finite)
+            results[mode, key] = (weight, bias, snapshots, sent, finite)
         nan = torch.tensor(P0)
         snapshot = nan.clone()
         nan[1, 1] = float("nan") if rank else nan[1, 1] + 1

@@ -65,10 +65,18 @@ def errors(stderr: str) -> list[str]:
 
 # P = P0 + gain / 2 (Δ0 + Δ1), by hand, for sync_worker's P0 and the ranks' changes
 EXPECTED = {1.0: ([[1.375, 2.0], [3, 4], [4.5, 5.5]], [0.625, 0.25, 1.0]),
-            2.0: ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0])}
+            2.0: ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0]),
+            # auto: gain_row = 2 |Δ0|²+|Δ1|² / |Δ0+Δ1|² in [1, 2]. Row 0: 2 · 0.8125 / 0.5625 > 2, so 2; rows and
+            # biases one rank changed: 2 (summed); so here the sum
+            "auto": ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0]),
+            # ALIKE: row 0: 2 · (1 + 2) / |(2, 1)|² = 1.2, so P0 + 0.6 (2, 1); row 1 and bias 0, changed alike: gain 1
+            # (the average); row 2, rank 1's alone: gain 2
+            "auto-alike": ([[2.2, 2.6], [4, 5], [5, 4]], [1.0, 0.25, 1.0])}
 # bytes each rank sends: full, the 3x2 matrix and 3 biases in float32; rows, per tensor the count (int64), the
 # row ids padded to the longest list (int32: rank 1's 2 rows, then rank 0's 1 bias) and the union's rows
 BYTES = {"full": (6 + 3) * 4, "rows": (8 + 2 * 4 + 2 * 2 * 4) + (8 + 1 * 4 + 1 * 4)}
+# auto adds the sum of squares of each row moved (float32)
+AUTO_BYTES = {"full": BYTES["full"] + (3 + 3) * 4, "rows": BYTES["rows"] + (2 + 1) * 4}
 
 
 def free_port() -> int:
@@ -84,9 +92,12 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
         for gain, (weight, bias) in EXPECTED.items():
             for got in ranks:
                 w, b, snapshots, sent, finite = got[mode, gain]
-                assert torch.equal(w, torch.tensor(weight)) and torch.equal(b, torch.tensor(bias)), (mode, gain)
+                assert torch.allclose(w, torch.tensor(weight), rtol=0, atol=1e-6), (mode, gain)
+                assert torch.allclose(b, torch.tensor(bias), rtol=0, atol=1e-6), (mode, gain)
                 assert torch.equal(snapshots[0], w) and torch.equal(snapshots[1], b)  # P0 = P for the next one
-                assert sent == BYTES[mode] and finite
+                assert finite
+                if gain != "auto-alike":  # (its rows mode moves other rows)
+                    assert sent == (AUTO_BYTES if gain == "auto" else BYTES)[mode], (mode, gain)
         # a NaN in one rank's change is found on every rank (SPARK-24666's infinities, caught at once)
         assert ranks[0][mode, "nan"] is False and ranks[1][mode, "nan"] is False
 
@@ -148,7 +159,7 @@ def test_every_rank_has_the_same_vocabulary_noise_table_and_parameters_after_eac
 def test_the_run_directory_records_the_job_and_rank_0_alone_speaks(lee2):
     run, _, err = lee2
     config = (run / "config.toml").read_text()
-    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", "sync_gain = 1.0"):
+    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", 'sync_gain = "auto"'):
         assert line in config
     syncs = [e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "sync"]
     assert syncs and all(e["bytes"] > 0 and e["sync_s"] >= 0 and e["wait_s"] >= 0 for e in syncs)

@@ -7,11 +7,13 @@ parameters at the last synchronisation and Δ_r = P_r − P0 what rank r has lea
     P = P0 + gain · mean_r Δ_r        on every rank, then P0 = P
 
 by an all-reduce of the Δ's: of every matrix whole (--sync full), or of only the rows some rank changed
-(--sync rows: the ranks first gather which rows each changed). Gain 1 (the default) is the average of the
-replicas; gain W, the sum of their changes, is to first order one process reading every shard, but overshoots
-where the replicas learned the same thing: Spark's word2vec summed its replicas and got infinite values
-(SPARK-24666), and averages since. Every trained tensor takes part, the output rows as much as the input
-vectors: a Spark port that kept each replica's output matrix to itself trained poor vectors.
+(--sync rows: the ranks first gather which rows each changed). Gain 1 is the average of the replicas; gain W,
+the sum of their changes, is to first order one process reading every shard, but overshoots where the replicas
+learned the same thing: Spark's word2vec summed its replicas and got infinite values (SPARK-24666), and
+averages since; ours diverged with 4. The default, gain "auto", sets each row's own (row_gain): the sum where
+the replicas changed a row independently, the average where alike. Every trained tensor takes part, the output
+rows as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor
+vectors.
 
 The schedule: every epoch has the same number of synchronisations on every rank, spread evenly over each rank's
 shard, the last at the epoch's end, so the ranks meet however their shards and speeds differ. Each
@@ -39,19 +41,18 @@ MODES = ("full", "rows")
 
 
 @torch.no_grad()
-def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: float, mode: str,
+def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: float | str, mode: str,
             group=None) -> tuple[int, bool]:
     """P = P0 + gain / W · Σ_r (P_r − P0) for each parameter P (rows first) and its snapshot P0, the same on every
-    rank; then P0 = P. Returns the bytes this rank put into the collectives, and whether the combined change is
-    finite (a NaN or an infinity in any rank's change shows in the sum)."""
-    scale = gain / dist.get_world_size(group)
+    rank; then P0 = P. With gain "auto" each row gets its own gain (row_gain). Returns the bytes this rank put
+    into the collectives, and whether the combined change is finite (a NaN or an infinity in any rank's change
+    shows in the sum)."""
+    world = dist.get_world_size(group)
     sent, finite = 0, True
     for p, p0 in zip(params, snapshots):
         if mode == "full":
             delta = p.sub_(p0)  # (R, D): this rank's change, in place of its parameters (no copy of the matrix)
-            dist.all_reduce(delta, group=group)
-            p0.add_(delta.mul_(scale))
-            p.copy_(p0)
+            rows = None
         else:
             changed = p != p0
             if changed.dim() > 1:
@@ -61,12 +62,43 @@ def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: flo
             if len(rows) == 0:
                 continue
             delta = p.index_select(0, rows).sub_(p0.index_select(0, rows))  # (n, D)
-            dist.all_reduce(delta, group=group)
-            p0.index_add_(0, rows, delta.mul_(scale))
+        if gain == "auto":
+            squares = _row_norms2(delta)  # (n,) |Δ_r|² of this rank's rows, summed over ranks below
+            dist.all_reduce(squares, group=group)
+            sent += squares.numel() * squares.element_size()
+        dist.all_reduce(delta, group=group)  # Σ_r Δ_r
+        if gain == "auto":
+            scale = row_gain(squares, _row_norms2(delta), world) / world  # (n,)
+            delta.mul_(scale.view(-1, *[1] * (delta.dim() - 1)))
+        else:
+            delta.mul_(gain / world)
+        if rows is None:
+            p0.add_(delta)
+            p.copy_(p0)
+        else:
+            p0.index_add_(0, rows, delta)
             p.index_copy_(0, rows, p0.index_select(0, rows))
         sent += delta.numel() * delta.element_size()
         finite = finite and bool(torch.isfinite(delta).all())
     return sent, finite
+
+
+def _row_norms2(t: torch.Tensor) -> torch.Tensor:
+    return t.square().flatten(1).sum(1) if t.dim() > 1 else t.square()
+
+
+def row_gain(squares: torch.Tensor, summed: torch.Tensor, world: int) -> torch.Tensor:
+    """--sync-gain auto: the gain of each row, between 1 (average the replicas' changes) and W (add them up).
+
+    squares = Σ_r |Δ_r|², summed = |Σ_r Δ_r|². Where the replicas changed a row the same way (a frequent word:
+    each replica moved it most of the way to where the row settles), summed = W · squares, and adding the W
+    changes would overshoot W times: that is why summing diverged with 4 processes (a step past the optimum by
+    more than twice the distance grows). Where they changed it independently (a rare word seen by one replica,
+    or noise), summed ≈ squares, and averaging would throw away (W−1)/W of what was learned: why averaging loses
+    quality. gain = W · squares / summed is W for independent changes and 1 for equal ones (clamped to [1, W];
+    a row nobody changed gets W, which changes nothing)."""
+    ratio = torch.where(summed > 0, squares / summed.clamp_min(torch.finfo(summed.dtype).tiny), 1.0)
+    return (world * ratio).clamp_(1.0, float(world))
 
 
 def _union(mine: torch.Tensor, group) -> tuple[torch.Tensor, int]:
@@ -173,7 +205,7 @@ class Replicas:
         if not finite:
             err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at sync {n} "
                            f"(learning rate {t.lr:.3g}); the last good checkpoint is kept; retry with a lower --lr"
-                           + (" or --sync-gain" if self.cfg.sync_gain > 1 else ""))
+                           + (" or --sync-gain 1" if self.cfg.sync_gain != 1 else ""))
             err.quiet = world.rank != 0  # every rank finds it: rank 0 says it
             raise err
         self.seconds += done - met

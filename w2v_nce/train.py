@@ -418,7 +418,7 @@ def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progre
                 cfg = dataclasses.replace(cfg, threads=world.threads(cfg.threads),  # this process's share of cores
                                           sync_timeout=timeout or cfg.sync_timeout)  # a resume's flag wins
                 world.patience(cfg.sync_timeout)
-                if rank == 0 and cfg.sync_gain > world.size:
+                if rank == 0 and cfg.sync_gain != "auto" and cfg.sync_gain > world.size:
                     log(f"--sync-gain {cfg.sync_gain:g} is more than summing the {world.size} replicas' changes: "
                         "expect divergence")
             if plan.note:
