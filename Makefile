@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -48,6 +48,20 @@ bench-scaling:
 bench-softmax:
 	mkdir -p $(SLICE) && zcat -f $(CORPUS) | head -c 10000000 > $(SLICE)/slice.txt
 	for v in 1000 5000 20000; do w2v-nce bench $(SLICE)/slice.txt --ours-only --model cbow --loss softmax --epochs 1 --max-vocab $$v --json; done
+
+# BENCHMARKS.md section 7: sg-neg and cbow-neg by 1 process (2 threads) and by torchrun with 2 and 4 processes
+# (1 thread each), scored by `w2v-nce eval`; one table row per run. Set EPOCHS, SYNC_WORDS, SYNC_GAIN (and SYNC).
+EPOCHS ?= 5
+SYNC_WORDS ?= 100000
+SYNC_GAIN ?= auto
+SYNC ?= full
+bench-distributed:
+	CORPUS=$(CORPUS) EPOCHS=$(EPOCHS) SYNC_WORDS=$(SYNC_WORDS) SYNC_GAIN=$(SYNC_GAIN) SYNC=$(SYNC) PYTHON=$(PYTHON) \
+	  benchmarks/distributed_quality.sh
+
+# BENCHMARKS.md section 7: the time of one synchronisation against V and D, on this machine's gloo (2 processes)
+bench-sync:
+	$(PYTHON) benchmarks/sync_cost.py --world 2
 
 # README's pictures (docs/training.png, docs/logz.png): sg and cbow x neg and nce, 5 epochs with the scores of
 # every epoch, on the benchmark corpus less its last 0.5% (held out for log Z) (about 12 minutes)

@@ -87,6 +87,11 @@ def test_config_file_and_flag_override(workdir):
     (["--device", "tpu"], 2, "unknown device 'tpu'"),
     (["--kernel", "cuda"], 2, "unknown kernel 'cuda'"),
     (["--kernel", "fused", "--loss", "softmax"], 2, "--kernel fused needs"),
+    (["--sync", "some"], 2, "unknown sync 'some': choose one of full, rows"),
+    (["--sync-words", "0"], 2, "--sync-words must be > 0"),
+    (["--sync-gain", "0.5"], 2, "--sync-gain must be auto or a number >= 1 (got 0.5)"),
+    (["--sync-gain", "half"], 2, "--sync-gain must be auto or a number >= 1 (got 'half')"),
+    (["--sync-timeout", "0"], 2, "--sync-timeout must be > 0 seconds"),
 ])
 def test_bad_flags_are_usage_errors_before_any_work(workdir, args, code, msg):
     corpus = words_corpus(workdir / "toy.txt")

@@ -17,6 +17,7 @@ NOISE_HEADS = ("neg", "nce", "infonce", "sampled-softmax")  # the heads that dra
 DEVICES = ("auto", "cpu", "cuda")
 KERNELS = ("auto", "fused", "torch")
 ENCODING_ERRORS = ("strict", "replace")
+SYNCS = ("full", "rows")  # replicas.py: all-reduce every matrix whole, or only the rows some rank changed
 
 
 @dataclass
@@ -42,6 +43,12 @@ class Config:
     threads: int = 0  # 0 -> all cores
     seed: int = 1
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
+    # several processes (torchrun; replicas.py): words each trains between synchronisations of the replicas, what
+    # moves (full or rows), P = P0 + gain * mean of the replicas' changes, and how long a rank is waited for
+    sync_words: int = 100_000  # BENCHMARKS.md section 7: 1,000,000 lost 0.02-0.06 of analogy accuracy
+    sync: str = "full"
+    sync_gain: float | str = "auto"  # auto: each row its own, from how alike the replicas changed it
+    sync_timeout: float = 300.0
 
     def resolved(self) -> "Config":
         """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
@@ -72,15 +79,32 @@ class Config:
         need(self.noise_power >= 0, f"--noise-power must be >= 0 (got {self.noise_power})")
         need(0 <= self.min_lr_ratio <= 1, f"min_lr_ratio must be in [0, 1] (got {self.min_lr_ratio})")
         need(self.threads >= 0, f"--threads must be >= 0 (got {self.threads})")
+        need(self.sync in SYNCS, f"unknown sync {self.sync!r}: choose one of {', '.join(SYNCS)}")
+        need(self.sync_words > 0, f"--sync-words must be > 0 (got {self.sync_words})")
+        # below 1 the replicas' changes would be shrunk; SPARK-24666: summing (gain = processes) can overflow
+        need(self.sync_gain == "auto" or (not isinstance(self.sync_gain, str) and 1 <= self.sync_gain < math.inf),
+             f"--sync-gain must be auto or a number >= 1 (got {self.sync_gain}): auto sets each row's own, "
+             "1 averages the replicas, the number of processes sums their changes")
+        need(0 < self.sync_timeout < math.inf, f"--sync-timeout must be > 0 seconds (got {self.sync_timeout})")
         return self
 
 
 # The Python types a TOML value may have for each field (bool is excluded from int explicitly below).
 _KINDS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,)}
-FIELD_KINDS = {f.name: _KINDS[f.type.split(" |")[0]] for f in fields(Config)}
+FIELD_KINDS = {f.name: sum((_KINDS[t] for t in f.type.split(" | ") if t in _KINDS), ()) for f in fields(Config)}
 
 
 PRESETS = Path(__file__).parent / "configs"  # package data: an installed tool has them too
+
+
+def parse_gain(text: str | None) -> float | str | None:
+    """--sync-gain's text: auto, or a number (validate checks its range)."""
+    if text is None or text == "auto":
+        return text
+    try:
+        return float(text)
+    except ValueError:
+        raise UsageError(f"--sync-gain must be auto or a number >= 1 (got {text!r})") from None
 
 
 def presets() -> list[str]:

@@ -13,6 +13,8 @@ import os
 class W2VError(Exception):
     """A problem the user can fix: bad input, bad flag, unreadable file. The message says what to do."""
 
+    quiet = False  # True: exit with `code` but print nothing (a rank of a distributed run whose error another reports)
+
     def __init__(self, message: str, code: int = 1):
         super().__init__(message)
         self.code = code

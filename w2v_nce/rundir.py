@@ -162,11 +162,20 @@ def _checksum(state: dict) -> int:
     """CRC-32 of the tensors and the position: torch.load checks neither, so corrupt weights would load."""
     import torch
 
+    def tensors(st: dict, keys, crc: int) -> int:
+        for key in keys:
+            t = st.get(key)
+            if isinstance(t, torch.Tensor):
+                crc = zlib.crc32(t.detach().cpu().contiguous().view(torch.uint8).numpy(), crc)
+        return crc
+
     crc = zlib.crc32(json.dumps(state["position"], sort_keys=True).encode())
-    for key in ("input", "output", "bias", "gen_state", "chunk_gen_state"):
-        t = state.get(key)
-        if isinstance(t, torch.Tensor):
-            crc = zlib.crc32(t.detach().cpu().contiguous().view(torch.uint8).numpy(), crc)
+    crc = tensors(state, ("input", "output", "bias", "gen_state", "chunk_gen_state"), crc)
+    if "world" in state:  # a distributed run's: every rank's position and random state (replicas.py)
+        crc = zlib.crc32(json.dumps(state["world"], sort_keys=True).encode(), crc)
+        for rank in state.get("ranks") or []:
+            crc = zlib.crc32(json.dumps(rank["position"], sort_keys=True).encode(), crc)
+            crc = tensors(rank, ("gen_state", "chunk_gen_state"), crc)
     return crc
 
 

@@ -4,6 +4,10 @@ A run is checkpointed when training starts, at every epoch end and when it is st
 failed write), and it appends its history to metrics.jsonl as it goes. Whatever stops it, the run directory
 keeps its last good checkpoint and `train --resume` continues from there; only a finished run loses its
 INCOMPLETE mark and becomes runs/latest.
+
+Launched by torchrun with several processes, the same function trains one model with all of them: rank 0
+prepares and writes the run directory and sends the others their data (distributed.py), and every rank runs
+this loop on its shard while replicas.py keeps the copies of the model in step.
 """
 
 from __future__ import annotations
@@ -21,12 +25,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import backends, batches, export, rundir, vocab as vocab_mod
+from . import backends, batches, distributed, rundir, vocab as vocab_mod
 from .config import Config, to_toml
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
 from .heads import make_head
 from .model import Word2Vec
+from .replicas import Replicas
 from .rundir import CHECKPOINT, INCOMPLETE, History
 from .sampling import AliasSampler, keep_probs
 
@@ -46,7 +51,7 @@ class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
     def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, plan: backends.Plan,
-                 ids: np.ndarray | None = None):
+                 ids: np.ndarray | None = None, rank: int = 0):
         self.cfg, self.run_dir, self.vocab, self.plan = cfg, run_dir, vocab, plan
         self.device = device = plan.device
         self.ids = rundir.open_ids(run_dir, None, len(vocab)) if ids is None else ids
@@ -57,8 +62,8 @@ class Trainer:
         self.epoch_words = sum(self.chunk_words)
         self.total_words = self.epoch_words * cfg.epochs
         self.gen = torch.Generator(device=device)
-        self.gen.manual_seed(cfg.seed)
-        init_gen = torch.Generator().manual_seed(cfg.seed)
+        self.gen.manual_seed(cfg.seed + rank)  # each rank of a distributed run its own stream
+        init_gen = torch.Generator().manual_seed(cfg.seed)  # and every rank the same initial model
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, vocab.counts, cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
@@ -72,10 +77,15 @@ class Trainer:
         self.step = 0
         self.examples_done = 0  # examples trained on by this process (pairs for sg, centre words for cbow)
         self.loss_sum = 0.0  # mean loss per example over the last reported steps
+        # the run's progress, which sets the learning rate: this process's, or in a distributed run (replicas.py)
+        # the words of all ranks at the last synchronisation plus this rank's since, times the ranks
+        self.world, self.global_total, self.synced = 1, self.total_words, (0.0, 0.0)
+        self.replicas = None  # replicas.Replicas in a distributed run
         self.lr = lr_at(cfg, 0.0, self.total_words)
         self.history: History | None = None  # metrics.jsonl, where train() opened it
         self.token_scale = 1.0  # corpus tokens per trained word: words/s counts tokens, as gensim does
         self.saved: dict | None = None  # the position of the checkpoint on disk
+        self.resume_cmd = rundir.resume_command(run_dir)  # how to continue the run, for messages
         # training seconds: of earlier processes (from the checkpoint), of this one, and since when it runs
         self.elapsed_before, self.seconds, self._since = 0.0, 0.0, None
         self._start = (0.0, 0.0)  # (words_done, elapsed) when this process started training
@@ -100,7 +110,7 @@ class Trainer:
         last_report = time.perf_counter()
         pending: list[torch.Tensor] = []  # per-step summed losses, still on the device (no sync per step)
         n_pending = 0
-        self._start = (self.words_done, self.elapsed())
+        self._start = (self.global_words(), self.elapsed())
         self._since = time.perf_counter()
         try:
             while self.epoch < cfg.epochs:
@@ -122,7 +132,7 @@ class Trainer:
                             raise KeyboardInterrupt
                         b = self.batch
                         sl = slice(b * self.plan.batch_size, (b + 1) * self.plan.batch_size)
-                        self.lr = lr_at(cfg, words_before + chunk_words * b / n_batches, self.total_words)
+                        self.lr = self.rate(words_before + chunk_words * b / n_batches)
                         if n:
                             need = self.step % LOSS_EVERY == 0
                             loss = self.plan.step(self.model, inputs[sl], targets[sl], self.lr,
@@ -164,9 +174,17 @@ class Trainer:
             self.loss_sum = float(losses.sum()) / n_pending
         self.record("progress")
         if bar is not None:
-            bar.n = int(self.words_done)
+            bar.n = int(self.global_words())
             bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{self.lr:.3g}", refresh=False)
             bar.refresh()
+
+    def global_words(self, local: float | None = None) -> float:
+        """Words trained by the whole run when this process has trained `local` (by default, so far)."""
+        local = self.words_done if local is None else local
+        return self.synced[0] + (local - self.synced[1]) * self.world
+
+    def rate(self, local: float) -> float:
+        return lr_at(self.cfg, self.global_words(local), self.global_total)
 
     # -- time and history -------------------------------------------------------------------------
     def _pause(self) -> None:
@@ -184,19 +202,20 @@ class Trainer:
         if self.history is None:
             return
         elapsed = self.elapsed()
-        words, seconds = self.words_done - self._start[0], elapsed - self._start[1]
-        self.history.write(event, words=self.words_done, epoch=self.epoch + (event != "epoch"), step=self.step,
+        words, seconds = self.global_words() - self._start[0], elapsed - self._start[1]
+        self.history.write(event, words=self.global_words(), epoch=self.epoch + (event != "epoch"), step=self.step,
                            loss=self.loss_sum, lr=self.lr, elapsed_s=round(elapsed, 3),
                            words_per_s=round(words * self.token_scale / seconds) if seconds > 0 else None, **extra)
 
     # -- state ------------------------------------------------------------------------------------
-    def state(self) -> dict:
+    def tensors(self) -> dict[str, torch.Tensor]:
+        """Every trained tensor, by its name in the checkpoint: the input vectors, the head's rows and biases."""
         m = self.model
+        return {"input": m.input, "output": m.head.weight, "bias": m.head.bias}
+
+    def position_state(self) -> dict:
+        """Where training is and the random stream's state: what a checkpoint holds besides the tensors."""
         return {
-            "format": 2,
-            "config": dataclasses.asdict(self.cfg),
-            "input": m.input.detach().cpu(), "output": m.head.weight.detach().cpu(),
-            "bias": m.head.bias.detach().cpu(),
             "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "step": self.step,
                          "words_done": self.words_done, "elapsed_s": self.elapsed(),
                          "metrics_bytes": self.history.tell() if self.history is not None else None},
@@ -205,11 +224,14 @@ class Trainer:
             "loss": self.loss_sum,
         }
 
+    def state(self, tensors: dict[str, torch.Tensor] | None = None) -> dict:
+        tensors = self.tensors() if tensors is None else tensors
+        return {"format": 2, "config": dataclasses.asdict(self.cfg),
+                **{k: t.detach().cpu() for k, t in tensors.items()}, **self.position_state()}
+
     def load_state(self, st: dict) -> None:
-        m = self.model
-        m.input.copy_(st["input"])
-        m.head.weight.copy_(st["output"])
-        m.head.bias.copy_(st["bias"])
+        for name, t in self.tensors().items():
+            t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
         self.words_done = pos["words_done"]
@@ -217,18 +239,23 @@ class Trainer:
         self.gen.set_state(st["gen_state"])
         self.chunk_gen_state = st["chunk_gen_state"]
         self.loss_sum = st.get("loss", 0.0)
-        self.lr = lr_at(self.cfg, self.words_done, self.total_words)
+        self.lr = self.rate(self.words_done)
         self.saved = pos
 
     def save(self) -> None:
-        st = self.state()
-        rundir.save_checkpoint(st, self.run_dir)
-        self.saved = st["position"]
+        st = self.state() if self.replicas is None else self.replicas.checkpoint()
+        if st is not None:  # None: a distributed run's rank other than 0, for which rank 0 writes
+            rundir.save_checkpoint(st, self.run_dir)
+            self.saved = st["position"]
 
     def keyed_vectors(self):
+        from . import export  # gensim: a second to import, in every process of a torchrun job, needed at the end
+
         return export.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy())
 
     def save_vectors(self) -> None:
+        from . import export
+
         export.save_kv(self.keyed_vectors(), self.run_dir / rundir.VECTORS)
 
 
@@ -258,7 +285,8 @@ class Summary:
     batch_size: int = 0  # examples per call of the step (backends.plan)
 
 
-def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False) -> tuple[vocab_mod.Vocab, dict]:
+def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False,
+            world_size: int = 1) -> tuple[vocab_mod.Vocab, dict]:
     """Create the run directory (marked INCOMPLETE) with config.toml, vocab.tsv and corpus.ids."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
@@ -277,7 +305,7 @@ def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False) ->
     vocab.save(run_dir / rundir.VOCAB)
     info = {"corpus": str(Path(corpus).resolve()), "tokens": stats["tokens"], "kept_tokens": stats["kept_tokens"],
             "vocab_size": len(vocab), "ids": stats["ids"], "vocab_seconds": round(stats["seconds"], 3),
-            "replaced_bytes": stats["replaced_bytes"]}
+            "replaced_bytes": stats["replaced_bytes"], "world_size": world_size}
     with atomic_path(run_dir / rundir.CONFIG) as tmp:
         tmp.write_text(to_toml(cfg, {"run": info}), encoding="utf-8")
     return vocab, info
@@ -310,61 +338,140 @@ class _Signals:
 
 
 def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, resume: bool = False,
-          progress: bool = True, log=print) -> Summary:
-    """Train a model into a run directory; with resume=True continue the interrupted run in run_dir."""
+          progress: bool = True, log=print, timeout: float | None = None) -> Summary:
+    """Train a model into a run directory; with resume=True continue the interrupted run in run_dir.
+
+    Launched by torchrun with 2 or more processes, they train it together; `timeout` (seconds) then bounds
+    their collectives (default: cfg.sync_timeout, or Config's on a resume, whose config only rank 0 reads)."""
+    world = distributed.from_env()
+    if world is None:
+        return _train(None, cfg, corpus, run_dir, resume, progress, log)
+    if world.rank:
+        progress, log = False, lambda *_: None  # rank 0 speaks for the job
+    done = False
+    try:
+        world.join(timeout or (cfg or Config()).sync_timeout)
+        summary = _train(world, cfg, corpus, run_dir, resume, progress, log, timeout)
+        done = True
+    except KeyboardInterrupt:  # rank 0 before it has shared its run (the others wait for it with signals deferred)
+        e = Interrupted("interrupted before training started", code=130)
+        world.abort(e)
+        raise e from None
+    except BaseException as e:
+        world.abort(e)  # the other ranks stop at their next synchronisation, not at --sync-timeout
+        raise
+    finally:
+        world.leave(done)
+    return summary
+
+
+def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progress, log, timeout=None) -> Summary:
     write_s = score_s = 0.0
+    rank = world.rank if world is not None else 0
     with _Signals() as sig:
-        if resume:
-            run_dir = Path(run_dir) if run_dir is not None else None
-            cfg, vocab, info, state = _open_for_resume(run_dir)
-            plan = backends.plan(cfg)
-        else:
-            run_dir = Path(run_dir) if run_dir else rundir.default_run_dir(Path(corpus), cfg)
-            if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-                raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out "
-                                 "or --resume it")
-            plan = backends.plan(cfg)  # usage errors before any work
-            cfg = dataclasses.replace(cfg, batch_size=plan.batch_size)  # config.toml records it
-            created = not run_dir.exists()
-            try:
-                vocab, info = prepare(cfg, Path(corpus), run_dir, progress)
-            except BaseException as e:
-                if created:  # nothing is left of a run that never started
-                    shutil.rmtree(run_dir, ignore_errors=True)
-                if isinstance(e, KeyboardInterrupt):
-                    raise Interrupted("interrupted while building the vocabulary; nothing was kept",
-                                      code=sig.code) from None
-                raise
-            log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
-                + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else ""))
-        if plan.note:
-            log(plan.note)
-        device = plan.device
-        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
-        ids = rundir.open_ids(run_dir, info.get("ids"), len(vocab), check_range=resume)
-        trainer = Trainer(cfg, run_dir, vocab, plan, ids)
-        trainer.token_scale = info.get("tokens", trainer.epoch_words) / max(trainer.epoch_words, 1)
-        if resume:
-            trainer.load_state(state)
-        t = time.perf_counter()
-        try:
-            trainer.history = History(run_dir, state["position"].get("metrics_bytes") if resume else None)
-            trainer.record("resume" if resume else "start", time=rundir.now())
+        # The ranks of a distributed run stop together, at a synchronisation, so a signal only sets the flag once
+        # rank 0 has read the corpus: when torchrun stops the others because one died, the meetings before
+        # training name the dead rank rather than report an interruption.
+        sig.training = rank > 0
+        created = False
+        if rank == 0:  # the only rank that reads the corpus and the run directory
+            run_dir = Path(run_dir) if run_dir else None
+            if not resume and world is not None and world.attempt > 0 and run_dir is not None \
+                    and rundir.interrupted(run_dir) and (run_dir / CHECKPOINT).exists():
+                log(f"restart {world.attempt} of the torchrun job: resuming {run_dir}")
+                resume = True
+            if resume:
+                cfg, vocab, info, state = _open_for_resume(run_dir, world)
+                plan = backends.plan(cfg)
+            else:
+                run_dir = run_dir or rundir.default_run_dir(Path(corpus), cfg)
+                if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
+                    raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
+                                     "--out or --resume it")
+                plan = backends.plan(cfg)  # usage errors before any work
+                cfg = dataclasses.replace(cfg, batch_size=plan.batch_size)  # config.toml records it
+                created = not run_dir.exists()
+                try:
+                    vocab, info = prepare(cfg, Path(corpus), run_dir, progress, world.size if world else 1)
+                except BaseException as e:
+                    if created:  # nothing is left of a run that never started
+                        shutil.rmtree(run_dir, ignore_errors=True)
+                    if isinstance(e, KeyboardInterrupt):
+                        raise Interrupted("interrupted while building the vocabulary; nothing was kept",
+                                          code=sig.code) from None
+                    raise
+                log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in "
+                    f"{info['vocab_seconds']:.1f} s" + (f" ({info['replaced_bytes']:,} invalid bytes replaced by "
+                                                        "U+FFFD)" if info["replaced_bytes"] else ""))
+            # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
+            ids = rundir.open_ids(run_dir, info.get("ids"), len(vocab), check_range=resume)
+        trainer = None
+        try:  # up to the first checkpoint
+            if world is not None:  # every rank gets rank 0's run and its own shard of the corpus
+                sig.training = True
+                cfg, vocab, info, state, run_dir, ids, resume = _share(world, cfg, vocab if rank == 0 else None,
+                                                                      info if rank == 0 else None,
+                                                                      state if rank == 0 and resume else None,
+                                                                      run_dir, ids if rank == 0 else None, resume)
+                plan = backends.plan(cfg)
+                plan = dataclasses.replace(plan, device=world.place(plan.device))
+                cfg = dataclasses.replace(cfg, threads=world.threads(cfg.threads),  # this process's share of cores
+                                          sync_timeout=timeout or cfg.sync_timeout)  # a resume's flag wins
+                world.patience(cfg.sync_timeout)
+                if rank == 0 and cfg.sync_gain != "auto" and cfg.sync_gain > world.size:
+                    log(f"--sync-gain {cfg.sync_gain:g} is more than summing the {world.size} replicas' changes: "
+                        "expect divergence")
+            if plan.note:
+                log(plan.note)
+            device = plan.device
+            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+            trainer = Trainer(cfg, run_dir, vocab, plan, ids, rank)
+            trainer.resume_cmd = _resume_command(world, run_dir)
+            replicas = Replicas(world, trainer) if world is not None else None  # the ranks meet: all came up
+            epoch_words = trainer.global_total // cfg.epochs
+            trainer.token_scale = info.get("tokens", epoch_words) / max(epoch_words, 1)
+            if resume:
+                trainer.load_state(state if world is None else {**state, **state["ranks"][rank]})
+                if replicas is not None:
+                    replicas.restore(state)
+            t = time.perf_counter()
+            if rank == 0:
+                trainer.history = History(run_dir, state["position"].get("metrics_bytes") if resume else None)
+                trainer.record("resume" if resume else "start", time=rundir.now())
+            if replicas is not None:  # every rank's position, for rank 0's checkpoints
+                replicas.sync(combine_params=False)
             if not resume:  # the first good state; and a disk too small for a checkpoint fails now, not in an hour
                 trainer.save()
-        except StorageError as e:
-            if resume:
-                raise StorageError(f"{e}, then continue with: {rundir.resume_command(run_dir)}", e.errno, e.path) from None
-            if created:
+            write_s += time.perf_counter() - t
+        except BaseException as e:
+            if created and not (run_dir / CHECKPOINT).exists():  # nothing is left of a run that never started
                 shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(e, (distributed.PeerLost, distributed.PeerFailed)):
+                raise _lost(e, trainer, _resume_command(world, run_dir) if resume else None) from None
+            if isinstance(e, StorageError) and resume:
+                raise StorageError(f"{e}, then continue with: {trainer.resume_cmd}", e.errno, e.path) from None
             raise
-        write_s += time.perf_counter() - t
+
+        def stop() -> bool:
+            """Before each batch: a single process stops when asked; the ranks of a distributed run synchronise
+            when it is due or when one is asked to stop, and stop together when any was."""
+            if replicas is None:
+                return sig.signum is not None
+            if sig.signum is None and not replicas.due():
+                return False
+            agreed = replicas.sync(int(sig.signum or 0))
+            sig.signum = sig.signum or agreed or None
+            return bool(agreed)
 
         def epoch_end():
             nonlocal write_s, score_s
+            agreed = 0
+            if replicas is not None:  # the epoch's last synchronisation, training time (the ranks wait there)
+                trainer._since = time.perf_counter()
+                agreed = replicas.catch_up(int(sig.signum or 0))
+                trainer._pause()
             scores = {}
-            if cfg.eval_epochs:
+            if cfg.eval_epochs and rank == 0:
                 from .evaluate import scores as score
                 t = time.perf_counter()
                 scores = score(trainer.keyed_vectors())
@@ -374,54 +481,81 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
             if trainer.epoch < cfg.epochs:  # the last good state (the last epoch's is saved below)
                 trainer.save()
             write_s += time.perf_counter() - t
+            if agreed and trainer.epoch < cfg.epochs:
+                sig.signum = sig.signum or agreed
+                raise KeyboardInterrupt
 
-        bar = tqdm(total=trainer.total_words, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
-                   desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.words_done))
+        bar = tqdm(total=trainer.global_total, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
+                   desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.global_words()))
         if device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(device)
-        start_words = trainer.words_done
+        start_words = trainer.global_words()
         sig.training = True
         try:
-            trainer.run(bar, stop=lambda: sig.signum is not None, on_epoch_end=epoch_end)
+            trainer.run(bar, stop=stop, on_epoch_end=epoch_end)
+            if replicas is not None:
+                replicas.finish()
         except KeyboardInterrupt:
-            raise _stopped(trainer, f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}",
-                           sig.code) from None
+            e = _stopped(trainer, f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}", sig.code)
+            e.quiet = rank != 0  # every rank stops at the same synchronisation: rank 0 says so
+            raise e from None
         except StorageError as e:
             raise _stopped(trainer, f"training stopped in epoch {trainer.epoch + 1} at step {trainer.step}: {e}",
                            1, failed=e) from None
+        except (distributed.PeerLost, distributed.PeerFailed) as e:
+            raise _lost(e, trainer, trainer.resume_cmd) from None
         finally:
             bar.close()
         t = time.perf_counter()
-        try:
-            trainer.save()
-            trainer.save_vectors()
-            trainer.history.close()
-            (run_dir / INCOMPLETE).unlink(missing_ok=True)
-        except (StorageError, OSError) as e:
-            e = e if isinstance(e, StorageError) else storage_error("write", run_dir / INCOMPLETE, e)
-            raise StorageError(f"training finished, but {e}, then write the result with: "
-                               f"{rundir.resume_command(run_dir)}", e.errno, e.path) from None
+        if rank == 0:
+            try:
+                trainer.save()
+                trainer.save_vectors()
+                trainer.history.close()
+                (run_dir / INCOMPLETE).unlink(missing_ok=True)
+            except (StorageError, OSError) as e:
+                e = e if isinstance(e, StorageError) else storage_error("write", run_dir / INCOMPLETE, e)
+                raise StorageError(f"training finished, but {e}, then write the result with: "
+                                   f"{trainer.resume_cmd}", e.errno, e.path) from None
+            rundir.point_latest(run_dir)
         write_s += time.perf_counter() - t
-        rundir.point_latest(run_dir)
     # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
     seconds = trainer.seconds
-    words = (trainer.total_words - start_words) * trainer.token_scale
+    words = (trainer.global_total - start_words) * trainer.token_scale
     gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
     vocab_s = info.get("vocab_seconds", 0.0) if not resume else 0.0
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
                       vocab_s, trainer.examples_done, gpu_mib, write_s, score_s, plan.batch_size)
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
+    synced = (f"; {world.size} processes, {replicas.count} synchronisations: {replicas.seconds:.1f} s in "
+              f"collectives, {replicas.bytes / 2**20:,.0f} MiB sent by rank 0" if replicas is not None else "")
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
         f"writing {write_s:.1f} s" + (f", scoring {score_s:.1f} s" if cfg.eval_epochs else "")
-        + f"; run directory {run_dir}")
+        + f"{synced}; run directory {run_dir}")
     return summary
+
+
+def _share(world, cfg, vocab, info, state, run_dir, ids, resume):
+    """Rank 0's run on every rank (distributed.share): the config, vocabulary, [run] facts, a resumed run's
+    checkpoint, and each rank's shard of the encoded corpus."""
+    payload, tensors = None, {}
+    if world.rank == 0:
+        payload = {"config": dataclasses.asdict(cfg), "words": vocab.words, "counts": vocab.counts, "info": info,
+                   "run_dir": str(run_dir), "resume": resume}
+        if resume:
+            tensors = {k: state[k] for k in ("input", "output", "bias")}
+            payload["state"] = {k: v for k, v in state.items() if k not in tensors}
+    payload, tensors, shard = distributed.share(world, payload, tensors, ids)
+    state = {**payload["state"], **tensors} if payload["resume"] else None
+    return (Config(**payload["config"]), vocab_mod.Vocab(payload["words"], payload["counts"]), payload["info"],
+            state, Path(payload["run_dir"]), shard, payload["resume"])
 
 
 def _stopped(trainer: Trainer, what: str, code: int, failed: StorageError | None = None) -> Interrupted:
     """Checkpoint a run that stopped early (unless writing the checkpoint is what failed); the error says
     what is kept and how to continue."""
-    resume = rundir.resume_command(trainer.run_dir)
+    resume = trainer.resume_cmd
     try:
         if failed is not None and Path(failed.path or "").name == CHECKPOINT:
             raise failed
@@ -436,8 +570,34 @@ def _stopped(trainer: Trainer, what: str, code: int, failed: StorageError | None
     return Interrupted(f"{what}; checkpoint saved; continue with: {resume}", code=code)
 
 
-def _open_for_resume(run_dir: Path | None):
-    """An interrupted run's config, vocabulary, [run] facts and checkpoint, each checked."""
+def _lost(e: W2VError, trainer: Trainer | None, resume_cmd: str | None) -> W2VError:
+    """Another rank stopped: rank 0 checkpoints the last synchronisation (the same everywhere); the error says
+    what is kept and how to continue (resume_cmd None: nothing, the run never started)."""
+    if resume_cmd is None:
+        kept = "; nothing was kept"
+    else:
+        where = "its last checkpoint"
+        try:
+            if trainer is not None:
+                trainer.save()
+                where = f"its checkpoint at {rundir.describe_position(trainer.saved)}" if trainer.saved else where
+        except StorageError as s:
+            where = f"its last checkpoint ({s})"
+        kept = f"; the run is INCOMPLETE with {where}; resume it with: {resume_cmd}"
+    err = W2VError(f"{e}{kept}", e.code)
+    err.quiet = e.quiet
+    return err
+
+
+def _resume_command(world: distributed.World | None, run_dir) -> str:
+    if world is None:
+        return rundir.resume_command(run_dir)
+    return distributed.resume_command(run_dir, world.size, world.local_size)
+
+
+def _open_for_resume(run_dir: Path | None, world: distributed.World | None = None):
+    """An interrupted run's config, vocabulary, [run] facts and checkpoint, each checked; a distributed run
+    continues only with as many processes (each rank continues its own shard and random stream)."""
     if run_dir is None or not run_dir.is_dir():
         raise UsageError(f"cannot resume {run_dir}: not a directory")
     if not (run_dir / INCOMPLETE).exists():
@@ -445,8 +605,17 @@ def _open_for_resume(run_dir: Path | None):
             raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
         raise UsageError(f"cannot resume {run_dir}: it is not a run directory written by `w2v-nce train`")
     cfg, info = rundir.read_config(run_dir)
+    size, here = info.get("world_size", 1), world.size if world is not None else 1
+    if size != here:
+        how = distributed.resume_command(run_dir, size)
+        raise UsageError(f"{run_dir} was trained by {size} process{'es' if size > 1 else ''} and this job has "
+                         f"{here}; resume it with {size}: {how}")
     vocab = rundir.read_vocab(run_dir, info.get("vocab_size"))
     if not (run_dir / CHECKPOINT).exists():
         raise W2VError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT} (training never started, or the "
                        "file was lost); start a new run instead")
-    return cfg, vocab, info, rundir.load_checkpoint(run_dir, len(vocab), cfg.dim, cfg.loss)
+    state = rundir.load_checkpoint(run_dir, len(vocab), cfg.dim, cfg.loss)
+    if size > 1 and len(state.get("ranks", [])) != size:
+        raise rundir.damaged(run_dir / CHECKPOINT, f"it holds the positions of {len(state.get('ranks', []))} "
+                             f"ranks where the run has {size}")
+    return cfg, vocab, info, state

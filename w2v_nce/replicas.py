@@ -1,0 +1,254 @@
+"""Keeping the replicas of a distributed run in step (distributed.py starts the processes and finds lost ones).
+
+Each rank trains its own copy of the model on its shard of the corpus, exactly as a single process would (its
+own random streams: seed + rank), and every --sync-words words per rank the copies are combined. With P0 the
+parameters at the last synchronisation and Δ_r = P_r − P0 what rank r has learned since,
+
+    P = P0 + gain · mean_r Δ_r        on every rank, then P0 = P
+
+by an all-reduce of the Δ's: of every matrix whole (--sync full), or of only the rows some rank changed
+(--sync rows: the ranks first gather which rows each changed). Gain 1 is the average of the replicas; gain W,
+the sum of their changes, is to first order one process reading every shard, but overshoots where the replicas
+learned the same thing: Spark's word2vec summed its replicas and got infinite values (SPARK-24666), and
+averages since; ours diverged with 4. The default, gain "auto", sets each row's own (row_gain): the sum where
+the replicas changed a row independently, the average where alike. Every trained tensor takes part, the output
+rows as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor
+vectors.
+
+The schedule: every epoch has the same number of synchronisations on every rank, spread evenly over each rank's
+shard, the last at the epoch's end, so the ranks meet however their shards and speeds differ. Each
+synchronisation also gathers every rank's position and random state, so rank 0 can checkpoint the state at the
+last one: the parameters all ranks share, and where each rank was. A stop (Ctrl-C, SIGTERM) is agreed on at a
+synchronisation: a rank that is asked to stop synchronises at once, the others at their next one, and all stop.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+
+from .distributed import World
+from .errors import W2VError
+
+MODES = ("full", "rows")
+
+
+@torch.no_grad()
+def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: float | str, mode: str,
+            group=None) -> tuple[int, bool]:
+    """P = P0 + gain / W · Σ_r (P_r − P0) for each parameter P (rows first) and its snapshot P0, the same on every
+    rank; then P0 = P. With gain "auto" each row gets its own gain (row_gain). Returns the bytes this rank put
+    into the collectives, and whether the combined change is finite (a NaN or an infinity in any rank's change
+    shows in the sum)."""
+    world = dist.get_world_size(group)
+    sent, finite = 0, True
+    for p, p0 in zip(params, snapshots):
+        if mode == "full":
+            delta = p.sub_(p0)  # (R, D): this rank's change, in place of its parameters (no copy of the matrix)
+            rows = None
+        else:
+            changed = p != p0
+            if changed.dim() > 1:
+                changed = changed.any(1)
+            rows, index_bytes = _union(changed.nonzero().squeeze(1).to(torch.int32), group)  # (n,)
+            sent += index_bytes
+            if len(rows) == 0:
+                continue
+            delta = p.index_select(0, rows).sub_(p0.index_select(0, rows))  # (n, D)
+        if gain == "auto":
+            squares = _row_norms2(delta)  # (n,) |Δ_r|² of this rank's rows, summed over ranks below
+            dist.all_reduce(squares, group=group)
+            sent += squares.numel() * squares.element_size()
+        dist.all_reduce(delta, group=group)  # Σ_r Δ_r
+        if gain == "auto":
+            scale = row_gain(squares, _row_norms2(delta), world) / world  # (n,)
+            delta.mul_(scale.view(-1, *[1] * (delta.dim() - 1)))
+        else:
+            delta.mul_(gain / world)
+        if rows is None:
+            p0.add_(delta)
+            p.copy_(p0)
+        else:
+            p0.index_add_(0, rows, delta)
+            p.index_copy_(0, rows, p0.index_select(0, rows))
+        sent += delta.numel() * delta.element_size()
+        finite = finite and bool(torch.isfinite(delta).all())
+    return sent, finite
+
+
+def _row_norms2(t: torch.Tensor) -> torch.Tensor:
+    return t.square().flatten(1).sum(1) if t.dim() > 1 else t.square()
+
+
+def row_gain(squares: torch.Tensor, summed: torch.Tensor, world: int) -> torch.Tensor:
+    """--sync-gain auto: the gain of each row, between 1 (average the replicas' changes) and W (add them up).
+
+    squares = Σ_r |Δ_r|², summed = |Σ_r Δ_r|². Where the replicas changed a row the same way (a frequent word:
+    each replica moved it most of the way to where the row settles), summed = W · squares, and adding the W
+    changes would overshoot W times: that is why summing diverged with 4 processes (a step past the optimum by
+    more than twice the distance grows). Where they changed it independently (a rare word seen by one replica,
+    or noise), summed ≈ squares, and averaging would throw away (W−1)/W of what was learned: why averaging loses
+    quality. gain = W · squares / summed is W for independent changes and 1 for equal ones (clamped to [1, W];
+    a row nobody changed gets W, which changes nothing)."""
+    ratio = torch.where(summed > 0, squares / summed.clamp_min(torch.finfo(summed.dtype).tiny), 1.0)
+    return (world * ratio).clamp_(1.0, float(world))
+
+
+def _union(mine: torch.Tensor, group) -> tuple[torch.Tensor, int]:
+    """The sorted union over ranks of the row ids each changed, and the bytes this rank sent for it: the ids go
+    through all_gather, which needs one length, so each rank pads its own to the longest."""
+    world = dist.get_world_size(group)
+    n = torch.tensor([len(mine)], dtype=torch.int64, device=mine.device)
+    counts = [torch.empty_like(n) for _ in range(world)]
+    dist.all_gather(counts, n, group=group)
+    longest = int(torch.stack(counts).max())
+    if longest == 0:
+        return mine.long(), n.element_size()
+    padded = torch.full((longest,), -1, dtype=torch.int32, device=mine.device)
+    padded[:len(mine)] = mine
+    lists = [torch.empty_like(padded) for _ in range(world)]
+    dist.all_gather(lists, padded, group=group)
+    every = torch.cat(lists)
+    return torch.unique(every[every >= 0]).long(), n.element_size() + padded.numel() * padded.element_size()
+
+
+class Replicas:
+    """One rank's side of the synchronisations: the snapshot P0, the schedule, the positions gathered."""
+
+    def __init__(self, world: World, trainer):
+        cfg = self.cfg = trainer.cfg
+        self.world, self.trainer = world, trainer
+        self.names = list(trainer.tensors())
+        self.params = list(trainer.tensors().values())
+        self.snapshots = [p.detach().clone() for p in self.params]
+        # the ranks' words per epoch, through the store: this first meeting also checks that every rank came up
+        words = world.roll_call("start", str(trainer.epoch_words), deadline=cfg.sync_timeout, what="the start")
+        epoch_words = sum(int(w) for w in words)
+        self.per_epoch = max(1, math.ceil(epoch_words / (world.size * cfg.sync_words)))  # syncs in each epoch
+        self.count = 0  # synchronisations so far, in the whole run
+        self.gathered: list[dict] = []  # on rank 0: every rank's position at the last meeting
+        self.consistent = True  # False while the snapshots are half combined (a collective failed mid-way)
+        self.seconds, self.bytes = 0.0, 0  # in the collectives, this process
+        trainer.world, trainer.global_total = world.size, epoch_words * cfg.epochs
+        trainer.replicas = self
+        self._debug = os.environ.get("W2V_NCE_DEBUG_SYNC_DIR")  # test hook: a line per sync, below
+        hook = os.environ.get("W2V_NCE_TEST_EXIT_AT_SYNC")  # test hook "RANK:N": that rank exits at sync N
+        self._exit_at = tuple(map(int, hook.split(":"))) if hook else None
+
+    def restore(self, state: dict) -> None:
+        """A resumed run: where the run's synchronisations were (the tensors and positions are loaded)."""
+        for s, p in zip(self.snapshots, self.params):
+            s.copy_(p)
+        self.count = state["world"]["syncs"]
+        self.trainer.synced = (state["world"]["words"], self.trainer.words_done)
+        self.trainer.lr = self.trainer.rate(self.trainer.words_done)
+
+    # -- when ---------------------------------------------------------------------------------------
+    def due(self) -> bool:
+        """This rank has passed the next synchronisation point of its epoch (the epoch's end excepted: the
+        epoch-end hook takes that one, after the last batch)."""
+        t = self.trainer
+        done = (t.words_done - t.epoch * t.epoch_words) / max(t.epoch_words, 1)
+        target = min(self.per_epoch - 1, math.floor(done * self.per_epoch))
+        return self.count - t.epoch * self.per_epoch < target
+
+    def catch_up(self, signum: int = 0) -> int:
+        """At an epoch's end (trainer.epoch is the next one): the epoch's remaining synchronisations."""
+        while self.count < self.trainer.epoch * self.per_epoch:
+            signum = max(signum, self.sync(signum))
+            if signum:
+                break
+        return signum
+
+    def finish(self) -> None:
+        """After the last epoch: one more synchronisation if any rank has trained since its last one (a rank
+        that was stopped ahead of its schedule and resumed), so that every replica ends equal."""
+        t = self.trainer
+        dirty = self.world.roll_call("end", "1" if t.words_done != t.synced[1] else "",
+                                     deadline=self.cfg.sync_timeout, what="the end")
+        if any(dirty):
+            self.sync()
+
+    # -- the synchronisation ------------------------------------------------------------------------
+    def sync(self, signum: int = 0, combine_params: bool = True) -> int:
+        """Meet the other ranks, combine the replicas and gather every rank's position; returns the stop signal
+        agreed on (the highest asked for: SIGTERM over SIGINT), 0 to go on. Without combine_params only meet
+        and gather (the start of training)."""
+        t, world, n = self.trainer, self.world, self.count + 1
+        what = f"sync {n}" if combine_params else "the first checkpoint"
+        if combine_params and self._exit_at == (world.rank, n):
+            os._exit(9)
+        start = time.perf_counter()
+        world.roll_call(f"sync/{n if combine_params else 0}", deadline=self.cfg.sync_timeout, what=what)
+        if combine_params and n > 2:
+            world.forget(f"sync/{n - 2}")  # every rank has passed it: they all posted n - 1
+        met = time.perf_counter()
+        mine = {**t.position_state(), "signal": signum}
+        every: list = [None] * world.size
+        try:
+            dist.all_gather_object(every, mine)
+            sent, finite = 0, True
+            if combine_params:
+                self.consistent = False
+                sent, finite = combine(self.params, self.snapshots, self.cfg.sync_gain, self.cfg.sync)
+                self.count, self.consistent = n, True
+        except RuntimeError as e:
+            raise world.lost(e, what) from None
+        done = time.perf_counter()
+        if not finite:
+            err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at sync {n} "
+                           f"(learning rate {t.lr:.3g}); the last good checkpoint is kept; retry with a lower --lr"
+                           + (" or --sync-gain 1" if self.cfg.sync_gain != 1 else ""))
+            err.quiet = world.rank != 0  # every rank finds it: rank 0 says it
+            raise err
+        self.seconds += done - met
+        self.bytes += sent
+        signum = max(e.pop("signal") for e in every)
+        t.synced = (sum(e["position"]["words_done"] for e in every), t.words_done)
+        self.gathered = every if world.rank == 0 else []
+        if combine_params:
+            t.record("sync", sync=n, wait_s=round(met - start, 4), sync_s=round(done - met, 4), bytes=sent)
+            self._dump(n)
+        return signum
+
+    # -- the checkpoint -----------------------------------------------------------------------------
+    def checkpoint(self) -> dict | None:
+        """On rank 0, the state at the last synchronisation: the snapshot every rank shares, rank 0's position
+        where a single process keeps its own, and every rank's under "ranks". None on the other ranks, and
+        where a failed collective left the snapshot half combined."""
+        if self.world.rank or not self.consistent or not self.gathered:
+            return None
+        st = self.trainer.state(dict(zip(self.names, self.snapshots)))
+        st.update(self.gathered[0])
+        st["ranks"] = self.gathered
+        st["world"] = {"size": self.world.size, "syncs": self.count, "words": self.trainer.synced[0]}
+        return st
+
+    def _dump(self, n: int) -> None:
+        """W2V_NCE_DEBUG_SYNC_DIR: each rank appends a hash of its parameters after each synchronisation (and of
+        its vocabulary and noise table first), so a test can check that the ranks agree."""
+        if not self._debug:
+            return
+        line = {"sync": n, "params": digest(self.params)}
+        if n == 1:
+            head = self.trainer.model.head
+            line.update(vocab=digest([torch.as_tensor(self.trainer.vocab.counts)],
+                                     "\n".join(self.trainer.vocab.words)),
+                        noise=digest([head.sampler.prob, head.sampler.alias]) if hasattr(head, "sampler") else None,
+                        words=self.trainer.epoch_words)
+        with open(Path(self._debug) / f"rank{self.world.rank}.jsonl", "a") as f:
+            f.write(json.dumps(line) + "\n")
+
+
+def digest(tensors: list[torch.Tensor], text: str = "") -> str:
+    h = hashlib.sha256(text.encode())
+    for t in tensors:
+        h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
