@@ -148,11 +148,23 @@ def test_console_script_exit_code(workdir):
 
 
 @pytest.mark.parametrize("line,msg", [("dim = true", "expected int, got True"), ("dim = 1.5", "expected int"),
-                                      ("model = 3", "expected str"), ("lowercase = 1", "expected bool")])
+                                      ("model = 3", "expected str"), ("lowercase = 1", "expected bool"),
+                                      ("sync_gain = true", "expected float or str"),
+                                      ('sync_gain = "half"', "--sync-gain must be auto or a number >= 1")])
 def test_wrongly_typed_config_value(workdir, line, msg):
     (workdir / "bad.toml").write_text(f"[train]\n{line}\n")
     r = invoke("train", words_corpus(workdir / "toy.txt"), "--config", "bad.toml")
     assert r.exit_code == 2 and msg in r.output and not (workdir / "runs").exists()
+
+
+@pytest.mark.parametrize("value,parsed", [('"auto"', "auto"), ("2", 2.0), ("1.5", 1.5)])
+def test_sync_gain_reads_back_from_toml_as_auto_or_a_number(tmp_path, value, parsed):
+    from w2v_nce.config import make_config, to_toml
+    (tmp_path / "c.toml").write_text(f"[train]\nsync_gain = {value}\n")
+    cfg = make_config(tmp_path / "c.toml")
+    assert cfg.sync_gain == parsed
+    (tmp_path / "again.toml").write_text(to_toml(cfg))  # a run's config.toml, as --resume reads it
+    assert make_config(tmp_path / "again.toml").sync_gain == parsed
 
 
 def test_bench_rows_name_their_device_and_count_examples(workdir):

@@ -152,8 +152,9 @@ def train_values(table: dict, path: str | Path) -> dict:
             raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(FIELD_KINDS))}")
         kinds = FIELD_KINDS[key]
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
-            raise UsageError(f"bad value for {key!r} in {path}: expected {kinds[-1].__name__}, got {value!r}")
-        if float in kinds:
+            names = [k.__name__ for k in kinds if not (k is int and float in kinds)]  # "float" covers an int
+            raise UsageError(f"bad value for {key!r} in {path}: expected {' or '.join(names)}, got {value!r}")
+        if float in kinds and not isinstance(value, str):  # sync_gain is a number or "auto"
             data[key] = float(value)
     return data
 
