@@ -104,8 +104,8 @@ def train(
     from .distributed import env_rank
 
     if resume is not None:
-        if sync_timeout is not None and not sync_timeout > 0:
-            raise W2VError(f"--sync-timeout must be > 0 seconds (got {sync_timeout})", code=2)
+        if sync_timeout is not None:  # the run's config is read later; the flag's own rule is Config's
+            config_mod.Config(sync_timeout=sync_timeout).validate()
         train_mod.train(None, None, resume, resume=True, progress=progress, log=_info, timeout=sync_timeout)
         return
     if corpus is None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from . import rundir
 from .errors import UsageError, W2VError
 
 # A heartbeat that has not moved for DEAD_AFTER_S (or a quarter of --sync-timeout, if less): the rank is dead or
@@ -238,7 +239,7 @@ def resume_command(run_dir, world_size: int, local_size: int | None = None) -> s
     """How to continue a run of `world_size` processes: torchrun with as many (the shards and random streams
     are per rank), on one machine unless this job spans several."""
     if world_size <= 1:
-        return f"w2v-nce train --resume {run_dir}"
+        return rundir.resume_command(run_dir)
     if local_size is None or local_size >= world_size:
         launch = f"--standalone --nproc-per-node {world_size}"
     else:

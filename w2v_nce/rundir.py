@@ -158,6 +158,9 @@ def open_ids(run_dir: Path, expected: int | None, vocab_size: int, check_range: 
 
 # -- checkpoint.pt ---------------------------------------------------------------------------------
 
+TENSORS = ("input", "output", "bias")  # a checkpoint's trained tensors (train.Trainer.tensors)
+
+
 def _checksum(state: dict) -> int:
     """CRC-32 of the tensors and the position: torch.load checks neither, so corrupt weights would load."""
     import torch
@@ -170,7 +173,7 @@ def _checksum(state: dict) -> int:
         return crc
 
     crc = zlib.crc32(json.dumps(state["position"], sort_keys=True).encode())
-    crc = tensors(state, ("input", "output", "bias", "gen_state", "chunk_gen_state"), crc)
+    crc = tensors(state, (*TENSORS, "gen_state", "chunk_gen_state"), crc)
     if "world" in state:  # a distributed run's: every rank's position and random state (replicas.py)
         crc = zlib.crc32(json.dumps(state["world"], sort_keys=True).encode(), crc)
         for rank in state.get("ranks") or []:
@@ -196,10 +199,10 @@ def load_checkpoint(run_dir: Path, vocab_size: int, dim: int, loss: str) -> dict
         raise storage_error("read", path, e, DAMAGED) from None
     except Exception:  # a truncated or foreign file: torch raises RuntimeError, UnpicklingError, EOFError, ...
         raise damaged(path, "it is not a checkpoint (truncated or corrupt)") from None
-    need = ("input", "output", "bias", "position", "gen_state")
+    need = (*TENSORS, "position", "gen_state")
     if not isinstance(st, dict) or any(k not in st for k in need):
         raise damaged(path, "it is not a checkpoint (keys missing)")
-    shapes, rows = [tuple(st[k].shape) for k in ("input", "output", "bias")], output_rows(loss, vocab_size)
+    shapes, rows = [tuple(st[k].shape) for k in TENSORS], output_rows(loss, vocab_size)
     if shapes != [(vocab_size, dim), (rows, dim), (rows,)]:
         raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim} "
                       f"and {rows} output rows")

@@ -211,7 +211,7 @@ class Trainer:
     def tensors(self) -> dict[str, torch.Tensor]:
         """Every trained tensor, by its name in the checkpoint: the input vectors, the head's rows and biases."""
         m = self.model
-        return {"input": m.input, "output": m.head.weight, "bias": m.head.bias}
+        return dict(zip(rundir.TENSORS, (m.input, m.head.weight, m.head.bias)))
 
     def position_state(self) -> dict:
         """Where training is and the random stream's state: what a checkpoint holds besides the tensors."""
@@ -544,7 +544,7 @@ def _share(world, cfg, vocab, info, state, run_dir, ids, resume):
         payload = {"config": dataclasses.asdict(cfg), "words": vocab.words, "counts": vocab.counts, "info": info,
                    "run_dir": str(run_dir), "resume": resume}
         if resume:
-            tensors = {k: state[k] for k in ("input", "output", "bias")}
+            tensors = {k: state[k] for k in rundir.TENSORS}
             payload["state"] = {k: v for k, v in state.items() if k not in tensors}
     payload, tensors, shard = distributed.share(world, payload, tensors, ids)
     state = {**payload["state"], **tensors} if payload["resume"] else None
@@ -590,9 +590,7 @@ def _lost(e: W2VError, trainer: Trainer | None, resume_cmd: str | None) -> W2VEr
 
 
 def _resume_command(world: distributed.World | None, run_dir) -> str:
-    if world is None:
-        return rundir.resume_command(run_dir)
-    return distributed.resume_command(run_dir, world.size, world.local_size)
+    return distributed.resume_command(run_dir, world.size if world else 1, world.local_size if world else None)
 
 
 def _open_for_resume(run_dir: Path | None, world: distributed.World | None = None):
