@@ -9,6 +9,7 @@ from gensim.models import KeyedVectors
 from typer.testing import CliRunner
 
 from w2v_nce.cli import app
+from w2v_nce.config import make_config, presets
 
 ROOT = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -199,3 +200,10 @@ def test_bench_on_cuda_without_a_gpu_is_a_one_line_usage_error(workdir, monkeypa
     r = invoke("bench", corpus, "--device", "cuda", "--ours-only")
     assert r.exit_code == 2 and r.output.count("\n") == 1 and "no CUDA GPU" in r.output, r.output
     assert not any(workdir.iterdir()) or [p.name for p in workdir.iterdir()] == ["toy.txt"]
+
+
+@pytest.mark.parametrize("name", presets())
+def test_every_preset_is_valid_and_named_after_its_model_and_head(name):
+    cfg = make_config(name)
+    assert f"{cfg.model}-{cfg.loss}" == name
+    assert make_config(name, negatives=3).negatives == 3  # a flag overrides the preset

@@ -84,5 +84,5 @@ def test_installed_tool_runs_outside_the_repository_with_a_preset_by_name(tmp_pa
     p = subprocess.run(tool + ["train", "x.txt", "--config", "sg-nec"], env=env, cwd=tmp_path, capture_output=True,
                        text=True)
     assert p.returncode == 2 and p.stderr.strip() == ("error: config file sg-nec not found; pass a TOML file or a "
-                                                      "preset: cbow-nce, cbow-neg, cbow-softmax, sg-nce, sg-neg")
+                                                      "preset: cbow-infonce, cbow-nce, cbow-neg, cbow-softmax, sg-infonce, sg-nce, sg-neg")
 

@@ -18,6 +18,7 @@ import typer
 from typer.core import TyperGroup
 
 from . import __version__, rundir
+from .config import presets
 from .errors import W2VError
 
 
@@ -70,7 +71,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
 @app.command()
 def train(
     corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False)] = None,
-    config: Annotated[Optional[str], typer.Option("--config", help="A preset by name (sg-neg, sg-nce, cbow-neg, cbow-nce, cbow-softmax) or a TOML file; flags override it.")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
     model: Annotated[Optional[str], typer.Option(help="sg (skip-gram) or cbow. Default: sg.")] = None,
     loss: Annotated[Optional[str], typer.Option(help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
     dim: Annotated[Optional[int], typer.Option(help="Vector size. Default: 100.")] = None,
