@@ -52,7 +52,7 @@ bench-softmax:
 # BENCHMARKS.md section 7: sg-neg and cbow-neg by 1 process (2 threads) and by torchrun with 2 and 4 processes
 # (1 thread each), scored by `w2v-nce eval`; one table row per run. Set EPOCHS, SYNC_WORDS, SYNC_GAIN (and SYNC).
 EPOCHS ?= 5
-SYNC_WORDS ?= 100000
+SYNC_WORDS ?= 1000000
 SYNC_GAIN ?= auto
 SYNC ?= full
 bench-distributed:

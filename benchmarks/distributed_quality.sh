@@ -3,7 +3,7 @@
 # and cbow-neg, one process with 2 threads, then torchrun with 2 and with 4 processes of 1 thread each, every run
 # scored by `w2v-nce eval` (analogies, WordSim353, SimLex-999); one Markdown table row per run.
 #
-#   CORPUS=corpus.txt.gz EPOCHS=5 SYNC_WORDS=100000 SYNC_GAIN=auto [SYNC=full] [PROCS="1 2 4"] [OUT=dir] \
+#   CORPUS=corpus.txt.gz EPOCHS=5 SYNC_WORDS=1000000 SYNC_GAIN=auto [SYNC=full] [PROCS="1 2 4"] [OUT=dir] \
 #     benchmarks/distributed_quality.sh            (or: make bench-distributed CORPUS=... EPOCHS=...)
 #
 # PYTHON (default python3) must have w2v-nce and torch; the runs are left in OUT (default /tmp/w2v-nce-distributed)
@@ -11,7 +11,7 @@
 set -euo pipefail
 : "${CORPUS:?set CORPUS to a text file}"
 EPOCHS=${EPOCHS:-5}
-SYNC_WORDS=${SYNC_WORDS:-100000}
+SYNC_WORDS=${SYNC_WORDS:-1000000}
 SYNC_GAIN=${SYNC_GAIN:-auto}
 SYNC=${SYNC:-full}
 PROCS=${PROCS:-1 2 4}

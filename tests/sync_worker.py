@@ -2,11 +2,12 @@
 processes import it, and it imports only torch and the module under test (not gensim, as the test module does)."""
 
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 import torch.distributed as dist
 
-from w2v_nce.replicas import combine
+from w2v_nce.replicas import Replicas, combine
 
 P0 = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
 BIAS0 = [0.5, 0.25, 1.0]
@@ -15,6 +16,8 @@ BIAS0 = [0.5, 0.25, 1.0]
 DELTAS = {0: ([[0.5, 0.5], [0, 0], [0, 0]], [0.25, 0, 0]), 1: ([[0.25, -0.5], [0, 0], [-1, -1]], [0, 0, 0])}
 # for --sync-gain auto: row 0 changed partly alike, row 1 and bias 0 alike, row 2 by rank 1 alone
 ALIKE = {0: ([[1, 0], [1, 1], [0, 0]], [0.5, 0, 0]), 1: ([[1, 1], [1, 1], [0, -2]], [0.5, 0, 0])}
+# for the full synchronisation with hot rows (rows 0 and 1): row 2 and bias 2, not hot, changed alike
+SPLIT = {0: ([[1, 0], [1, 1], [1, 1]], [0.5, 0, 0.5]), 1: ([[1, 1], [1, 1], [1, 1]], [0.5, 0, 0.5])}
 
 
 def run(rank: int, port: int, out: str) -> None:
@@ -30,6 +33,14 @@ def run(rank: int, port: int, out: str) -> None:
             bias += torch.tensor(deltas[rank][1])
             sent, finite = combine([weight, bias], snapshots, gain, mode)
             results[mode, key] = (weight, bias, snapshots, sent, finite)
+        weight, bias = torch.tensor(P0), torch.tensor(BIAS0)
+        snapshots = [weight.clone(), bias.clone()]
+        weight += torch.tensor(SPLIT[rank][0], dtype=torch.float32)
+        bias += torch.tensor(SPLIT[rank][1])
+        replicas = SimpleNamespace(cfg=SimpleNamespace(sync_gain="auto", sync=mode, sync_hot_rows=2),
+                                   params=[weight, bias], snapshots=snapshots, hot=[slice(0, 2)] * 2,
+                                   cold=[slice(2, 3)] * 2, world=SimpleNamespace(size=2))
+        results[mode, "split"] = (weight, bias, Replicas._combine_all(replicas)[1])
         nan = torch.tensor(P0)
         snapshot = nan.clone()
         nan[1, 1] = float("nan") if rank else nan[1, 1] + 1

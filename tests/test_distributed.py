@@ -38,6 +38,7 @@ from .test_end_to_end import PAIRS, THRESHOLD, neighbour_rank
 
 ROOT = Path(__file__).resolve().parents[1]
 LEE = datapath("lee_background.cor")
+HOT = ["--sync-hot-rows", "50", "--sync-hot-words", "1000"]  # 4 combinations of the hot rows between two syncs
 RUN = ["--epochs", "10", "--min-count", "5", "--lowercase", "--seed", "7", "--threads", "1", "--no-progress"]
 
 
@@ -98,6 +99,12 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
                 assert finite
                 if gain != "auto-alike":  # (its rows mode moves other rows)
                     assert sent == (AUTO_BYTES if gain == "auto" else BYTES)[mode], (mode, gain)
+        # with hot rows, auto's gain for the hot rows only, the sum for the others: SPLIT's rows 0 and 1 and bias 0
+        # as ALIKE's (auto); row 2 and bias 2, changed alike, P0 + (1, 1) + (1, 1), where auto would add (1, 1) once
+        for got in ranks:
+            w, b, finite = got[mode, "split"]
+            assert torch.allclose(w, torch.tensor([[2.2, 2.6], [4, 5], [7, 8]]), rtol=0, atol=1e-6), mode
+            assert torch.allclose(b, torch.tensor([1.0, 0.25, 2.0]), rtol=0, atol=1e-6) and finite, mode
         # a NaN in one rank's change is found on every rank (SPARK-24666's infinities, caught at once)
         assert ranks[0][mode, "nan"] is False and ranks[1][mode, "nan"] is False
 
@@ -119,11 +126,11 @@ def test_a_checkpoint_s_checksum_covers_every_rank_s_position(tmp_path):
 @pytest.fixture(scope="module")
 def lee2(tmp_path_factory):
     """sg-neg on the Lee corpus as tests/test_end_to_end.py trains it, by 2 processes synchronising every 5,000
-    words each (about 5 times an epoch), each rank logging a hash of its parameters at every synchronisation."""
+    words each (about 5 times an epoch) and their 50 most frequent words' rows 4 times in between, each rank logging a hash of its parameters at every synchronisation."""
     tmp = tmp_path_factory.mktemp("lee2")
     (tmp / "debug").mkdir()
     start = time.monotonic()
-    code, err = finish(torchrun("train", LEE, *RUN, "--sync-words", "5000", "--out", tmp / "run",
+    code, err = finish(torchrun("train", LEE, *RUN, "--sync-words", "5000", *HOT, "--out", tmp / "run",
                                 env={"W2V_NCE_DEBUG_SYNC_DIR": str(tmp / "debug")}))
     assert code == 0, err
     print(f"2-process run on Lee: {time.monotonic() - start:.1f} s")
@@ -142,7 +149,11 @@ def test_two_processes_learn_the_end_to_end_signal_on_real_text(lee2):
 
 def test_every_rank_has_the_same_vocabulary_noise_table_and_parameters_after_each_sync(lee2):
     run, debug, _ = lee2
-    logs = [[json.loads(line) for line in (debug / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    every = [[json.loads(line) for line in (debug / f"rank{r}.jsonl").read_text().splitlines()] for r in (0, 1)]
+    logs = [[e for e in log if "sync" in e] for log in every]
+    hot = [[e for e in log if "hot" in e] for log in every]
+    # the hot rows' combinations: as many on both ranks, 4 between two syncs, the same hot rows after each
+    assert hot[0] == hot[1] and len(hot[0]) == 4 * len(logs[0])
     first = [log[0] for log in logs]
     assert first[0]["vocab"] == first[1]["vocab"] and first[0]["noise"] == first[1]["noise"]
     assert first[0]["words"] > 0 and first[1]["words"] > 0  # each rank trained on a shard of its own
@@ -159,14 +170,15 @@ def test_every_rank_has_the_same_vocabulary_noise_table_and_parameters_after_eac
 def test_the_run_directory_records_the_job_and_rank_0_alone_speaks(lee2):
     run, _, err = lee2
     config = (run / "config.toml").read_text()
-    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", 'sync_gain = "auto"'):
+    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", 'sync_gain = "auto"', "sync_hot_rows = 50",
+                 "sync_hot_words = 1000"):
         assert line in config
     syncs = [e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "sync"]
     assert syncs and all(e["bytes"] > 0 and e["sync_s"] >= 0 and e["wait_s"] >= 0 for e in syncs)
     words = [e["words"] for e in syncs]
     assert words == sorted(words)  # the run's words, all ranks': the learning rate follows them
     assert err.count("vocabulary: ") == 1 and err.count("trained ") == 1 and "error" not in err
-    assert "2 processes," in err and not (run / "INCOMPLETE").exists()
+    assert re.search(r"2 processes, \d+ synchronisations and \d+ of the hot rows: ", err) and not (run / "INCOMPLETE").exists()
 
 
 # -- faults --------------------------------------------------------------------------------------------
@@ -176,8 +188,11 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it_and_a_resume_finishe
     checkpoint rank 0 wrote of sync 2; the second ends it. A resume by hand then finishes the run."""
     run = tmp_path / "run"
     start = time.monotonic()
-    code, err = finish(torchrun("train", LEE, *RUN, "--sync-words", "5000", "--sync-timeout", "20", "--out", run,
-                                env={"W2V_NCE_TEST_EXIT_AT_SYNC": "1:3"}, restarts=1), timeout=180)
+    debug = tmp_path / "debug"
+    debug.mkdir()
+    code, err = finish(torchrun("train", LEE, *RUN, "--sync-words", "5000", *HOT, "--sync-timeout", "20", "--out", run,
+                                env={"W2V_NCE_TEST_EXIT_AT_SYNC": "1:3", "W2V_NCE_DEBUG_SYNC_DIR": str(debug)},
+                                restarts=1), timeout=180)
     elapsed = time.monotonic() - start
     assert code != 0
     lines = errors(err)  # one line per attempt, from rank 0
@@ -191,6 +206,11 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it_and_a_resume_finishe
     assert (run / "INCOMPLETE").exists() and not (run / "vectors.kv").exists()
     st = torch.load(run / "checkpoint.pt", weights_only=True)
     assert st["world"]["syncs"] == 2 and [r["position"]["step"] > 0 for r in st["ranks"]] == [True, True]
+    # the parameters of sync 2, though rank 0 had combined the hot rows 4 more times when rank 1 died
+    log = [json.loads(line) for line in (debug / "rank0.jsonl").read_text().splitlines()]
+    sync2 = [e for e in log if e.get("sync") == 2][-1]
+    assert log[log.index(sync2) + 4]["hot"] and "hot" in log[-1]
+    assert replicas.digest([st["input"], st["output"], st["bias"]]) == sync2["params"]
 
     code, err = finish(torchrun("train", "--resume", run))
     assert code == 0, err

@@ -93,9 +93,11 @@ def train(
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
     eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
-    sync_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 100000.")] = None,
+    sync_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 1000000.")] = None,
     sync: Annotated[Optional[str], typer.Option(help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation). Default: full.")] = None,
-    sync_gain: Annotated[Optional[str], typer.Option(help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0. auto: each row its own gain, from 1 where the replicas changed it alike to the number of processes where they changed it independently; 1 averages the replicas; the number of processes sums their changes (can diverge). Default: auto.")] = None,
+    sync_gain: Annotated[Optional[str], typer.Option(help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0. auto: each hot row (--sync-hot-rows) its own gain, from 1 where the replicas changed it alike to the number of processes where they changed it independently, and the sum for the other rows; 1 averages the replicas; the number of processes sums their changes (can diverge). Default: auto.")] = None,
+    sync_hot_rows: Annotated[Optional[int], typer.Option(help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off. Default: 2000.")] = None,
+    sync_hot_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between combinations of the hot rows. Default: 50000.")] = None,
     sync_timeout: Annotated[Optional[float], typer.Option(help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume. Default: 300.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ):
@@ -115,7 +117,8 @@ def train(
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
                  batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
-                 sync=sync, sync_timeout=sync_timeout)
+                 sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
+                 sync_hot_words=sync_hot_words)
     try:
         flags["sync_gain"] = config_mod.parse_gain(sync_gain)
         cfg = config_mod.make_config(config, **flags)

@@ -45,10 +45,13 @@ class Config:
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
     # several processes (torchrun; replicas.py): words each trains between synchronisations of the replicas, what
     # moves (full or rows), P = P0 + gain * mean of the replicas' changes, and how long a rank is waited for
-    sync_words: int = 100_000  # BENCHMARKS.md section 7: 1,000,000 lost 0.02-0.06 of analogy accuracy
+    sync_words: int = 1_000_000  # BENCHMARKS.md section 7: with the hot rows below, as good as 100,000 and faster
     sync: str = "full"
-    sync_gain: float | str = "auto"  # auto: each row its own, from how alike the replicas changed it
+    sync_gain: float | str = "auto"  # auto: each hot row its own, from how alike the replicas changed it; the rest summed
     sync_timeout: float = 300.0
+    # and the most frequent words' rows, combined more often (Ji et al. 2016): how many, every how many words
+    sync_hot_rows: int = 2000  # 0: none
+    sync_hot_words: int = 50_000
 
     def resolved(self) -> "Config":
         """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
@@ -85,6 +88,8 @@ class Config:
         need(self.sync_gain == "auto" or (not isinstance(self.sync_gain, str) and 1 <= self.sync_gain < math.inf),
              f"--sync-gain must be auto or a number >= 1 (got {self.sync_gain}): auto sets each row's own, "
              "1 averages the replicas, the number of processes sums their changes")
+        need(self.sync_hot_rows >= 0, f"--sync-hot-rows must be >= 0 (got {self.sync_hot_rows}); 0 turns it off")
+        need(self.sync_hot_words > 0, f"--sync-hot-words must be > 0 (got {self.sync_hot_words})")
         need(0 < self.sync_timeout < math.inf, f"--sync-timeout must be > 0 seconds (got {self.sync_timeout})")
         return self
 

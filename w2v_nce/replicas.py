@@ -11,9 +11,19 @@ by an all-reduce of the Δ's: of every matrix whole (--sync full), or of only th
 the sum of their changes, is to first order one process reading every shard, but overshoots where the replicas
 learned the same thing: Spark's word2vec summed its replicas and got infinite values (SPARK-24666), and
 averages since; ours diverged with 4. The default, gain "auto", sets each row's own (row_gain): the sum where
-the replicas changed a row independently, the average where alike. Every trained tensor takes part, the output
+the replicas changed a row independently, the average where alike; with hot rows (below), for those rows only,
+and the sum for the rest. Every trained tensor takes part, the output
 rows as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor
 vectors.
+
+The most frequent words' rows (--sync-hot-rows, the first rows of the frequency-sorted vocabulary; for hs the
+inner nodes nearest the root, the last rows) change in every example's update, as a target, a context or a noise
+word, and between two synchronisations each replica moves them most of the way to where they settle: summing
+those changes overshoots, averaging them loses what the others learned. As Ji et al. 2016 (Intel's distributed
+word2vec) do, those rows alone are combined more often, every --sync-hot-words words: a small all-reduce (2,000
+rows of d = 100: 1.6 MB) that lets the whole model be combined rarely. The other rows are rarer words, which the
+replicas change independently, and where two replicas moved one alike they were learning, not settling: gain
+"auto" sums them (averaging those lost most; section 7 of BENCHMARKS.md measures each rule).
 
 The schedule: every epoch has the same number of synchronisations on every rank, spread evenly over each rank's
 shard, the last at the epoch's end, so the ranks meet however their shards and speeds differ. Each
@@ -36,6 +46,7 @@ import torch.distributed as dist
 
 from .distributed import World
 from .errors import W2VError
+from .heads import HSHead
 
 MODES = ("full", "rows")
 
@@ -101,6 +112,22 @@ def row_gain(squares: torch.Tensor, summed: torch.Tensor, world: int) -> torch.T
     return (world * ratio).clamp_(1.0, float(world))
 
 
+def hot_rows(trainer, n: int) -> tuple[list[slice], list[slice]]:
+    """Each trained tensor's n rows that change most, and the others: the most frequent words' rows (the vocabulary
+    is sorted by count), or for hs's inner nodes the n nearest the root (the last created)."""
+    hot, cold = [], []
+    for name, p in trainer.tensors().items():
+        rows = p.shape[0]
+        k = min(n, rows)
+        if name != "input" and isinstance(trainer.model.head, HSHead):
+            hot.append(slice(rows - k, rows))
+            cold.append(slice(0, rows - k))
+        else:
+            hot.append(slice(0, k))
+            cold.append(slice(k, rows))
+    return hot, cold
+
+
 def _union(mine: torch.Tensor, group) -> tuple[torch.Tensor, int]:
     """The sorted union over ranks of the row ids each changed, and the bytes this rank sent for it: the ids go
     through all_gather, which needs one length, so each rank pads its own to the longest."""
@@ -133,6 +160,13 @@ class Replicas:
         epoch_words = sum(int(w) for w in words)
         self.per_epoch = max(1, math.ceil(epoch_words / (world.size * cfg.sync_words)))  # syncs in each epoch
         self.count = 0  # synchronisations so far, in the whole run
+        # each interval between two synchronisations is cut into `ticks` parts, with a synchronisation of the hot
+        # rows at each inner cut: the same number on every rank, so that their collectives pair up
+        self.hot, self.cold = hot_rows(trainer, cfg.sync_hot_rows)
+        self.ticks = max(1, cfg.sync_words // cfg.sync_hot_words) if cfg.sync_hot_rows else 1
+        self.hot_done = 0  # hot synchronisations since the last full one
+        self.hot_count = 0  # and in this process's run
+        self.anchors = self._anchors()  # the hot rows as the last full synchronisation left them, for checkpoints
         self.gathered: list[dict] = []  # on rank 0: every rank's position at the last meeting
         self.consistent = True  # False while the snapshots are half combined (a collective failed mid-way)
         self.seconds, self.bytes = 0.0, 0  # in the collectives, this process
@@ -146,6 +180,7 @@ class Replicas:
         """A resumed run: where the run's synchronisations were (the tensors and positions are loaded)."""
         for s, p in zip(self.snapshots, self.params):
             s.copy_(p)
+        self.hot_done, self.anchors = 0, self._anchors()
         self.count = state["world"]["syncs"]
         self.trainer.synced = (state["world"]["words"], self.trainer.words_done)
         self.trainer.lr = self.trainer.rate(self.trainer.words_done)
@@ -157,7 +192,12 @@ class Replicas:
         t = self.trainer
         done = (t.words_done - t.epoch * t.epoch_words) / max(t.epoch_words, 1)
         target = min(self.per_epoch - 1, math.floor(done * self.per_epoch))
-        return self.count - t.epoch * self.per_epoch < target
+        interval = self.count - t.epoch * self.per_epoch  # this epoch's full synchronisations so far
+        if self.ticks > 1:  # the hot rows' synchronisations this rank has passed in the current interval
+            tick = math.floor(done * self.per_epoch * self.ticks) - interval * self.ticks
+            while self.hot_done < min(tick, self.ticks - 1):
+                self.hot_sync()
+        return interval < target
 
     def catch_up(self, signum: int = 0) -> int:
         """At an epoch's end (trainer.epoch is the next one): the epoch's remaining synchronisations."""
@@ -177,12 +217,48 @@ class Replicas:
             self.sync()
 
     # -- the synchronisation ------------------------------------------------------------------------
+    def hot_sync(self) -> None:
+        """Combine the hot rows alone (no meeting through the store, no positions: a checkpoint is taken only at
+        a full synchronisation, and holds the hot rows as that one left them)."""
+        self.hot_done += 1
+        self.hot_count += 1
+        what = f"hot sync {self.hot_done} after sync {self.count}"
+        start = time.perf_counter()
+        try:
+            sent, finite = combine([p[r] for p, r in zip(self.params, self.hot)],
+                                   [s[r] for s, r in zip(self.snapshots, self.hot)], self.cfg.sync_gain, "full")
+        except RuntimeError as e:
+            raise self.world.lost(e, what) from None
+        if not finite:
+            raise self._diverged(what)
+        self.seconds += time.perf_counter() - start
+        self.bytes += sent
+        if self._debug:
+            self._write({"hot": self.hot_count, "rows": digest([p[r] for p, r in zip(self.params, self.hot)])})
+
+    def _combine_all(self) -> tuple[int, bool]:
+        """The full synchronisation. With hot rows and gain auto, only the hot rows get row_gain's gain and the
+        others the sum: they are the rarer words, which the replicas change independently (a row two replicas
+        moved alike is learning there, not settling), and averaging them lost most (BENCHMARKS.md section 7)."""
+        gain, mode = self.cfg.sync_gain, self.cfg.sync
+        if gain != "auto" or not self.cfg.sync_hot_rows:
+            return combine(self.params, self.snapshots, gain, mode)
+        parts = [combine([p[r] for p, r in zip(self.params, rows)], [s[r] for s, r in zip(self.snapshots, rows)],
+                         g, mode) for rows, g in ((self.hot, "auto"), (self.cold, float(self.world.size)))]
+        return parts[0][0] + parts[1][0], parts[0][1] and parts[1][1]
+
+    def _anchors(self) -> list[torch.Tensor]:
+        return [s[r].clone() for s, r in zip(self.snapshots, self.hot)]
+
     def sync(self, signum: int = 0, combine_params: bool = True) -> int:
         """Meet the other ranks, combine the replicas and gather every rank's position; returns the stop signal
         agreed on (the highest asked for: SIGTERM over SIGINT), 0 to go on. Without combine_params only meet
         and gather (the start of training)."""
         t, world, n = self.trainer, self.world, self.count + 1
         what = f"sync {n}" if combine_params else "the first checkpoint"
+        if combine_params:
+            while self.hot_done < self.ticks - 1:  # the interval's hot synchronisations this rank has not had
+                self.hot_sync()
         if combine_params and self._exit_at == (world.rank, n):
             os._exit(9)
         start = time.perf_counter()
@@ -197,17 +273,14 @@ class Replicas:
             sent, finite = 0, True
             if combine_params:
                 self.consistent = False
-                sent, finite = combine(self.params, self.snapshots, self.cfg.sync_gain, self.cfg.sync)
+                sent, finite = self._combine_all()
                 self.count, self.consistent = n, True
+                self.hot_done, self.anchors = 0, self._anchors()
         except RuntimeError as e:
             raise world.lost(e, what) from None
         done = time.perf_counter()
         if not finite:
-            err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at sync {n} "
-                           f"(learning rate {t.lr:.3g}); the last good checkpoint is kept; retry with a lower --lr"
-                           + (" or --sync-gain 1" if self.cfg.sync_gain != 1 else ""))
-            err.quiet = world.rank != 0  # every rank finds it: rank 0 says it
-            raise err
+            raise self._diverged(f"sync {n}")
         self.seconds += done - met
         self.bytes += sent
         signum = max(e.pop("signal") for e in every)
@@ -218,6 +291,13 @@ class Replicas:
             self._dump(n)
         return signum
 
+    def _diverged(self, what: str) -> W2VError:
+        err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at {what} "
+                       f"(learning rate {self.trainer.lr:.3g}); the last good checkpoint is kept; retry with a lower "
+                       "--lr" + (" or --sync-gain 1" if self.cfg.sync_gain != 1 else ""))
+        err.quiet = self.world.rank != 0  # every rank finds it: rank 0 says it
+        return err
+
     # -- the checkpoint -----------------------------------------------------------------------------
     def checkpoint(self) -> dict | None:
         """On rank 0, the state at the last synchronisation: the snapshot every rank shares, rank 0's position
@@ -225,7 +305,12 @@ class Replicas:
         where a failed collective left the snapshot half combined."""
         if self.world.rank or not self.consistent or not self.gathered:
             return None
-        st = self.trainer.state(dict(zip(self.names, self.snapshots)))
+        tensors = self.snapshots
+        if self.hot_done:  # the hot rows have moved on since the last full synchronisation: take them as it left them
+            tensors = [s.clone() for s in self.snapshots]
+            for t, r, a in zip(tensors, self.hot, self.anchors):
+                t[r] = a
+        st = self.trainer.state(dict(zip(self.names, tensors)))
         st.update(self.gathered[0])
         st["ranks"] = self.gathered
         st["world"] = {"size": self.world.size, "syncs": self.count, "words": self.trainer.synced[0]}
@@ -233,7 +318,7 @@ class Replicas:
 
     def _dump(self, n: int) -> None:
         """W2V_NCE_DEBUG_SYNC_DIR: each rank appends a hash of its parameters after each synchronisation (and of
-        its vocabulary and noise table first), so a test can check that the ranks agree."""
+        its vocabulary and noise table first; hot_sync a line of its own), so a test can check that the ranks agree."""
         if not self._debug:
             return
         line = {"sync": n, "params": digest(self.params)}
@@ -243,6 +328,9 @@ class Replicas:
                                      "\n".join(self.trainer.vocab.words)),
                         noise=digest([head.sampler.prob, head.sampler.alias]) if hasattr(head, "sampler") else None,
                         words=self.trainer.epoch_words)
+        self._write(line)
+
+    def _write(self, line: dict) -> None:
         with open(Path(self._debug) / f"rank{self.world.rank}.jsonl", "a") as f:
             f.write(json.dumps(line) + "\n")
 
