@@ -33,14 +33,15 @@ def run(rank: int, port: int, out: str) -> None:
             bias += torch.tensor(deltas[rank][1])
             sent, finite = combine([weight, bias], snapshots, gain, mode)
             results[mode, key] = (weight, bias, snapshots, sent, finite)
-        weight, bias = torch.tensor(P0), torch.tensor(BIAS0)
-        snapshots = [weight.clone(), bias.clone()]
-        weight += torch.tensor(SPLIT[rank][0], dtype=torch.float32)
-        bias += torch.tensor(SPLIT[rank][1])
-        replicas = SimpleNamespace(cfg=SimpleNamespace(sync_gain="auto", sync=mode, sync_hot_rows=2),
-                                   params=[weight, bias], snapshots=snapshots, hot=[slice(0, 2)] * 2,
-                                   cold=[slice(2, 3)] * 2, world=SimpleNamespace(size=2))
-        results[mode, "split"] = (weight, bias, Replicas._combine_all(replicas)[1])
+        for key, size in (("split", 2), ("split-3", 3)):  # the rule of 2 processes, and of more (told 3)
+            weight, bias = torch.tensor(P0), torch.tensor(BIAS0)
+            snapshots = [weight.clone(), bias.clone()]
+            weight += torch.tensor(SPLIT[rank][0], dtype=torch.float32)
+            bias += torch.tensor(SPLIT[rank][1])
+            replicas = SimpleNamespace(cfg=SimpleNamespace(sync_gain="auto", sync=mode, sync_hot_rows=2),
+                                       params=[weight, bias], snapshots=snapshots, hot=[slice(0, 2)] * 2,
+                                       cold=[slice(2, 3)] * 2, world=SimpleNamespace(size=size))
+            results[mode, key] = (weight, bias, Replicas._combine_all(replicas)[1])
         nan = torch.tensor(P0)
         snapshot = nan.clone()
         nan[1, 1] = float("nan") if rank else nan[1, 1] + 1

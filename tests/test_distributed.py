@@ -99,12 +99,16 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
                 assert finite
                 if gain != "auto-alike":  # (its rows mode moves other rows)
                     assert sent == (AUTO_BYTES if gain == "auto" else BYTES)[mode], (mode, gain)
-        # with hot rows, auto's gain for the hot rows only, the sum for the others: SPLIT's rows 0 and 1 and bias 0
-        # as ALIKE's (auto); row 2 and bias 2, changed alike, P0 + (1, 1) + (1, 1), where auto would add (1, 1) once
+        # with hot rows and 2 processes, auto's gain for the hot rows only, the sum for the others: SPLIT's rows 0
+        # and 1 and bias 0 as ALIKE's (auto); row 2 and bias 2, changed alike, P0 + (1, 1) + (1, 1). With more
+        # processes every row its own gain: row 2 and bias 2 get P0 + (1, 1) once
         for got in ranks:
             w, b, finite = got[mode, "split"]
             assert torch.allclose(w, torch.tensor([[2.2, 2.6], [4, 5], [7, 8]]), rtol=0, atol=1e-6), mode
             assert torch.allclose(b, torch.tensor([1.0, 0.25, 2.0]), rtol=0, atol=1e-6) and finite, mode
+            w, b, finite = got[mode, "split-3"]
+            assert torch.allclose(w, torch.tensor([[2.2, 2.6], [4, 5], [6, 7]]), rtol=0, atol=1e-6), mode
+            assert torch.allclose(b, torch.tensor([1.0, 0.25, 1.5]), rtol=0, atol=1e-6) and finite, mode
         # a NaN in one rank's change is found on every rank (SPARK-24666's infinities, caught at once)
         assert ranks[0][mode, "nan"] is False and ranks[1][mode, "nan"] is False
 

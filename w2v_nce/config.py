@@ -47,7 +47,7 @@ class Config:
     # moves (full or rows), P = P0 + gain * mean of the replicas' changes, and how long a rank is waited for
     sync_words: int = 1_000_000  # BENCHMARKS.md section 7: with the hot rows below, as good as 100,000 and faster
     sync: str = "full"
-    sync_gain: float | str = "auto"  # auto: each hot row its own, from how alike the replicas changed it; the rest summed
+    sync_gain: float | str = "auto"  # auto: each row its own, from how alike the replicas changed it (replicas._combine_all)
     sync_timeout: float = 300.0
     # and the most frequent words' rows, combined more often (Ji et al. 2016): how many, every how many words
     sync_hot_rows: int = 2000  # 0: none

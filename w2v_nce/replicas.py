@@ -11,8 +11,8 @@ by an all-reduce of the Δ's: of every matrix whole (--sync full), or of only th
 the sum of their changes, is to first order one process reading every shard, but overshoots where the replicas
 learned the same thing: Spark's word2vec summed its replicas and got infinite values (SPARK-24666), and
 averages since; ours diverged with 4. The default, gain "auto", sets each row's own (row_gain): the sum where
-the replicas changed a row independently, the average where alike; with hot rows (below), for those rows only,
-and the sum for the rest. Every trained tensor takes part, the output
+the replicas changed a row independently, the average where alike; with hot rows (below) and 2 processes, for
+those rows only, and the sum for the rest. Every trained tensor takes part, the output
 rows as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor
 vectors.
 
@@ -22,8 +22,9 @@ word, and between two synchronisations each replica moves them most of the way t
 those changes overshoots, averaging them loses what the others learned. As Ji et al. 2016 (Intel's distributed
 word2vec) do, those rows alone are combined more often, every --sync-hot-words words: a small all-reduce (2,000
 rows of d = 100: 1.6 MB) that lets the whole model be combined rarely. The other rows are rarer words, which the
-replicas change independently, and where two replicas moved one alike they were learning, not settling: gain
-"auto" sums them (averaging those lost most; section 7 of BENCHMARKS.md measures each rule).
+replicas change independently, and where two replicas moved one alike they were learning, not settling: with 2
+processes gain "auto" sums them (section 7 of BENCHMARKS.md measures each rule; from 4 on, summing them
+diverged or lost quality in skip-gram, and each keeps its own gain).
 
 The schedule: every epoch has the same number of synchronisations on every rank, spread evenly over each rank's
 shard, the last at the epoch's end, so the ranks meet however their shards and speeds differ. Each
@@ -237,11 +238,13 @@ class Replicas:
             self._write({"hot": self.hot_count, "rows": digest([p[r] for p, r in zip(self.params, self.hot)])})
 
     def _combine_all(self) -> tuple[int, bool]:
-        """The full synchronisation. With hot rows and gain auto, only the hot rows get row_gain's gain and the
-        others the sum: they are the rarer words, which the replicas change independently (a row two replicas
-        moved alike is learning there, not settling), and averaging them lost most (BENCHMARKS.md section 7)."""
+        """The full synchronisation. With hot rows, gain auto and 2 processes, only the hot rows get row_gain's
+        gain and the others the sum: they are rarer words, which the replicas change independently (a row two
+        replicas moved alike is being learned there, not settled), and their own gain held them back. A sum of
+        2 can at worst carry a settled row to its mirror image, never further; from 3 processes on a sum grows
+        (sg-neg, 4 processes: 0.212 with the sum, 0.269 with each its own gain; BENCHMARKS.md section 7)."""
         gain, mode = self.cfg.sync_gain, self.cfg.sync
-        if gain != "auto" or not self.cfg.sync_hot_rows:
+        if gain != "auto" or not self.cfg.sync_hot_rows or self.world.size != 2:
             return combine(self.params, self.snapshots, gain, mode)
         parts = [combine([p[r] for p, r in zip(self.params, rows)], [s[r] for s, r in zip(self.snapshots, rows)],
                          g, mode) for rows, g in ((self.hot, "auto"), (self.cold, float(self.world.size)))]
