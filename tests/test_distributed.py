@@ -113,6 +113,18 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
         assert ranks[0][mode, "nan"] is False and ranks[1][mode, "nan"] is False
 
 
+def test_shards_are_every_w_th_block_and_cover_the_corpus_once():
+    from w2v_nce.distributed import SHARD_BLOCK, shard_blocks
+
+    b = SHARD_BLOCK
+    assert shard_blocks(5 * b + 7, 2) == [[(0, b), (2 * b, 3 * b), (4 * b, 5 * b)],
+                                          [(b, 2 * b), (3 * b, 4 * b), (5 * b, 5 * b + 7)]]
+    assert shard_blocks(11, 2) == [[(0, 5), (10, 11)], [(5, 10)]]  # a small corpus: about n / W each
+    for n, w in ((10 * b + 3, 4), (1, 2), (12345, 3)):  # every token in one shard, once
+        blocks = sorted(block for shard in shard_blocks(n, w) for block in shard)
+        assert blocks[0][0] == 0 and blocks[-1][1] == n and all(p[1] == q[0] for p, q in zip(blocks, blocks[1:]))
+
+
 def test_a_checkpoint_s_checksum_covers_every_rank_s_position(tmp_path):
     state = {"position": {"step": 3}, "input": torch.zeros(2, 2), "world": {"size": 2, "syncs": 1, "words": 9.0},
              "ranks": [{"position": {"step": 3}, "gen_state": torch.zeros(4, dtype=torch.uint8)},

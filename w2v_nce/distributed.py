@@ -6,8 +6,9 @@ RANK, WORLD_SIZE and LOCAL_RANK in the environment. Without them (or with WORLD_
 single-process training of train.py, unchanged.
 
 - Rank 0 alone reads the corpus and writes the run directory. It sends every other rank, over the process group
-  (the machines need not share a filesystem), the resolved config, the vocabulary and its contiguous shard of
-  the encoded corpus; the noise table is built from the counts, so it is the same everywhere.
+  (the machines need not share a filesystem), the resolved config, the vocabulary and its shard of the encoded
+  corpus (every W-th block of 100,000 tokens: shard_blocks); the noise table is built from the counts, so it
+  is the same everywhere.
 - Before each collective the ranks meet in a roll call through torchrun's key-value store: each posts that it
   has arrived, then waits for the others while watching their heartbeats (a thread in each rank bumps a counter
   in the store) and an abort notice that a failing rank posts. So a dead or frozen rank is named within
@@ -250,9 +251,21 @@ def resume_command(run_dir, world_size: int, local_size: int | None = None) -> s
 
 # -- rank 0's data to every rank ------------------------------------------------------------------------
 
-def shard_bounds(n: int, size: int) -> list[tuple[int, int]]:
-    """Rank r trains on tokens [r n / W, (r + 1) n / W) of the encoded corpus."""
-    return [(r * n // size, (r + 1) * n // size) for r in range(size)]
+SHARD_BLOCK = 100_000  # tokens
+
+
+def shard_blocks(n: int, size: int) -> list[list[tuple[int, int]]]:
+    """Rank r's shard of the encoded corpus's n tokens: blocks r, r + W, r + 2W, ... of SHARD_BLOCK tokens (of n / W
+    when that is fewer), so that every shard spans the whole corpus. Contiguous halves gave each replica its own
+    part of Wikipedia's article order, and the combined model lost 0.015 on SimLex whatever the synchronisation;
+    on the corpus with its articles shuffled the loss was gone (BENCHMARKS.md section 7)."""
+    block = max(1, min(SHARD_BLOCK, n // size))
+    starts = range(0, n, block)
+    return [[(s, min(s + block, n)) for s in starts[r::size]] for r in range(size)]
+
+
+def _cut(ids: np.ndarray, blocks: list[tuple[int, int]]) -> np.ndarray:
+    return np.concatenate([ids[a:b] for a, b in blocks]) if blocks else ids[:0].copy()
 
 
 def share(world: World, payload: dict | None = None, tensors: dict | None = None,
@@ -262,20 +275,20 @@ def share(world: World, payload: dict | None = None, tensors: dict | None = None
     world.roll_call("ready", what="the vocabulary")
     try:
         box = [None if world.rank else {**payload, "tensors": {k: (t.shape, t.dtype) for k, t in tensors.items()},
-                                        "bounds": shard_bounds(len(ids), world.size)}]
+                                        "blocks": shard_blocks(len(ids), world.size)}]
         dist.broadcast_object_list(box, src=0)
         payload = box[0]
         if world.rank:
             tensors = {k: torch.empty(shape, dtype=dtype) for k, (shape, dtype) in payload["tensors"].items()}
         for t in tensors.values():
             dist.broadcast(t, src=0)
-        bounds = payload["bounds"]
+        blocks = payload["blocks"]
         if world.rank == 0:
             for r in range(1, world.size):
-                dist.send(torch.from_numpy(np.array(ids[slice(*bounds[r])])), dst=r)  # a copy: ids is read-only
-            shard = ids[slice(*bounds[0])]
+                dist.send(torch.from_numpy(_cut(ids, blocks[r])), dst=r)  # a copy: ids is read-only
+            shard = _cut(ids, blocks[0])
         else:
-            recv = torch.empty(bounds[world.rank][1] - bounds[world.rank][0], dtype=torch.int32)
+            recv = torch.empty(sum(b - a for a, b in blocks[world.rank]), dtype=torch.int32)
             dist.recv(recv, src=0)
             shard = recv.numpy()
     except RuntimeError as e:
