@@ -113,6 +113,16 @@ def row_gain(squares: torch.Tensor, summed: torch.Tensor, world: int) -> torch.T
     return (world * ratio).clamp_(1.0, float(world))
 
 
+def combine_rows(params: list[torch.Tensor], snapshots: list[torch.Tensor], rows: list[slice], gain: float | str,
+                 mode: str) -> tuple[int, bool]:
+    """combine() on the given rows of each parameter (views: the parameters and snapshots change in place)."""
+    return combine(_rows(params, rows), _rows(snapshots, rows), gain, mode)
+
+
+def _rows(tensors: list[torch.Tensor], rows: list[slice]) -> list[torch.Tensor]:
+    return [t[r] for t, r in zip(tensors, rows)]
+
+
 def hot_rows(trainer, n: int) -> tuple[list[slice], list[slice]]:
     """Each trained tensor's n rows that change most, and the others: the most frequent words' rows (the vocabulary
     is sorted by count), or for hs's inner nodes the n nearest the root (the last created)."""
@@ -226,8 +236,7 @@ class Replicas:
         what = f"hot sync {self.hot_done} after sync {self.count}"
         start = time.perf_counter()
         try:
-            sent, finite = combine([p[r] for p, r in zip(self.params, self.hot)],
-                                   [s[r] for s, r in zip(self.snapshots, self.hot)], self.cfg.sync_gain, "full")
+            sent, finite = combine_rows(self.params, self.snapshots, self.hot, self.cfg.sync_gain, "full")
         except RuntimeError as e:
             raise self.world.lost(e, what) from None
         if not finite:
@@ -235,7 +244,7 @@ class Replicas:
         self.seconds += time.perf_counter() - start
         self.bytes += sent
         if self._debug:
-            self._write({"hot": self.hot_count, "rows": digest([p[r] for p, r in zip(self.params, self.hot)])})
+            self._write({"hot": self.hot_count, "rows": digest(_rows(self.params, self.hot))})
 
     def _combine_all(self) -> tuple[int, bool]:
         """The full synchronisation. With hot rows, gain auto and 2 processes, only the hot rows get row_gain's
@@ -246,12 +255,12 @@ class Replicas:
         gain, mode = self.cfg.sync_gain, self.cfg.sync
         if gain != "auto" or not self.cfg.sync_hot_rows or self.world.size != 2:
             return combine(self.params, self.snapshots, gain, mode)
-        parts = [combine([p[r] for p, r in zip(self.params, rows)], [s[r] for s, r in zip(self.snapshots, rows)],
-                         g, mode) for rows, g in ((self.hot, "auto"), (self.cold, float(self.world.size)))]
-        return parts[0][0] + parts[1][0], parts[0][1] and parts[1][1]
+        hot = combine_rows(self.params, self.snapshots, self.hot, "auto", mode)
+        cold = combine_rows(self.params, self.snapshots, self.cold, float(self.world.size), mode)
+        return hot[0] + cold[0], hot[1] and cold[1]
 
     def _anchors(self) -> list[torch.Tensor]:
-        return [s[r].clone() for s, r in zip(self.snapshots, self.hot)]
+        return [t.clone() for t in _rows(self.snapshots, self.hot)]
 
     def sync(self, signum: int = 0, combine_params: bool = True) -> int:
         """Meet the other ranks, combine the replicas and gather every rank's position; returns the stop signal
