@@ -42,7 +42,7 @@ run, log, preset, procs = sys.argv[1:]
 line = next(l for l in open(log) if l.startswith("trained "))  # the summary line of train (rank 0's)
 speed = re.search(r"\(([\d,]+) words/s\)", line).group(1)
 seconds = re.search(r"training ([\d.]+) s", line).group(1)
-sync = re.search(r"(\d+) synchronisations: ([\d.]+) s in collectives, ([\d,]+) MiB", line)
+sync = re.search(r"(\d+) synchronisations(?: and \d+ of the hot rows)?: ([\d.]+) s in collectives, ([\d,]+) MiB", line)
 syncs, sync_s, mib = sync.groups() if sync else ("-", "-", "-")
 
 

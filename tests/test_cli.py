@@ -90,8 +90,8 @@ def test_config_file_and_flag_override(workdir):
     (["--kernel", "fused", "--loss", "softmax"], 2, "--kernel fused needs"),
     (["--sync", "some"], 2, "unknown sync 'some': choose one of full, rows"),
     (["--sync-words", "0"], 2, "--sync-words must be > 0"),
-    (["--sync-gain", "0.5"], 2, "--sync-gain must be auto or a number >= 1 (got 0.5)"),
-    (["--sync-gain", "half"], 2, "--sync-gain must be auto or a number >= 1 (got 'half')"),
+    (["--sync-gain", "0.5"], 2, "--sync-gain must be auto, per-row or a number >= 1 (got 0.5)"),
+    (["--sync-gain", "half"], 2, "--sync-gain must be auto, per-row or a number >= 1 (got 'half')"),
     (["--sync-timeout", "0"], 2, "--sync-timeout must be > 0 seconds"),
 ])
 def test_bad_flags_are_usage_errors_before_any_work(workdir, args, code, msg):
@@ -151,15 +151,15 @@ def test_console_script_exit_code(workdir):
 @pytest.mark.parametrize("line,msg", [("dim = true", "expected int, got True"), ("dim = 1.5", "expected int"),
                                       ("model = 3", "expected str"), ("lowercase = 1", "expected bool"),
                                       ("sync_gain = true", "expected float or str"),
-                                      ('sync_gain = "half"', "--sync-gain must be auto or a number >= 1")])
+                                      ('sync_gain = "half"', "--sync-gain must be auto, per-row or a number >= 1")])
 def test_wrongly_typed_config_value(workdir, line, msg):
     (workdir / "bad.toml").write_text(f"[train]\n{line}\n")
     r = invoke("train", words_corpus(workdir / "toy.txt"), "--config", "bad.toml")
     assert r.exit_code == 2 and msg in r.output and not (workdir / "runs").exists()
 
 
-@pytest.mark.parametrize("value,parsed", [('"auto"', "auto"), ("2", 2.0), ("1.5", 1.5)])
-def test_sync_gain_reads_back_from_toml_as_auto_or_a_number(tmp_path, value, parsed):
+@pytest.mark.parametrize("value,parsed", [('"auto"', "auto"), ('"per-row"', "per-row"), ("2", 2.0), ("1.5", 1.5)])
+def test_sync_gain_reads_back_from_toml_as_a_rule_or_a_number(tmp_path, value, parsed):
     from w2v_nce.config import make_config, to_toml
     (tmp_path / "c.toml").write_text(f"[train]\nsync_gain = {value}\n")
     cfg = make_config(tmp_path / "c.toml")

@@ -67,17 +67,17 @@ def errors(stderr: str) -> list[str]:
 # P = P0 + gain / 2 (Δ0 + Δ1), by hand, for sync_worker's P0 and the ranks' changes
 EXPECTED = {1.0: ([[1.375, 2.0], [3, 4], [4.5, 5.5]], [0.625, 0.25, 1.0]),
             2.0: ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0]),
-            # auto: gain_row = 2 |Δ0|²+|Δ1|² / |Δ0+Δ1|² in [1, 2]. Row 0: 2 · 0.8125 / 0.5625 > 2, so 2; rows and
+            # per-row: gain_row = 2 |Δ0|²+|Δ1|² / |Δ0+Δ1|² in [1, 2]. Row 0: 2 · 0.8125 / 0.5625 > 2, so 2; rows and
             # biases one rank changed: 2 (summed); so here the sum
-            "auto": ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0]),
+            "per-row": ([[1.75, 2.0], [3, 4], [4.0, 5.0]], [0.75, 0.25, 1.0]),
             # ALIKE: row 0: 2 · (1 + 2) / |(2, 1)|² = 1.2, so P0 + 0.6 (2, 1); row 1 and bias 0, changed alike: gain 1
             # (the average); row 2, rank 1's alone: gain 2
-            "auto-alike": ([[2.2, 2.6], [4, 5], [5, 4]], [1.0, 0.25, 1.0])}
+            "per-row-alike": ([[2.2, 2.6], [4, 5], [5, 4]], [1.0, 0.25, 1.0])}
 # bytes each rank sends: full, the 3x2 matrix and 3 biases in float32; rows, per tensor the count (int64), the
 # row ids padded to the longest list (int32: rank 1's 2 rows, then rank 0's 1 bias) and the union's rows
 BYTES = {"full": (6 + 3) * 4, "rows": (8 + 2 * 4 + 2 * 2 * 4) + (8 + 1 * 4 + 1 * 4)}
-# auto adds the sum of squares of each row moved (float32)
-AUTO_BYTES = {"full": BYTES["full"] + (3 + 3) * 4, "rows": BYTES["rows"] + (2 + 1) * 4}
+# per-row adds the sum of squares of each row moved (float32)
+PER_ROW_BYTES = {"full": BYTES["full"] + (3 + 3) * 4, "rows": BYTES["rows"] + (2 + 1) * 4}
 
 
 def free_port() -> int:
@@ -97,10 +97,10 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
                 assert torch.allclose(b, torch.tensor(bias), rtol=0, atol=1e-6), (mode, gain)
                 assert torch.equal(snapshots[0], w) and torch.equal(snapshots[1], b)  # P0 = P for the next one
                 assert finite
-                if gain != "auto-alike":  # (its rows mode moves other rows)
-                    assert sent == (AUTO_BYTES if gain == "auto" else BYTES)[mode], (mode, gain)
-        # with hot rows and 2 processes, auto's gain for the hot rows only, the sum for the others: SPLIT's rows 0
-        # and 1 and bias 0 as ALIKE's (auto); row 2 and bias 2, changed alike, P0 + (1, 1) + (1, 1). With more
+                if gain != "per-row-alike":  # (its rows mode moves other rows)
+                    assert sent == (PER_ROW_BYTES if gain == "per-row" else BYTES)[mode], (mode, gain)
+        # with hot rows and 2 processes, per-row's gain for the hot rows only, the sum for the others: SPLIT's rows 0
+        # and 1 and bias 0 as ALIKE's (per-row); row 2 and bias 2, changed alike, P0 + (1, 1) + (1, 1). With more
         # processes every row its own gain: row 2 and bias 2 get P0 + (1, 1) once
         for got in ranks:
             w, b, finite = got[mode, "split"]
@@ -111,6 +111,17 @@ def test_combine_is_p0_plus_gain_times_the_mean_change_on_every_rank(tmp_path):
             assert torch.allclose(b, torch.tensor([1.0, 0.25, 1.5]), rtol=0, atol=1e-6) and finite, mode
         # a NaN in one rank's change is found on every rank (SPARK-24666's infinities, caught at once)
         assert ranks[0][mode, "nan"] is False and ranks[1][mode, "nan"] is False
+
+
+def test_the_gain_rule_and_each_process_s_learning_rate():
+    # (gain, rate in multiples of --lr): gain x rate = W, so a row one replica alone changed moves as one process
+    # would move it; auto's gain is (W + 2) / 4, at most 2 (replicas.rule)
+    assert replicas.rule("auto", 2) == (1.0, 2.0)  # the mean, at twice the rate
+    assert replicas.rule("auto", 3) == (1.25, 2.4)
+    assert replicas.rule("auto", 4) == (1.5, 4 / 1.5)
+    assert replicas.rule("auto", 6) == (2.0, 3.0) and replicas.rule("auto", 8) == (2.0, 4.0)  # never above 2
+    assert replicas.rule(1.0, 4) == (1.0, 4.0) and replicas.rule(4.0, 4) == (4.0, 1.0)  # the mean; the sum at lr
+    assert replicas.rule("per-row", 4) == ("per-row", 1.0)  # each row its own gain, at lr
 
 
 def test_shards_are_every_w_th_block_and_cover_the_corpus_once():
@@ -186,15 +197,19 @@ def test_every_rank_has_the_same_vocabulary_noise_table_and_parameters_after_eac
 def test_the_run_directory_records_the_job_and_rank_0_alone_speaks(lee2):
     run, _, err = lee2
     config = (run / "config.toml").read_text()
-    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", 'sync_gain = "auto"', "sync_hot_rows = 50",
-                 "sync_hot_words = 1000"):
+    for line in ("world_size = 2", 'sync = "full"', "sync_words = 5000", 'sync_gain = "auto"', "gain = 1.0",
+                 "lr_scale = 2.0", "sync_hot_rows = 50", "sync_hot_words = 1000"):
         assert line in config
-    syncs = [e for e in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if e["event"] == "sync"]
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    # auto's gain with 2 processes averages the replicas, each trained at 2 x sg's lr 0.025 (replicas.rule)
+    assert metrics[0]["event"] == "start" and metrics[0]["lr"] == 0.05
+    syncs = [e for e in metrics if e["event"] == "sync"]
     assert syncs and all(e["bytes"] > 0 and e["sync_s"] >= 0 and e["wait_s"] >= 0 for e in syncs)
     words = [e["words"] for e in syncs]
     assert words == sorted(words)  # the run's words, all ranks': the learning rate follows them
     assert err.count("vocabulary: ") == 1 and err.count("trained ") == 1 and "error" not in err
-    assert re.search(r"2 processes, \d+ synchronisations and \d+ of the hot rows: ", err) and not (run / "INCOMPLETE").exists()
+    assert re.search(r"2 processes \(gain 1 at 2 x lr\), \d+ synchronisations and \d+ of the hot rows: ", err)
+    assert not (run / "INCOMPLETE").exists()
 
 
 # -- faults --------------------------------------------------------------------------------------------

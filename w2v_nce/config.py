@@ -16,6 +16,7 @@ LOSSES = ("neg", "nce", "hs", "infonce", "sampled-softmax", "softmax")
 NOISE_HEADS = ("neg", "nce", "infonce", "sampled-softmax")  # the heads that draw k noise words
 DEVICES = ("auto", "cpu", "cuda")
 KERNELS = ("auto", "fused", "torch")
+GAINS = ("auto", "per-row")  # --sync-gain's rules besides a number (replicas.rule)
 ENCODING_ERRORS = ("strict", "replace")
 SYNCS = ("full", "rows")  # replicas.py: all-reduce every matrix whole, or only the rows some rank changed
 
@@ -44,10 +45,11 @@ class Config:
     seed: int = 1
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
     # several processes (torchrun; replicas.py): words each trains between synchronisations of the replicas, what
-    # moves (full or rows), P = P0 + gain * mean of the replicas' changes, and how long a rank is waited for
+    # moves (full or rows), P = P0 + gain * mean of the replicas' changes (each process training at processes / gain
+    # times lr: replicas.rule), and how long a rank is waited for
     sync_words: int = 1_000_000  # BENCHMARKS.md section 7: with the hot rows below, as good as 100,000 and faster
     sync: str = "full"
-    sync_gain: float | str = "auto"  # auto: each row its own, from how alike the replicas changed it (replicas._combine_all)
+    sync_gain: float | str = "auto"  # auto: (processes + 2) / 4, at most 2; per-row: row_gain's (replicas.rule)
     sync_timeout: float = 300.0
     # and the most frequent words' rows, combined more often (Ji et al. 2016): how many, every how many words
     sync_hot_rows: int = 2000  # 0: none
@@ -85,9 +87,9 @@ class Config:
         need(self.sync in SYNCS, f"unknown sync {self.sync!r}: choose one of {', '.join(SYNCS)}")
         need(self.sync_words > 0, f"--sync-words must be > 0 (got {self.sync_words})")
         # below 1 the replicas' changes would be shrunk; SPARK-24666: summing (gain = processes) can overflow
-        need(self.sync_gain == "auto" or (not isinstance(self.sync_gain, str) and 1 <= self.sync_gain < math.inf),
-             f"--sync-gain must be auto or a number >= 1 (got {self.sync_gain}): auto sets each row's own, "
-             "1 averages the replicas, the number of processes sums their changes")
+        need(self.sync_gain in GAINS or (not isinstance(self.sync_gain, str) and 1 <= self.sync_gain < math.inf),
+             f"--sync-gain must be auto, per-row or a number >= 1 (got {self.sync_gain}): 1 averages the replicas, "
+             "2 adds twice their mean change, each at processes / gain times --lr")
         need(self.sync_hot_rows >= 0, f"--sync-hot-rows must be >= 0 (got {self.sync_hot_rows}); 0 turns it off")
         need(self.sync_hot_words > 0, f"--sync-hot-words must be > 0 (got {self.sync_hot_words})")
         need(0 < self.sync_timeout < math.inf, f"--sync-timeout must be > 0 seconds (got {self.sync_timeout})")
@@ -103,13 +105,13 @@ PRESETS = Path(__file__).parent / "configs"  # package data: an installed tool h
 
 
 def parse_gain(text: str | None) -> float | str | None:
-    """--sync-gain's text: auto, or a number (validate checks its range)."""
-    if text is None or text == "auto":
+    """--sync-gain's text: auto, per-row, or a number (validate checks its range)."""
+    if text is None or text in GAINS:
         return text
     try:
         return float(text)
     except ValueError:
-        raise UsageError(f"--sync-gain must be auto or a number >= 1 (got {text!r})") from None
+        raise UsageError(f"--sync-gain must be auto, per-row or a number >= 1 (got {text!r})") from None
 
 
 def presets() -> list[str]:
@@ -159,7 +161,7 @@ def train_values(table: dict, path: str | Path) -> dict:
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             names = [k.__name__ for k in kinds if not (k is int and float in kinds)]  # "float" covers an int
             raise UsageError(f"bad value for {key!r} in {path}: expected {' or '.join(names)}, got {value!r}")
-        if float in kinds and not isinstance(value, str):  # sync_gain is a number or "auto"
+        if float in kinds and not isinstance(value, str):  # sync_gain is a number or a rule's name
             data[key] = float(value)
     return data
 

@@ -7,24 +7,32 @@ parameters at the last synchronisation and Δ_r = P_r − P0 what rank r has lea
     P = P0 + gain · mean_r Δ_r        on every rank, then P0 = P
 
 by an all-reduce of the Δ's: of every matrix whole (--sync full), or of only the rows some rank changed
-(--sync rows: the ranks first gather which rows each changed). Gain 1 is the average of the replicas; gain W,
-the sum of their changes, is to first order one process reading every shard, but overshoots where the replicas
-learned the same thing: Spark's word2vec summed its replicas and got infinite values (SPARK-24666), and
-averages since; ours diverged with 4. The default, gain "auto", sets each row's own (row_gain): the sum where
-the replicas changed a row independently, the average where alike; with hot rows (below) and 2 processes, for
-those rows only, and the sum for the rest. Every trained tensor takes part, the output
-rows as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor
-vectors.
+(--sync rows: the ranks first gather which rows each changed). Every trained tensor takes part, the output rows
+as much as the input vectors: a Spark port that kept each replica's output matrix to itself trained poor vectors.
+
+With a number for the gain, each rank trains at W / gain times the learning rate (rule), so that gain times rate
+is W and a row's combined change is, to first order, what one process reading every shard would make of it:
+- a row that only one replica saw, or that every replica moves a little (a rare word, or any word early on): the
+  changes add up as one process's would;
+- a row that every replica has moved all the way to where it settles (a frequent word): a gain of G carries it
+  G times as far, and it ends |1 − G| times as far from where it settles as it started: from G > 2 on that grows
+  (Spark's word2vec summed its replicas and got infinite values, SPARK-24666; ours diverged with 4 summed).
+Between the two, the choice is how high the rate and how high the gain: a higher rate makes every step noisier
+(4 processes of cbow averaged at 4 times the rate: 0.267 on analogies, against 0.280 with the default), a gain
+above 1 costs skip-gram SimLex (2 processes summed: 0.291, against one process's 0.305). The default, gain
+"auto" (rule), is (W + 2) / 4 and at most 2, at W / gain times the rate: with 2 processes the average at twice
+the rate, with 4 a gain of 1.5 at 2.67 times; both within 0.01 of one process on every score in section 7 of
+BENCHMARKS.md, for cbow and skip-gram.
+Gain "per-row" keeps one process's rate and gives each row its own gain (row_gain): the sum where the replicas
+changed a row independently, the average where alike; with hot rows (below) and 2 processes, for those rows
+only, and the sum for the others. Section 7 measures them all.
 
 The most frequent words' rows (--sync-hot-rows, the first rows of the frequency-sorted vocabulary; for hs the
 inner nodes nearest the root, the last rows) change in every example's update, as a target, a context or a noise
 word, and between two synchronisations each replica moves them most of the way to where they settle: summing
 those changes overshoots, averaging them loses what the others learned. As Ji et al. 2016 (Intel's distributed
 word2vec) do, those rows alone are combined more often, every --sync-hot-words words: a small all-reduce (2,000
-rows of d = 100: 1.6 MB) that lets the whole model be combined rarely. The other rows are rarer words, which the
-replicas change independently, and where two replicas moved one alike they were learning, not settling: with 2
-processes gain "auto" sums them (section 7 of BENCHMARKS.md measures each rule; from 4 on, summing them
-diverged or lost quality in skip-gram, and each keeps its own gain).
+rows of d = 100: 1.6 MB) that lets the whole model be combined rarely.
 
 The schedule: every epoch has the same number of synchronisations on every rank, spread evenly over each rank's
 shard, the last at the epoch's end, so the ranks meet however their shards and speeds differ. Each
@@ -56,7 +64,7 @@ MODES = ("full", "rows")
 def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: float | str, mode: str,
             group=None) -> tuple[int, bool]:
     """P = P0 + gain / W · Σ_r (P_r − P0) for each parameter P (rows first) and its snapshot P0, the same on every
-    rank; then P0 = P. With gain "auto" each row gets its own gain (row_gain). Returns the bytes this rank put
+    rank; then P0 = P. With gain "per-row" each row gets its own gain (row_gain). Returns the bytes this rank put
     into the collectives, and whether the combined change is finite (a NaN or an infinity in any rank's change
     shows in the sum)."""
     world = dist.get_world_size(group)
@@ -74,12 +82,12 @@ def combine(params: list[torch.Tensor], snapshots: list[torch.Tensor], gain: flo
             if len(rows) == 0:
                 continue
             delta = p.index_select(0, rows).sub_(p0.index_select(0, rows))  # (n, D)
-        if gain == "auto":
+        if gain == "per-row":
             squares = _row_norms2(delta)  # (n,) |Δ_r|² of this rank's rows, summed over ranks below
             dist.all_reduce(squares, group=group)
             sent += squares.numel() * squares.element_size()
         dist.all_reduce(delta, group=group)  # Σ_r Δ_r
-        if gain == "auto":
+        if gain == "per-row":
             scale = row_gain(squares, _row_norms2(delta), world) / world  # (n,)
             delta.mul_(scale.view(-1, *[1] * (delta.dim() - 1)))
         else:
@@ -99,8 +107,23 @@ def _row_norms2(t: torch.Tensor) -> torch.Tensor:
     return t.square().flatten(1).sum(1) if t.dim() > 1 else t.square()
 
 
+SAFE_GAIN = 2.0  # a gain above 2 carries a settled row past its mirror image, and it grows (module docstring)
+
+
+def rule(gain: float | str, world: int) -> tuple[float | str, float]:
+    """--sync-gain with W processes: (the gain of the synchronisations, each rank's learning rate in multiples of
+    --lr). A number G: G, at W / G times the rate. auto: (W + 2) / 4, at most 2: the average at twice the rate
+    with 2 processes, 1.5 at 2.67 times with 4, 2 at W / 2 times from 6 on. per-row: row_gain's, at one
+    process's rate."""
+    if gain == "per-row":
+        return gain, 1.0
+    if gain == "auto":
+        gain = min(max((world + 2) / 4, 1.0), SAFE_GAIN)
+    return gain, world / gain
+
+
 def row_gain(squares: torch.Tensor, summed: torch.Tensor, world: int) -> torch.Tensor:
-    """--sync-gain auto: the gain of each row, between 1 (average the replicas' changes) and W (add them up).
+    """--sync-gain per-row: the gain of each row, between 1 (average the replicas' changes) and W (add them up).
 
     squares = Σ_r |Δ_r|², summed = |Σ_r Δ_r|². Where the replicas changed a row the same way (a frequent word:
     each replica moved it most of the way to where the row settles), summed = W · squares, and adding the W
@@ -182,6 +205,8 @@ class Replicas:
         self.consistent = True  # False while the snapshots are half combined (a collective failed mid-way)
         self.seconds, self.bytes = 0.0, 0  # in the collectives, this process
         trainer.world, trainer.global_total = world.size, epoch_words * cfg.epochs
+        self.gain, trainer.lr_scale = rule(cfg.sync_gain, world.size)
+        trainer.lr = trainer.rate(trainer.words_done)
         trainer.replicas = self
         self._debug = os.environ.get("W2V_NCE_DEBUG_SYNC_DIR")  # test hook: a line per sync, below
         hook = os.environ.get("W2V_NCE_TEST_EXIT_AT_SYNC")  # test hook "RANK:N": that rank exits at sync N
@@ -236,7 +261,7 @@ class Replicas:
         what = f"hot sync {self.hot_done} after sync {self.count}"
         start = time.perf_counter()
         try:
-            sent, finite = combine_rows(self.params, self.snapshots, self.hot, self.cfg.sync_gain, "full")
+            sent, finite = combine_rows(self.params, self.snapshots, self.hot, self.gain, "full")
         except RuntimeError as e:
             raise self.world.lost(e, what) from None
         if not finite:
@@ -247,15 +272,15 @@ class Replicas:
             self._write({"hot": self.hot_count, "rows": digest(_rows(self.params, self.hot))})
 
     def _combine_all(self) -> tuple[int, bool]:
-        """The full synchronisation. With hot rows, gain auto and 2 processes, only the hot rows get row_gain's
+        """The full synchronisation. With hot rows, gain per-row and 2 processes, only the hot rows get row_gain's
         gain and the others the sum: they are rarer words, which the replicas change independently (a row two
         replicas moved alike is being learned there, not settled), and their own gain held them back. A sum of
         2 can at worst carry a settled row to its mirror image, never further; from 3 processes on a sum grows
         (sg-neg, 4 processes: 0.212 with the sum, 0.269 with each its own gain; BENCHMARKS.md section 7)."""
-        gain, mode = self.cfg.sync_gain, self.cfg.sync
-        if gain != "auto" or not self.cfg.sync_hot_rows or self.world.size != 2:
+        gain, mode = self.gain, self.cfg.sync
+        if gain != "per-row" or not self.cfg.sync_hot_rows or self.world.size != 2:
             return combine(self.params, self.snapshots, gain, mode)
-        hot = combine_rows(self.params, self.snapshots, self.hot, "auto", mode)
+        hot = combine_rows(self.params, self.snapshots, self.hot, "per-row", mode)
         cold = combine_rows(self.params, self.snapshots, self.cold, float(self.world.size), mode)
         return hot[0] + cold[0], hot[1] and cold[1]
 
@@ -306,7 +331,7 @@ class Replicas:
     def _diverged(self, what: str) -> W2VError:
         err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at {what} "
                        f"(learning rate {self.trainer.lr:.3g}); the last good checkpoint is kept; retry with a lower "
-                       "--lr" + (" or --sync-gain 1" if self.cfg.sync_gain != 1 else ""))
+                       "--lr" + (" or a lower --sync-gain" if self.gain != 1 else ""))
         err.quiet = self.world.rank != 0  # every rank finds it: rank 0 says it
         return err
 

@@ -31,7 +31,7 @@ from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
 from .heads import make_head
 from .model import Word2Vec
-from .replicas import Replicas
+from .replicas import SAFE_GAIN, Replicas, rule
 from .rundir import CHECKPOINT, INCOMPLETE, History
 from .sampling import AliasSampler, keep_probs
 
@@ -80,6 +80,7 @@ class Trainer:
         # the run's progress, which sets the learning rate: this process's, or in a distributed run (replicas.py)
         # the words of all ranks at the last synchronisation plus this rank's since, times the ranks
         self.world, self.global_total, self.synced = 1, self.total_words, (0.0, 0.0)
+        self.lr_scale = 1.0  # each replica's learning rate, in multiples of one process's (replicas.rule)
         self.replicas = None  # replicas.Replicas in a distributed run
         self.lr = lr_at(cfg, 0.0, self.total_words)
         self.history: History | None = None  # metrics.jsonl, where train() opened it
@@ -184,7 +185,7 @@ class Trainer:
         return self.synced[0] + (local - self.synced[1]) * self.world
 
     def rate(self, local: float) -> float:
-        return lr_at(self.cfg, self.global_words(local), self.global_total)
+        return lr_at(self.cfg, self.global_words(local), self.global_total) * self.lr_scale
 
     # -- time and history -------------------------------------------------------------------------
     def _pause(self) -> None:
@@ -306,6 +307,8 @@ def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False,
     info = {"corpus": str(Path(corpus).resolve()), "tokens": stats["tokens"], "kept_tokens": stats["kept_tokens"],
             "vocab_size": len(vocab), "ids": stats["ids"], "vocab_seconds": round(stats["seconds"], 3),
             "replaced_bytes": stats["replaced_bytes"], "world_size": world_size}
+    if world_size > 1:  # the synchronisations' gain, and each process's learning rate in multiples of lr
+        info["gain"], info["lr_scale"] = rule(cfg.sync_gain, world_size)
     with atomic_path(run_dir / rundir.CONFIG) as tmp:
         tmp.write_text(to_toml(cfg, {"run": info}), encoding="utf-8")
     return vocab, info
@@ -418,9 +421,9 @@ def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progre
                 cfg = dataclasses.replace(cfg, threads=world.threads(cfg.threads),  # this process's share of cores
                                           sync_timeout=timeout or cfg.sync_timeout)  # a resume's flag wins
                 world.patience(cfg.sync_timeout)
-                if rank == 0 and cfg.sync_gain != "auto" and cfg.sync_gain > world.size:
-                    log(f"--sync-gain {cfg.sync_gain:g} is more than summing the {world.size} replicas' changes: "
-                        "expect divergence")
+                if rank == 0 and isinstance(cfg.sync_gain, float) and cfg.sync_gain > SAFE_GAIN:
+                    log(f"--sync-gain {cfg.sync_gain:g} carries a row the replicas each settled past its mirror "
+                        f"image, which can grow: expect divergence (auto never goes above {SAFE_GAIN:g})")
             if plan.note:
                 log(plan.note)
             device = plan.device
@@ -527,9 +530,13 @@ def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progre
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
                       vocab_s, trainer.examples_done, gpu_mib, write_s, score_s, plan.batch_size)
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
-    hot = f" and {replicas.hot_count} of the hot rows" if replicas is not None and replicas.hot_count else ""
-    synced = (f"; {world.size} processes, {replicas.count} synchronisations{hot}: {replicas.seconds:.1f} s in "
-              f"collectives, {replicas.bytes / 2**20:,.0f} MiB sent by rank 0" if replicas is not None else "")
+    synced = ""
+    if replicas is not None:  # how the processes combined their replicas (replicas.rule), and what it cost
+        hot = f" and {replicas.hot_count} of the hot rows" if replicas.hot_count else ""
+        gain = "per-row gains" if replicas.gain == "per-row" else f"gain {replicas.gain:g}"
+        synced = (f"; {world.size} processes ({gain} at {trainer.lr_scale:.3g} x lr), {replicas.count} "
+                  f"synchronisations{hot}: {replicas.seconds:.1f} s in collectives, "
+                  f"{replicas.bytes / 2**20:,.0f} MiB sent by rank 0")
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
         f"writing {write_s:.1f} s" + (f", scoring {score_s:.1f} s" if cfg.eval_epochs else "")
