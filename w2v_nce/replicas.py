@@ -328,6 +328,14 @@ class Replicas:
             self._dump(n)
         return signum
 
+    def summary(self) -> str:
+        """For train's last line: how the processes combined their replicas (rule), and what it cost."""
+        hot = f" and {self.hot_count} of the hot rows" if self.hot_count else ""
+        gain = "per-row gains" if self.gain == "per-row" else f"gain {self.gain:g}"
+        return (f"{self.world.size} processes ({gain} at {self.trainer.lr_scale:.3g} x lr), {self.count} "
+                f"synchronisations{hot}: {self.seconds:.1f} s in collectives, {self.bytes / 2**20:,.0f} MiB sent "
+                "by rank 0")
+
     def _diverged(self, what: str) -> W2VError:
         err = W2VError(f"training diverged: the replicas' combined change became NaN or infinite at {what} "
                        f"(learning rate {self.trainer.lr:.3g}); the last good checkpoint is kept; retry with a lower "

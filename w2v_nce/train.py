@@ -530,13 +530,7 @@ def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progre
     summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
                       vocab_s, trainer.examples_done, gpu_mib, write_s, score_s, plan.batch_size)
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
-    synced = ""
-    if replicas is not None:  # how the processes combined their replicas (replicas.rule), and what it cost
-        hot = f" and {replicas.hot_count} of the hot rows" if replicas.hot_count else ""
-        gain = "per-row gains" if replicas.gain == "per-row" else f"gain {replicas.gain:g}"
-        synced = (f"; {world.size} processes ({gain} at {trainer.lr_scale:.3g} x lr), {replicas.count} "
-                  f"synchronisations{hot}: {replicas.seconds:.1f} s in collectives, "
-                  f"{replicas.bytes / 2**20:,.0f} MiB sent by rank 0")
+    synced = f"; {replicas.summary()}" if replicas is not None else ""
     log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
         f"writing {write_s:.1f} s" + (f", scoring {score_s:.1f} s" if cfg.eval_epochs else "")
