@@ -86,9 +86,10 @@ bench-gpu-emulated:
 
 # The GPU figures (BENCHMARKS.md section 6) on a lent GPU machine, which has torch but neither gensim nor
 # ../shared. Here: `make gpu-kit` copies the corpus and gensim's wheels into .device/ (ignored by git; 61 MB of
-# the 64 MiB a device call may carry). There, with .device carried: `make gpu-check OUT=$$OUT` runs the CUDA
-# tests (a failure does not stop it), a 1-epoch GPU timing, and the bench of sg-neg/nce on the GPU and the CPU
-# (ours with all cores, and gensim), about 7 minutes; logs and reports land in $$OUT.
+# the 64 MiB a device call may carry). There, with .device carried: `make gpu-check OUT=$$OUT` runs
+# benchmarks/gpu_check.sh: the kernels' self-check, the CUDA tests, where the time goes (benchmarks/gpu_profile.py),
+# the bench of sg and cbow x neg and nce on the GPU, and Nsight Compute on one launch, each stage within what is
+# left of DEADLINE seconds (default 420); logs and reports land in $$OUT. STAGES="..." runs some stages only.
 KIT := .device
 gpu-kit:
 	mkdir -p $(KIT)
@@ -98,15 +99,8 @@ gpu-kit:
 	  -d $(KIT) gensim==4.4.0 smart_open==9.0.2
 
 OUT ?= .
-GPU_RUN := PYTHONPATH=/tmp/site:. PYTHONUNBUFFERED=1 $(PYTHON)
 gpu-check:
-	$(PYTHON) -m pip install -q --no-index --no-deps --no-compile --target /tmp/site $(KIT)/*.whl
-	nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv | tee $(OUT)/gpu.txt
-	-$(GPU_RUN) -m pytest -q -m cuda tests/test_cuda.py 2>&1 | tee $(OUT)/cuda-tests.log
-	$(GPU_RUN) -m w2v_nce.cli bench $(KIT)/corpus.txt.gz --ours-only --model sg --loss neg --device cuda --epochs 1 \
-	  --out $(OUT)/bench-gpu-1epoch.md 2>&1 | tee $(OUT)/bench-gpu-1epoch.log
-	$(GPU_RUN) -m w2v_nce.cli bench $(KIT)/corpus.txt.gz --model sg --loss neg --loss nce --device cuda --device cpu \
-	  --epochs 5 --out $(OUT)/bench-gpu.md 2>&1 | tee $(OUT)/bench-gpu.log
+	OUT=$(OUT) KIT=$(KIT) PYTHON=$(PYTHON) bash benchmarks/gpu_check.sh
 
 # text8 (Matt Mahoney's 100 MB Wikipedia sample) for real training; tests never need it.
 text8: corpora/text8

@@ -58,12 +58,13 @@ def candidates_of(head, targets, rows):
     return head.candidates(t) if not hasattr(head, "sampler") else head.candidates(t, noise=torch.from_numpy(rows[:, 1:]))
 
 
-def reference(head, inp, out, bias, ctx, valid, cand, lr):
+def reference(head, inp, out, bias, ctx, valid, cand, lr, bias_now=False):
     """word2vec's update, example by example, in float64, from the head's candidates: each example's hidden vector
     from the input rows as they are; a logistic head updates each output row right after its term, a softmax head
     after all of the example's scores; the input rows get the full hidden gradient after the example; the biases
-    are summed over the batch and applied at its end (hs has none to learn); |dL/dΔ| < 1e-6 is skipped
-    (fused.TINY). Returns the arrays after the step and the per-example losses."""
+    are summed over the batch and applied at its end (hs has none to learn), or with bias_now each at once, like
+    its row; |dL/dΔ| < 1e-6 is skipped (fused.TINY). Returns the arrays after the step and the per-example
+    losses."""
     inp, out, bias0 = inp.astype(np.float64), out.astype(np.float64), bias.astype(np.float64)
     rows, labels, shift, ok = (x.numpy() for x in cand)
     dbias, losses = np.zeros_like(bias0), []
@@ -81,6 +82,7 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr):
                 coefs.append(-lr * g if abs(g) >= fused.TINY else 0.0)
                 grad += coefs[-1] * out[r]
                 out[r] += coefs[-1] * h
+                bias0[r] += coefs[-1] * (bias_now and head.learns_bias)
         else:
             deltas = np.array([out[rows[i, j]] @ h + bias0[rows[i, j]] + shift[i, j] for j in js])
             loss = np.logaddexp.reduce(deltas) - deltas[0]
@@ -89,8 +91,9 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr):
             for j, c in zip(js, coefs):
                 grad += c * out[rows[i, j]]
                 out[rows[i, j]] += c * h
+                bias0[rows[i, j]] += c * (bias_now and head.learns_bias)
         for j, c in zip(js, coefs):
-            dbias[rows[i, j]] += c
+            dbias[rows[i, j]] += c * (not bias_now)
         np.add.at(inp, ctx[i][valid[i]], grad)  # a context word twice in the window gets it twice
         losses.append(loss)
     return inp, out, bias0 + dbias * head.learns_bias, np.array(losses)
@@ -112,6 +115,30 @@ def test_kernel_equals_the_sequential_reference(arch, loss):
         # the difference of entries near 4 carries their rounding (numba 0.59 vectorises differently: 1.9e-5)
         np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
     assert np.abs(inp - model.input.numpy()).max() > 0.1  # it did train
+
+
+@pytest.mark.parametrize("arch", ["sg", "cbow"])
+@pytest.mark.parametrize("loss", ["nce", "sampled-softmax"])
+def test_bias_now_applies_each_bias_change_at_once(arch, loss):
+    """bias_now (the GPU's rule, and the CPU kernel's for its self-check): each bias change lands before the next
+    score reads it, as a row's does; it differs from the batch-end sum, and is the sequential reference's."""
+    model, ctx, valid, targets = make_problem(arch, loss)
+    head = model.head
+    family, tab, width = fused.tables(head)
+    start = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    out = {}
+    for now in (False, True):
+        n = len(targets)
+        arrays = [a.copy() for a in start] + [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32),
+                                              np.zeros(n, np.float32)]
+        fused.step(family, *arrays[:3], ctx, valid, targets, *arrays[3:], 0.3, True, tab._replace(bias_now=now), 5)
+        out[now] = arrays
+    rows = out[True][3]
+    assert (rows == out[False][3]).all()  # the same draws
+    want = reference(head, *start, ctx, valid, candidates_of(head, targets, rows), 0.3, bias_now=True)
+    for got, ref in zip([out[True][i] for i in (0, 1, 2, 5)], want):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+    assert np.abs(out[True][2] - out[False][2]).max() > 1e-3  # the rule changes the result
 
 
 @pytest.mark.parametrize("arch", ["sg", "cbow"])

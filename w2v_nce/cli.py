@@ -291,7 +291,8 @@ def bench_cmd(
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
                              heldout_fraction, overrides=overrides, devices=tuple(devices), repeats=repeats,
                              log=_info)
-    command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv and "w2v-nce" in sys.argv[0] else "w2v-nce bench"
+    # the command line as typed, also through `python -m w2v_nce` (whose argv[0] is not w2v-nce)
+    command = "w2v-nce " + " ".join(sys.argv[1:]) if sys.argv[1:2] == ["bench"] else "w2v-nce bench"
     report = bench.markdown(rows, meta, command)
     if out is not None:
         bench.write_report(out, report)

@@ -20,6 +20,9 @@ The per-example math is the heads' (tests/test_fused.py checks it against a floa
 from the PyTorch step is when rows change: here after each example, there after each mini-batch. Two details:
 - The biases (word2vec has none) are summed over the batch and applied at its end. The biases of the most
   frequent words share a cache line, and two threads writing it for every example made the step 3x slower.
+  On the GPU, whose launches hold a million examples, each change is applied at once instead (`bias_now`):
+  summed over a launch, the bias of a frequent word took tens of thousands of steps at one stale value, and
+  sg-nce lost 0.3 of WS353 on the H200 (BENCHMARKS.md section 6).
 - A coefficient |dL/dΔ| < 1e-6 is skipped: the change it would make, at most lr·1e-6·|h_d| per weight, is at
   the float32 rounding step of the weights. Without any cut, late epochs on the slice slowed down on denormal
   numbers from saturated scores. In trained models fewer than 0.05% of the terms fall below the cut, for NEG
@@ -127,6 +130,7 @@ class Tables(NamedTuple):
     points: np.ndarray
     codes: np.ndarray
     learn_bias: bool  # update the biases (all heads but hs)
+    bias_now: bool = False  # each bias change at once (the GPU), not summed to the end of the batch (the CPU)
 
 
 @functools.lru_cache(maxsize=None)
@@ -319,7 +323,7 @@ def _update_apart(o, p, h, grad, c):
 
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
+                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -354,19 +358,21 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 else:
                     _update(out[r], h, grad, c)
                 coef[i, j] = c
+                if learn_bias and bias_now:
+                    bias[r] += c
             loss[i] = total
             _to_inputs(inp, ctx, valid, i, grad)
         for q in range(out.shape[0] - top):
             row = out[top + q]
             for d in range(dim):
                 row[d] += mine[q, d]
-    if learn_bias:
+    if learn_bias and not bias_now:
         _biases(bias, rows, coef)
 
 
 @_jit
 def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                  source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
+                  source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -399,6 +405,8 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 c = -lr * g
                 _update(out[rows[i, j]], h, grad, c)
                 coef[i, j] = c
+                if learn_bias and bias_now:
+                    bias[rows[i, j]] += c
             _to_inputs(inp, ctx, valid, i, grad)
-    if learn_bias:
+    if learn_bias and not bias_now:
         _biases(bias, rows, coef)

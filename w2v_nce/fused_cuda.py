@@ -9,7 +9,8 @@ times in one batch, and all its gradients are taken at the same stale parameters
 How: Hogwild, as on the CPU, with many more workers. A worker is one warp (32 threads, one block). It
 takes a contiguous share of the launch's examples and runs fused.py's loop over it: each lane holds every
 32nd component of the hidden vector and of its gradient, and a dot product is a warp sum. The updates are
-atomic adds, so no update is lost; the biases are summed over the launch and applied after it, as on the CPU.
+atomic adds, so no update is lost; so are the biases' (`bias_now`), where the CPU sums them over its 4,096-example
+batch: summed over a launch of a million examples, sg-nce lost 0.3 of WS353 on an H200 (BENCHMARKS.md section 6).
 How stale a read can be is set by the number of workers in flight, WORKERS, and not by the launch size.
 So a launch can hold a million examples, which amortises the launch and the Python loop, while the
 staleness stays that of a 4,096-example mini-batch. At that batch size the PyTorch step matched or beat the
@@ -30,7 +31,15 @@ import math
 
 import numpy as np
 import torch
-from numba import config, cuda, float32, int32
+
+# numba-cuda 0.30.4, the newest release, registers an overload of np.row_stack the first time it compiles a
+# kernel, and numpy 2.5 removed that alias of np.vstack: on the H200 image (numpy 2.5.2) every compile failed with
+# "module 'numpy' has no attribute 'row_stack'", so training fell back to the PyTorch step. Restore the alias
+# where numpy lacks it; it names the same function numpy 2.0-2.4 gave under it.
+if not hasattr(np, "row_stack"):
+    np.row_stack = np.vstack
+
+from numba import config, cuda, float32, int32  # noqa: E402
 
 from . import fused
 from .fused import TINY, candidate_function, count, logistic, noise_draw, tables
@@ -95,9 +104,10 @@ def _hidden(h, grad, inp, ctx, valid, i, lane, nq):
 
 
 @cuda.jit(device=True)
-def _score(out, r, h, sh, lane, nq):
-    """<out_r, h>, the same value in every lane."""
-    part = float32(0.0)
+def _score(out, r, h, sh, lane, nq, bias):
+    """<out_r, h> + b_r, the same value in every lane. Lane 0 alone reads the bias and adds it into the warp sum:
+    it wrote the bias's last change itself (an atomic add), which another lane's read need not see yet."""
+    part = bias[r] if lane == 0 else float32(0.0)
     for q in range(nq):
         d = lane + 32 * q
         if d < out.shape[1]:
@@ -127,7 +137,7 @@ def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
 
 @cuda.jit(fastmath=False)
 def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
+                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
     """fused._logistic_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -146,7 +156,7 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
                 rows[i, j] = r
             if not used:
                 continue
-            g, term = _logistic(_score(out, r, h, sh, lane, nq) + bias[r] + s, positive, need_loss)
+            g, term = _logistic(_score(out, r, h, sh, lane, nq, bias) + s, positive, need_loss)
             total += term
             if abs(g) < TINY:
                 continue
@@ -154,6 +164,8 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
             _update(out, r, h, grad, c, lane, nq)
             if lane == 0:
                 coef[i, j] = c
+                if learn_bias and bias_now:
+                    cuda.atomic.add(bias, r, c)
         if lane == 0:
             loss[i] = total
         _to_inputs(inp, ctx, valid, i, grad, lane, nq)
@@ -161,7 +173,7 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
 
 @cuda.jit(fastmath=False)
 def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias):
+                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
     """fused._softmax_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -178,7 +190,7 @@ def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, n
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
             r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
                                               offsets, points, codes)
-            delta = _score(out, r, h, sh, lane, nq) + bias[r] + s  # every lane takes part in the warp sum
+            delta = _score(out, r, h, sh, lane, nq, bias) + s  # every lane takes part in the warp sum
             if lane == 0:
                 rows[i, j], kept[j], deltas[j] = r, used, delta
             if used:
@@ -201,6 +213,8 @@ def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, n
             _update(out, rows[i, j], h, grad, c, lane, nq)
             if lane == 0:
                 coef[i, j] = c
+                if learn_bias and bias_now:
+                    cuda.atomic.add(bias, rows[i, j], c)
         cuda.syncthreads()  # every lane has read this example's scores before the next one's are written
         _to_inputs(inp, ctx, valid, i, grad, lane, nq)
 
@@ -208,7 +222,8 @@ def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, n
 def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed,
            workers: int = WORKERS, stream=0):
     """Run a family's kernel on device arrays (or numpy arrays in the simulator); `tab` is fused.Tables of
-    device arrays. rows and coef must be zero. The biases are not updated here: bias[rows] += coef after it."""
+    device arrays. rows and coef must be zero. The biases are updated in the kernel where tab.bias_now, else
+    not at all: then bias[rows] += coef after it."""
     n = targets.shape[0]
     if inp.shape[1] > MAX_DIM:
         raise ValueError(f"the CUDA step supports dim <= {MAX_DIM}")
@@ -226,6 +241,7 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     head = model.head
     device = targets.device
     family, tab, width = tables(head, to=cuda.as_cuda_array)
+    tab = tab._replace(bias_now=True)  # a launch is too large a batch to sum the biases over (module docstring)
     # one seed per batch, from the run's generator (as fused.train_step does)
     seed = int(torch.randint(2**62, (1,), device=device, generator=generator))
     n = len(targets)
@@ -242,8 +258,6 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     workers = TREE_WORKERS if tab.source == fused.TREE else WORKERS
     launch(family, *arrays, lr, need_loss, tab, seed, workers=workers, stream=stream)
-    if head.learns_bias:
-        head.bias.index_add_(0, rows.view(-1), coef.view(-1))  # (B C,): applied after the launch, as on the CPU
     return loss.sum()
 
 
@@ -279,6 +293,7 @@ def self_check(tol: float = 1e-4, n: int = 64) -> str | None:
     for arch, loss_name in (("sg", "nce"), ("cbow", "neg"), ("sg", "hs"), ("cbow", "sampled-softmax")):
         head = make_head(loss_name, counts, dim, sampler, k)
         family, tab, width = fused.tables(head)
+        tab = tab._replace(bias_now=True)  # as train_step runs it; the CPU kernel on one thread does the same
         slots = 1 if arch == "sg" else 6
         ctx = rng.integers(0, v, (n, slots))
         valid = np.ones((n, slots), dtype=np.bool_) if arch == "sg" else rng.random((n, slots)) < 0.6
@@ -296,8 +311,6 @@ def self_check(tol: float = 1e-4, n: int = 64) -> str | None:
         launch(family, *dev, lr, True, dtab, 11, workers=1)
         cuda.synchronize()
         got = [dev[i].copy_to_host() for i in (0, 1, 2, 6, 7, 8)]
-        if tab.learn_bias:  # the biases, as train_step does
-            np.add.at(got[2], got[3].reshape(-1), got[4].reshape(-1))
         if not (got[3] == want[3]).all():
             return f"self-check: the CUDA kernel chose other candidates than the CPU kernel ({arch}-{loss_name})"
         for name, g, w in zip(("input rows", "output rows", "biases", "losses"), got[:3] + got[5:],
