@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-speed bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -16,6 +16,16 @@ test:
 # BENCHMARKS.md, table 1: ours and gensim on the same corpus, settings and threads, two rounds (about 25 minutes)
 bench:
 	w2v-nce bench $(CORPUS) --epochs 5 --threads 2 --repeats 2 --out bench-report.md
+
+# BENCHMARKS.md section 4 (issue 20): every head of ours against gensim's neg and hs, 2 threads, the defaults, one
+# round (about 30 minutes); the ratio to gensim is the "vs gensim" column
+bench-speed:
+	w2v-nce bench $(CORPUS) --loss neg --loss nce --loss hs --loss infonce --loss sampled-softmax --epochs 5 \
+	  --threads 2 --out bench-speed.md
+
+# BENCHMARKS.md section 4: the CPU levers (shared noise) against the exact step, 2 seeds (about 15 minutes a variant)
+bench-levers:
+	CORPUS=$(CORPUS) PYTHON=$(PYTHON) benchmarks/cpu_levers.sh
 
 # BENCHMARKS.md, table 1b: the other heads (hs beside gensim's hierarchical softmax; infonce and sampled-softmax
 # beside nce), one round (about 30 minutes)

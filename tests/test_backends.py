@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from w2v_nce.backends import _exact, gradients, plan, torch_step
+from w2v_nce.backends import SHARED_NOISE, _exact, gradients, plan, torch_step
 from w2v_nce.config import make_config
 from w2v_nce.errors import UsageError
 from w2v_nce.heads import SoftmaxHead, make_head
@@ -132,6 +132,14 @@ def test_plan_decides_the_step_and_its_batch_once():
     assert cpu(loss="neg", kernel="torch", batch_size=100).batch_size == 100
     with pytest.raises(UsageError, match="--kernel fused needs a sampled or tree head"):
         cpu(loss="softmax", kernel="fused")
+    # shared noise: the default per model, a given one, and none where the PyTorch step runs
+    assert cpu(model="sg").share == SHARED_NOISE["sg"] and cpu(model="cbow").share == SHARED_NOISE["cbow"]
+    assert cpu(model="cbow", shared_noise=4).share == 4
+    assert cpu(kernel="torch").share == 1 and cpu(kernel="torch", shared_noise=1).share == 1
+    with pytest.raises(UsageError, match="--shared-noise 8 runs on the fused steps only"):
+        cpu(kernel="torch", shared_noise=8)
+    with pytest.raises(UsageError, match="--shared-noise must be >= 1"):
+        cpu(shared_noise=0)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA GPU"):
             plan(make_config(device="cuda"))

@@ -60,3 +60,24 @@ def test_subsample_keeps_with_probability_and_keeps_separators():
     out = batches.subsample(ids, keep, torch.Generator().manual_seed(0))
     assert (out == 1).sum() == 1000 and (out == SEPARATOR).sum() == 100
     assert abs((out == 0).sum().item() / 40000 - 0.25) < 0.01
+
+
+def test_the_compiled_pass_gives_the_tensor_ops_tensors(monkeypatch):
+    """On the CPU the pairs and contexts come from one compiled pass; on a GPU from the tensor ops. Both must give
+    the same tensors, the invalid CBOW slots included, on chunks with lines of every length."""
+    if batches.numba is None:
+        return
+    gen = torch.Generator().manual_seed(7)
+    for window in (1, 3, 5):
+        ids = torch.randint(0, 40, (3000,), generator=gen)
+        ids[torch.randint(0, 3000, (300,), generator=gen)] = SEPARATOR
+        ids[:2] = SEPARATOR
+        words, lines = batches.split_lines(ids)
+        eff = batches.draw_windows(len(words), window, "cpu", gen)
+        compiled = batches.skipgram_pairs(words, lines, eff, window), batches.cbow_examples(words, lines, eff, window)
+        monkeypatch.setattr(batches, "_compiled", lambda words: False)
+        ops = batches.skipgram_pairs(words, lines, eff, window), batches.cbow_examples(words, lines, eff, window)
+        monkeypatch.undo()
+        for a, b in zip(compiled[0] + compiled[1], ops[0] + ops[1]):
+            assert a.dtype == b.dtype and torch.equal(a, b)
+        assert len(compiled[0][0]) > 1000 and len(compiled[1][2]) < len(words)  # one-word lines: no cbow example

@@ -62,10 +62,10 @@ def test_semantic_signal_on_real_text(tmp_path, lee, model, loss, kernel):
     assert 0 < summary.loss < np.log(len(kv.index_to_key)) + bound, summary.loss
 
 
-@pytest.mark.parametrize("kernel,threads", [("fused", 1), ("torch", 2)])
-def test_cpu_runs_are_reproducible(tmp_path, lee, kernel, threads):
+@pytest.mark.parametrize("kernel,threads,share", [("fused", 1, 1), ("fused", 1, 8), ("torch", 2, None)])
+def test_cpu_runs_are_reproducible(tmp_path, lee, kernel, threads, share):
     cfg = make_config(model="sg", loss="nce", epochs=1, min_count=5, lowercase=True, seed=3, threads=threads,
-                      kernel=kernel)
+                      kernel=kernel, shared_noise=share)
     train(cfg, lee, tmp_path / "a", progress=False, log=lambda *_: None)
     train(cfg, lee, tmp_path / "b", progress=False, log=lambda *_: None)
     a, b = load_vectors(tmp_path / "a"), load_vectors(tmp_path / "b")

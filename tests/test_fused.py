@@ -204,3 +204,43 @@ def test_non_finite_score_is_reported(loss):
     probe = fused.train_step(model, torch.from_numpy(ctx[:, 0]), torch.from_numpy(targets), 0.1, None,
                              torch.Generator().manual_seed(0), need_loss=False)
     assert not torch.isfinite(probe)
+
+
+@pytest.mark.parametrize("arch", ["sg", "cbow"])
+@pytest.mark.parametrize("loss", ["neg", "nce", "infonce", "sampled-softmax"])
+def test_shared_noise_draws_once_for_each_run_of_examples(arch, loss):
+    """--shared-noise N: examples a..a+N-1 (a a multiple of N) take the draws of example a; each is then updated as
+    the exact step updates it, so the float64 reference of the same candidates still holds."""
+    model, ctx, valid, targets = make_problem(arch, loss, n=90)
+    head = model.head
+    family, tab, width = fused.tables(head)
+    arrays = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    n = len(targets)
+    rows, coef, losses = np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)
+    fused.step(family, *arrays, ctx, valid, targets, rows, coef, losses, 0.3, True, tab._replace(share=4), 77)
+    for i in range(n):
+        a = i - i % 4
+        want = [fused._noise(np.uint64(77), a * width + j, head.sampler.prob.numpy(), head.sampler.alias.numpy())
+                for j in range(1, width)]
+        assert rows[i, 1:].tolist() == want
+    ref = reference(head, *(t.numpy() for t in (model.input, head.weight, head.bias)), ctx, valid,
+                    candidates_of(head, targets, rows), 0.3)
+    for got, r in zip(arrays + [losses], ref):
+        np.testing.assert_allclose(got, r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
+
+
+@pytest.mark.parametrize("loss", ["nce", "hs", "sampled-softmax"])
+def test_reading_ahead_changes_nothing(loss):
+    """The kernels read the rows of the example 2 ahead (fused._touch) only to bring them into the cache."""
+    model, ctx, valid, targets = make_problem("cbow", loss, n=60)
+    family, tab, width = fused.tables(model.head)
+    assert tab.ahead == fused.AHEAD > 0
+    out = []
+    for ahead in (0, fused.AHEAD):
+        arrays = [t.numpy().copy() for t in (model.input, model.head.weight, model.head.bias)]
+        n = len(targets)
+        extra = [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
+        fused.step(family, *arrays, ctx, valid, targets, *extra, 0.3, True, tab._replace(ahead=ahead, share=3), 5)
+        out.append(arrays + extra)
+    for a, b in zip(*out):
+        assert np.array_equal(a, b)

@@ -25,16 +25,16 @@ def test_cuda_kernels_in_the_simulator():
     r = subprocess.run([sys.executable, "-c", "from tests.test_fused_cuda import checks; checks()"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok") == len(CASES) + 2, r.stdout
+    assert r.stdout.count("ok") == len(CASES) + 3, r.stdout
 
 
-def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True):
+def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True, share=1):
     """fused_cuda.launch on numpy copies (the simulator's device arrays); returns them after the step."""
     from w2v_nce import fused_cuda
 
     head = model.head
     family, tab, width = fused.tables(head)
-    tab = tab._replace(bias_now=True)  # as fused_cuda.train_step runs it
+    tab = tab._replace(bias_now=True, share=share)  # as fused_cuda.train_step runs it
     inp, out, bias = (a.numpy().copy() for a in (model.input, head.weight, head.bias))
     rows, coef = np.zeros((len(targets), width), np.int64), np.zeros((len(targets), width), np.float32)
     loss = np.zeros(len(targets), dtype=np.float32)
@@ -72,6 +72,16 @@ def checks():
                      candidates_of(head, targets, rows), 0.0)[3]
     np.testing.assert_allclose(losses, want, rtol=1e-4)
     print("ok workers")
+    # shared noise (--shared-noise 3): the draws of each run's first example, and the reference of those candidates
+    model, ctx, valid, targets = make_problem("sg", "nce", n=9, dim=40)
+    inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.05, workers=1, share=3)
+    assert (rows[:3, 1:] == rows[0, 1:]).all() and (rows[3:6, 1:] == rows[3, 1:]).all()
+    head = model.head
+    want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)), ctx, valid,
+                     candidates_of(head, targets, rows), 0.05, bias_now=True)
+    for got, exp in zip((inp, out, bias, losses), want):
+        np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(exp).max())))
+    print("ok shared noise")
     # the start-up check that a GPU run makes before it trusts the kernels: passes here, and catches a kernel
     # that is off by 1% in the learning rate
     from w2v_nce import fused_cuda

@@ -185,12 +185,12 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     assert rss_mb < 1024
 
 
-@pytest.mark.parametrize("kernel", ["fused", "torch"])
-def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel):
+@pytest.mark.parametrize("kernel,share", [("fused", 1), ("fused", 8), ("torch", None)])
+def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share):
     import torch
 
     cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256,
-                      kernel=kernel)
+                      kernel=kernel, shared_noise=share)
     vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
 
     def fresh():

@@ -22,6 +22,9 @@ from .heads import EXACT, LOGISTIC
 
 CPU_BATCH = 4096  # examples per call of the CPU step, or per SGD step of the PyTorch step
 CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness is set by its workers instead
+# consecutive examples that share one draw of noise words in the fused CPU step, where --shared-noise is not given:
+# sg 8 is 1.5-2x faster with the exact step's scores; cbow lost 0.01 of analogy at 4 (BENCHMARKS.md section 4)
+SHARED_NOISE = {"sg": 8, "cbow": 1}
 
 
 def largest_summed_batch(loss: str) -> int:
@@ -37,6 +40,7 @@ class Plan:
     kernel: str  # "fused" (fused.py on the CPU, fused_cuda.py on a GPU) or "torch"
     batch_size: int
     note: str | None = None  # why --kernel auto fell back to the PyTorch step on a GPU, for the log
+    share: int = 1  # consecutive examples that share one draw of noise words (the fused steps)
 
     def prepare(self, head, threads: int) -> None:
         """Before the timed training: the compiled CPU step's threads, and its loop compiled (or loaded from
@@ -53,8 +57,8 @@ class Plan:
             return torch_step(model, inputs, targets, lr, mask, generator, need_loss)
         if self.device.type == "cuda":
             from . import fused_cuda
-            return fused_cuda.train_step(model, inputs, targets, lr, mask, generator, need_loss)
-        return fused.train_step(model, inputs, targets, lr, mask, generator, need_loss)
+            return fused_cuda.train_step(model, inputs, targets, lr, mask, generator, need_loss, self.share)
+        return fused.train_step(model, inputs, targets, lr, mask, generator, need_loss, self.share)
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,7 +85,12 @@ def plan(cfg: Config) -> Plan:
         default = CUDA_LAUNCH if device.type == "cuda" else CPU_BATCH
     else:
         default = min(CPU_BATCH, largest_summed_batch(cfg.loss))
-    return Plan(device, kernel, cfg.batch_size or default, note)
+    if cfg.shared_noise is not None and cfg.shared_noise > 1 and kernel != "fused":
+        raise UsageError(f"--shared-noise {cfg.shared_noise} runs on the fused steps only (here: the PyTorch "
+                         "step); leave it out or give 1")
+    # the GPU's default stays 1: its quality with shared noise is unmeasured
+    share = cfg.shared_noise or (SHARED_NOISE[cfg.model] if kernel == "fused" and device.type == "cpu" else 1)
+    return Plan(device, kernel, cfg.batch_size or default, note, share)
 
 
 @torch.no_grad()

@@ -1,15 +1,24 @@
 """Training examples: sub-sampling, word2vec's dynamic window, skip-gram pairs and CBOW contexts.
 
-All of it runs as tensor ops on the training device over a chunk of the encoded corpus at a time.
+The random draws (which words sub-sampling keeps, each centre's window) are tensor ops on the training device, over
+a chunk of the encoded corpus at a time. The pairs and contexts are assembled from them by tensor ops on a GPU, and
+on the CPU by one compiled pass (numba), which gives the same tensors: the tensor ops build a (words, 2W) table
+of positions and masks and make several passes over it, 18-30% of a CPU epoch (BENCHMARKS.md section 4).
 Windows never cross a line break (SEPARATOR) and, since chunks are processed independently, not a
 chunk boundary either: with 1M-token chunks that drops about window/1M of the pairs.
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from .vocab import SEPARATOR
+
+try:
+    import numba
+except ImportError:  # the tensor ops serve the CPU too
+    numba = None
 
 
 def subsample(ids: torch.Tensor, keep: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
@@ -61,6 +70,11 @@ def skipgram_pairs(words, lines, eff, window):
     context, in a row) and update each context word's input row once. With the centre as the input, the
     centre's input row took its 2W updates in a row, and the analogies of sg-neg were 0.004-0.006 lower
     (BENCHMARKS.md section 1). The pairs themselves are the same either way: the windows are symmetric."""
+    if _compiled(words):
+        n = len(words)
+        contexts, centres = np.empty(2 * window * n, np.int64), np.empty(2 * window * n, np.int64)
+        p = _pairs(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64), window, contexts, centres)
+        return torch.from_numpy(contexts[:p]), torch.from_numpy(centres[:p])
     pos, valid = context_table(words, lines, eff, window)
     slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
     # index_select is about 1.5x faster than boolean masks and fancy indexing on the CPU
@@ -74,6 +88,12 @@ def cbow_examples(words, lines, eff, window):
 
     Centres with no valid context (a one-word line) are dropped.
     """
+    if _compiled(words):
+        n = len(words)
+        ctx, valid = np.empty((n, 2 * window), np.int64), np.empty((n, 2 * window), np.bool_)
+        centres = np.empty(n, np.int64)
+        m = _contexts(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64), window, ctx, valid, centres)
+        return tuple(torch.from_numpy(a[:m]) for a in (ctx, valid, centres))
     pos, valid = context_table(words, lines, eff, window)
     centres = words
     has = valid.any(1)
@@ -81,3 +101,53 @@ def cbow_examples(words, lines, eff, window):
         pos, valid, centres = pos[has], valid[has], words[has]
     # pos indexes the chunk's words, not the kept centres
     return words.index_select(0, pos.view(-1)).view(pos.shape), valid, centres
+
+
+# -- the compiled pass on the CPU: the same tensors as the tensor ops above, in one pass over the chunk --------------
+
+def _compiled(words: torch.Tensor) -> bool:
+    return numba is not None and words.device.type == "cpu"
+
+
+def _slot(i, s, window, eff, lines, n):
+    """Slot s of centre i (the offsets -W..-1, 1..W in the table's order): the position, clamped into the chunk,
+    and whether it is in the window: |offset| <= the centre's drawn window, inside the chunk, on its line.
+    Without branches: the CBOW pass ran 7x slower with the short-circuit form."""
+    o = s - window if s < window else s - window + 1
+    p = i + o
+    q = min(max(p, 0), n - 1)
+    return q, (abs(o) <= eff[i]) & (p >= 0) & (p < n) & (lines[q] == lines[i])
+
+
+def _pairs_loop(words, lines, eff, window, contexts, centres):
+    """skipgram_pairs into contexts and centres (each of size 2W·n); returns how many pairs."""
+    n, k = len(words), 0
+    for i in range(n):
+        for s in range(2 * window):
+            q, ok = _slot(i, s, window, eff, lines, n)
+            if ok:
+                contexts[k], centres[k] = words[q], words[i]
+                k += 1
+    return k
+
+
+def _contexts_loop(words, lines, eff, window, ctx, valid, centres):
+    """cbow_examples into ctx, valid (n, 2W) and centres (n,); returns how many centres have a context. A slot
+    outside the window holds the word at the clamped position, as the tensor ops leave it (it is masked)."""
+    n, m = len(words), 0
+    for i in range(n):
+        used = False
+        for s in range(2 * window):
+            q, ok = _slot(i, s, window, eff, lines, n)
+            ctx[m, s], valid[m, s] = words[q], ok
+            used |= ok
+        if used:
+            centres[m] = words[i]
+            m += 1
+    return m
+
+
+if numba is not None:
+    _slot = numba.njit(inline="always", cache=True)(_slot)
+    _pairs = numba.njit(cache=True, nogil=True)(_pairs_loop)
+    _contexts = numba.njit(cache=True, nogil=True)(_contexts_loop)

@@ -105,7 +105,7 @@ def bound_fraction(row: dict, cfg: Config, bandwidth: float) -> float | None:
 
 def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
     from .backends import resolve_device
-    from .rundir import load_run
+    from .rundir import load_run, read_config
     from .train import train
 
     device = resolve_device(cfg.device).type
@@ -116,7 +116,7 @@ def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contex
            "train_words_per_s": summary.words_per_s, "train_seconds": summary.seconds,
            "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
            "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib,
-           "batch_size": summary.batch_size}
+           "batch_size": summary.batch_size, "shared_noise": read_config(run_dir)[0].shared_noise}
     row.update(evaluate.scores(evaluate.load_vectors(run_dir)))
     row.update(held_stats(run["words"], run["input"], run["head"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
@@ -247,7 +247,7 @@ def _round(models, losses, devices, epochs, threads, ours_only, overrides, train
                 rows.append(row)
         for loss in [] if ours_only else [g for g in GENSIM_LOSSES if g == "neg" or g in losses]:
             cfg = make_config(None, model=model, loss=loss, epochs=epochs, threads=threads, lr=0.025, device="cpu",
-                              **{k: v for k, v in overrides.items() if k != "kernel"})
+                              **{k: v for k, v in overrides.items() if k not in ("kernel", "shared_noise")})
             log(f"gensim {model}-{loss}")
             rows.append(run_gensim(cfg, train_txt, held, threads, max_contexts, log))
     return rows
@@ -284,12 +284,15 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
     batches = {r.get("device", "cpu"): r.get("batch_size", s["batch_size"]) for r in rows if r["tool"] == "w2v-nce"}
     batch = (", ".join(f"{b} on {d}" for d, b in batches.items()) if len(batches) > 1
              else str(next(iter(batches.values()), s["batch_size"])))
+    shares = {r["model"]: r["shared_noise"] for r in rows if r.get("shared_noise")}  # backends.plan's
+    share = (", ".join(f"{b} for {m}" for m, b in shares.items()) if len(set(shares.values())) > 1
+             else str(next(iter(shares.values()), 1)))
     out = [f"Command: `{command}`  ", f"Machine: {meta['machine']}; {meta['threads']} threads  ",
            f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
            f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
            f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
            f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {batch} examples per call of the step, "
-           f"kernel {s['kernel']}; "
+           f"kernel {s['kernel']}, noise words shared by {share} examples; "
            "gensim: LineSentence, cbow_mean=1; neg: negative=k, hs=0; hs: negative=0, hs=1.", "",
            "| tool | device | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]

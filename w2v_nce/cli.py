@@ -84,6 +84,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg, 1 for cbow, on the CPU; 1 on a GPU.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
@@ -115,7 +116,7 @@ def train(
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
-                 batch_size=batch_size, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
+                 batch_size=batch_size, shared_noise=shared_noise, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
                  sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
                  sync_hot_words=sync_hot_words)
@@ -259,6 +260,8 @@ def bench_cmd(
     dim: Annotated[int, typer.Option(help="Vector size.")] = 100,
     negatives: Annotated[int, typer.Option(help="Noise words k (both tools).")] = 5,
     batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(help="Our examples that share a draw of noise words.  Default: train's.")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of both tools.  Default: 1.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
     kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
     device: Annotated[Optional[list[str]], typer.Option(help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
@@ -286,8 +289,9 @@ def bench_cmd(
         raise typer.BadParameter("need epochs > 0, threads >= 0, repeats > 0 and 0 < heldout-fraction < 0.5")
     if not corpus.exists():
         raise W2VError(f"corpus {corpus} does not exist; check the path")
-    overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, max_vocab=max_vocab,
-                                              kernel=kernel).items() if v is not None}
+    overrides = {k: v for k, v in dict(dim=dim, negatives=negatives, batch_size=batch_size, seed=seed,
+                                       shared_noise=shared_noise,
+                                       max_vocab=max_vocab, kernel=kernel).items() if v is not None}
     rows, meta = bench.bench(corpus, models, losses, epochs, threads or os.cpu_count() or 1, ours_only,
                              heldout_fraction, overrides=overrides, devices=tuple(devices), repeats=repeats,
                              log=_info)

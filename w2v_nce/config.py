@@ -10,6 +10,7 @@ from pathlib import Path
 
 from .errors import UsageError
 
+
 MODELS = ("sg", "cbow")
 # the output heads (heads.py): sampled and tree heads, and the exact softmax
 LOSSES = ("neg", "nce", "hs", "infonce", "sampled-softmax", "softmax")
@@ -36,6 +37,9 @@ class Config:
     lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
     batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> backends.plan's
+    # consecutive examples that share one draw of the k noise words; 1 = each its own, as word2vec; None ->
+    # backends.plan's (the fused steps only)
+    shared_noise: int | None = None
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
     encoding_errors: str = "strict"
@@ -76,6 +80,8 @@ class Config:
         for name in ("dim", "window", "epochs", "chunk_tokens", "min_count"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
         need(self.batch_size is None or self.batch_size > 0, f"--batch-size must be > 0 (got {self.batch_size})")
+        need(self.shared_noise is None or self.shared_noise >= 1,
+             f"--shared-noise must be >= 1 (got {self.shared_noise}); 1 draws noise words for every example")
         if self.loss in NOISE_HEADS:
             need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
         need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")

@@ -40,7 +40,9 @@ of its share of the batch; the other threads see them then. 2 threads then ran a
 analogies, WS353 and SimLex of before (BENCHMARKS.md section 1b).
 
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
-of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either.
+of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either. With
+--shared-noise N (Tables.share), example i takes the draws of example i - i mod N: N consecutive examples share
+one draw, so that each noise row is fetched from memory once for them (BENCHMARKS.md section 4).
 """
 
 from __future__ import annotations
@@ -74,6 +76,8 @@ else:  # keep the module importable; unsupported() says numba is missing
 
 NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or the target's Huffman path
 TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
+# the CPU kernels read ahead the output rows of the example 2 ahead (_touch): cbow 1.2x, sg with shared noise 1.1x
+AHEAD = 2
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart (module docstring)
 
 
@@ -131,6 +135,8 @@ class Tables(NamedTuple):
     codes: np.ndarray
     learn_bias: bool  # update the biases (all heads but hs)
     bias_now: bool = False  # each bias change at once (the GPU), not summed to the end of the batch (the CPU)
+    share: int = 1  # consecutive examples that share one draw of noise words (--shared-noise; 1: each its own)
+    ahead: int = AHEAD  # the CPU kernels touch the output rows of the example this many ahead (_touch); 0: none
 
 
 @functools.lru_cache(maxsize=None)
@@ -153,10 +159,13 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
 
 
 @torch.no_grad()
-def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
-    """One step of the compiled CPU loops (backends.Plan.step); same arguments and return value as torch_step."""
+def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True,
+               share: int = 1):
+    """One step of the compiled CPU loops (backends.Plan.step); same arguments and return value as torch_step, and
+    the consecutive examples that share a draw of noise words."""
     head = model.head
     family, tab, width = tables(head)
+    tab = tab._replace(share=share)
     # One seed per batch from the run's generator keeps a run reproducible and its resume exact; the k
     # noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash of that seed.
     seed = np.uint64(int(torch.randint(2**62, (1,), generator=generator)))
@@ -176,11 +185,13 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
 def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
-    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
-    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
+    sequential update). inp (V, D), out (R, D) and
+    bias (R,) are updated in place; rows and coef (B, C), zero, receive each example's candidates and
+    -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
+    threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
-    kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss),
-           threads or numba.get_num_threads(), np.uint64(seed), *tab)
+    kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
+           np.uint64(seed), *tab)
 
 
 def warm_up(head) -> None:
@@ -216,7 +227,8 @@ def count(target, source, width, offsets):
 def candidate_function(draw):
     """`candidate` for a target (the CPU or the GPU) on which `draw` is noise_draw."""
     def candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes):
-        """Candidate j of example i: (output row, label is 1, score shift, whether it is a term of the loss)."""
+        """Candidate j of example i: (output row, label is 1, score shift, whether it is a term of the loss). The
+        noise words are draws i·width + j: examples that share a draw (Tables.share) pass their first one's i."""
         if source == TREE:
             p = offsets[target] + j
             return points[p], codes[p] == 0, np.float32(0.0), True
@@ -314,6 +326,27 @@ def _dot_sum(o, p, h):
 
 
 @_inline
+def _touch(out, targets, e, width, source, seed, prob, alias, share):
+    """Read one float of every cache line of example e's output rows (its target and noise words) and return their
+    sum: a load that nothing waits on, so the core fetches the rows while it works on the examples before e.
+    Without it each noise row is a miss that the example waits for (the step is bound by memory latency)."""
+    total = np.float32(0.0)
+    if source != NOISE:  # hs: the rows are inner nodes, the upper ones in cache
+        return total
+    rows = out.shape[0]
+    o = out[targets[e]]
+    for d in range(0, out.shape[1], 16):
+        total += o[d]
+    if e % share != 0:  # shared draws: touched with the first example that draws them
+        return total
+    for j in range(1, width):
+        o = out[min(_noise(seed, e * width + j, prob, alias), rows - 1)]
+        for d in range(0, out.shape[1], 16):
+            total += o[d]
+    return total
+
+
+@_inline
 def _update_apart(o, p, h, grad, c):
     """_update for a row o whose changes are held in p: grad += c (o + p), then p += c h."""
     for d in range(h.shape[0]):
@@ -323,7 +356,7 @@ def _update_apart(o, p, h, grad, c):
 
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
+                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -337,11 +370,14 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     apart = np.zeros((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
         h, grad, mine = scratch[t, :dim], scratch[t, dim:2 * dim], apart[t]
-        for i in range(t * per, min(n, (t + 1) * per)):
+        end, warm = min(n, (t + 1) * per), np.float32(0.0)
+        for i in range(t * per, end):
+            if ahead and i + ahead < end:
+                warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
             target, total = targets[i], np.float32(0.0)
             for j in range(_count(target, source, width, offsets)):
-                r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
+                r, positive, s, used = _candidate(i - i % share, j, width, target, source, seed, shift, prob, alias, drop_hits,
                                                   offsets, points, codes)
                 rows[i, j] = r
                 if not used:
@@ -366,13 +402,14 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
             row = out[top + q]
             for d in range(dim):
                 row[d] += mine[q, d]
+        scratch[t, 2 * dim] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
 
 
 @_jit
 def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
-                  source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
+                  source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
@@ -380,11 +417,14 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
     kept = np.zeros((threads, width + 128), dtype=np.bool_)
     for t in prange(threads):
         h, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
-        for i in range(t * per, min(n, (t + 1) * per)):
+        end, warm = min(n, (t + 1) * per), np.float32(0.0)
+        for i in range(t * per, end):
+            if ahead and i + ahead < end:
+                warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
             top = np.float32(-np.inf)
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
-                r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias,
+                r, positive, s, used = _candidate(i - i % share, j, width, targets[i], source, seed, shift, prob, alias,
                                                   drop_hits, offsets, points, codes)
                 rows[i, j], kept[t, j] = r, used
                 if used:
@@ -408,5 +448,6 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 if learn_bias and bias_now:
                     bias[rows[i, j]] += c
             _to_inputs(inp, ctx, valid, i, grad)
+        scratch[t, 2 * dim + width] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)

@@ -137,7 +137,7 @@ def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
 
 @cuda.jit(fastmath=False)
 def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
+                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     """fused._logistic_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -150,7 +150,7 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
         _hidden(h, grad, inp, ctx, valid, i, lane, nq)
         target, total = targets[i], float32(0.0)
         for j in range(_count(target, source, width, offsets)):
-            r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
+            r, positive, s, used = _candidate(i - i % share, j, width, target, source, seed, shift, prob, alias, drop_hits,
                                               offsets, points, codes)
             if lane == 0:
                 rows[i, j] = r
@@ -173,7 +173,7 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
 
 @cuda.jit(fastmath=False)
 def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now):
+                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     """fused._softmax_step for the examples [block·per, (block+1)·per), one warp."""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
@@ -188,7 +188,7 @@ def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, n
         _hidden(h, grad, inp, ctx, valid, i, lane, nq)
         top = float32(-math.inf)
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
-            r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
+            r, positive, s, used = _candidate(i - i % share, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
                                               offsets, points, codes)
             delta = _score(out, r, h, sh, lane, nq, bias) + s  # every lane takes part in the warp sum
             if lane == 0:
@@ -235,13 +235,15 @@ def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
 
 
 @torch.no_grad()
-def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
+def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True,
+               share: int = 1):
     """fused.train_step on CUDA; same arguments and return value (the summed loss, a 0-d tensor left on the
     device)."""
     head = model.head
     device = targets.device
     family, tab, width = tables(head, to=cuda.as_cuda_array)
-    tab = tab._replace(bias_now=True)  # a launch is too large a batch to sum the biases over (module docstring)
+    # a launch is too large a batch to sum the biases over (module docstring)
+    tab = tab._replace(bias_now=True, share=share)
     # one seed per batch, from the run's generator (as fused.train_step does)
     seed = int(torch.randint(2**62, (1,), device=device, generator=generator))
     n = len(targets)

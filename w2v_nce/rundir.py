@@ -114,7 +114,10 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         missing = [k for k in RUN_FACTS if k not in data.get("run", {})]
         if missing:
             raise ValueError(f"its [run] table lacks {', '.join(missing)} (truncated?)")
-        cfg = Config(**train_values(data["train"], path)).validate().resolved()
+        values = train_values(data["train"], path)
+        # a run from before --shared-noise drew noise words for every example: it resumes so
+        values.setdefault("shared_noise", 1)
+        cfg = Config(**values).validate().resolved()
     except (tomllib.TOMLDecodeError, UsageError, ValueError) as e:
         raise damaged(path, " ".join(str(e).split())) from None
     return cfg, data.get("run", {})

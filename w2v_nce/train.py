@@ -116,6 +116,9 @@ class Trainer:
         try:
             while self.epoch < cfg.epochs:
                 while self.chunk < len(self.starts):
+                    # the last chunk's examples go before this one's are drawn: two chunks' at once were a third of
+                    # the peak memory of a training run (BENCHMARKS.md section 5)
+                    inputs = targets = mask = None
                     if self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
                         self.chunk_gen_state = self.gen.get_state()
                         inputs, targets, mask = self.examples(self.chunk)
@@ -392,7 +395,8 @@ def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progre
                     raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
                                      "--out or --resume it")
                 plan = backends.plan(cfg)  # usage errors before any work
-                cfg = dataclasses.replace(cfg, batch_size=plan.batch_size)  # config.toml records it
+                # config.toml records the step's batch and shared noise
+                cfg = dataclasses.replace(cfg, batch_size=plan.batch_size, shared_noise=plan.share)
                 created = not run_dir.exists()
                 try:
                     vocab, info = prepare(cfg, Path(corpus), run_dir, progress, world.size if world else 1)
