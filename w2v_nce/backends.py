@@ -23,8 +23,9 @@ from .heads import EXACT, LOGISTIC
 CPU_BATCH = 4096  # examples per call of the CPU step, or per SGD step of the PyTorch step
 CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness is set by its workers instead
 # consecutive examples that share one draw of noise words in the fused CPU step, where --shared-noise is not given:
-# sg 8 is 1.5-2x faster with the exact step's scores; cbow lost 0.01 of analogy at 4 (BENCHMARKS.md section 4)
-SHARED_NOISE = {"sg": 8, "cbow": 1}
+# sg-neg and sg-nce at 8 are 1.5-2x faster with the exact step's scores; cbow lost 0.01 of analogy at 4, and sg's
+# softmax heads (infonce, sampled-softmax) 0.010-0.015 of SimLex at 8 (BENCHMARKS.md section 4)
+SHARED_NOISE = {("sg", "neg"): 8, ("sg", "nce"): 8}
 
 
 def largest_summed_batch(loss: str) -> int:
@@ -89,7 +90,8 @@ def plan(cfg: Config) -> Plan:
         raise UsageError(f"--shared-noise {cfg.shared_noise} runs on the fused steps only (here: the PyTorch "
                          "step); leave it out or give 1")
     # the GPU's default stays 1: its quality with shared noise is unmeasured
-    share = cfg.shared_noise or (SHARED_NOISE[cfg.model] if kernel == "fused" and device.type == "cpu" else 1)
+    cpu_fused = kernel == "fused" and device.type == "cpu"
+    share = cfg.shared_noise or (SHARED_NOISE.get((cfg.model, cfg.loss), 1) if cpu_fused else 1)
     return Plan(device, kernel, cfg.batch_size or default, note, share)
 
 

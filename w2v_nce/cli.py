@@ -84,7 +84,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg, 1 for cbow, on the CPU; 1 on a GPU.")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg with neg or nce on the CPU, else 1.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
