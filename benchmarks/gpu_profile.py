@@ -109,7 +109,8 @@ def profile_model(corpus_dir: Path, vocab, info: dict, model: str, loss: str, bu
     gen_t, host_t, kern_t, n_t = gen_s + gen2, host + host2, kern + kern2, n + n2
     row = {"model": model, "loss": loss, "kernel": plan.kernel, "batch_size": plan.batch_size, "chunks": chunks,
            "of_chunks": len(tr.starts), "examples": n_t, "gen_s": gen_t, "step_s": host_t, "kernel_s": kern_t,
-           "words_per_s": sum(words[:chunks]) / (gen_t + host_t), "examples_per_s_kernel": n_t / kern_t if kern_t else None,
+           "words_per_s": sum(words[:chunks]) / (gen_t + host_t),
+           "examples_per_s_kernel": n_t / kern_t if kern_t else None,
            "gpu_peak_mib": torch.cuda.max_memory_allocated() / 2**20 if DEVICE == "cuda" else None,
            "note": plan.note}
     in_kernel = f", {n_t / kern_t / 1e6:.1f}M examples/s in the kernel" if kern_t else ""

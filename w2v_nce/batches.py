@@ -3,7 +3,7 @@
 The random draws (which words sub-sampling keeps, each centre's window) are tensor ops on the training device, over
 a chunk of the encoded corpus at a time. The pairs and contexts are assembled from them by tensor ops on a GPU, and
 on the CPU by one compiled pass (numba), which gives the same tensors: the tensor ops build a (words, 2W) table
-of positions and masks and make several passes over it, 18-30% of a CPU epoch (BENCHMARKS.md section 4).
+of positions and masks and make several passes over it, 2-4x the time (BENCHMARKS.md section 4).
 Windows never cross a line break (SEPARATOR) and, since chunks are processed independently, not a
 chunk boundary either: with 1M-token chunks that drops about window/1M of the pairs.
 """
@@ -73,7 +73,7 @@ def skipgram_pairs(words, lines, eff, window):
     if _compiled(words):
         n = len(words)
         contexts, centres = np.empty(2 * window * n, np.int64), np.empty(2 * window * n, np.int64)
-        p = _pairs(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64), window, contexts, centres)
+        p = _pairs(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64, copy=False), window, contexts, centres)
         return torch.from_numpy(contexts[:p]), torch.from_numpy(centres[:p])
     pos, valid = context_table(words, lines, eff, window)
     slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
@@ -92,7 +92,8 @@ def cbow_examples(words, lines, eff, window):
         n = len(words)
         ctx, valid = np.empty((n, 2 * window), np.int64), np.empty((n, 2 * window), np.bool_)
         centres = np.empty(n, np.int64)
-        m = _contexts(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64), window, ctx, valid, centres)
+        eff = eff.numpy().astype(np.int64, copy=False)
+        m = _contexts(words.numpy(), lines.numpy(), eff, window, ctx, valid, centres)
         return tuple(torch.from_numpy(a[:m]) for a in (ctx, valid, centres))
     pos, valid = context_table(words, lines, eff, window)
     centres = words

@@ -116,7 +116,8 @@ def train(
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
-                 batch_size=batch_size, shared_noise=shared_noise, lowercase=lowercase, encoding_errors=encoding_errors, device=device,
+                 batch_size=batch_size, shared_noise=shared_noise, lowercase=lowercase,
+                 encoding_errors=encoding_errors, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
                  sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
                  sync_hot_words=sync_hot_words)

@@ -185,9 +185,8 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
 def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
-    sequential update). inp (V, D), out (R, D) and
-    bias (R,) are updated in place; rows and coef (B, C), zero, receive each example's candidates and
-    -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
+    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
+    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
@@ -226,15 +225,15 @@ def count(target, source, width, offsets):
 
 def candidate_function(draw):
     """`candidate` for a target (the CPU or the GPU) on which `draw` is noise_draw."""
-    def candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes):
+    def candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes, share):
         """Candidate j of example i: (output row, label is 1, score shift, whether it is a term of the loss). The
-        noise words are draws i·width + j: examples that share a draw (Tables.share) pass their first one's i."""
+        noise words are draws f·width + j, where f = i - i mod share is the first example of i's shared draw."""
         if source == TREE:
             p = offsets[target] + j
             return points[p], codes[p] == 0, np.float32(0.0), True
         if j == 0:
             return target, True, shift[target], True
-        r = draw(seed, i * width + j, prob, alias)
+        r = draw(seed, (i - i % share) * width + j, prob, alias)
         return r, False, shift[r], not (drop_hits and r == target)
     return candidate
 
@@ -333,14 +332,13 @@ def _touch(out, targets, e, width, source, seed, prob, alias, share):
     total = np.float32(0.0)
     if source != NOISE:  # hs: the rows are inner nodes, the upper ones in cache
         return total
-    rows = out.shape[0]
     o = out[targets[e]]
     for d in range(0, out.shape[1], 16):
         total += o[d]
     if e % share != 0:  # shared draws: touched with the first example that draws them
         return total
     for j in range(1, width):
-        o = out[min(_noise(seed, e * width + j, prob, alias), rows - 1)]
+        o = out[_noise(seed, e * width + j, prob, alias)]
         for d in range(0, out.shape[1], 16):
             total += o[d]
     return total
@@ -377,8 +375,8 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
             _hidden(h, grad, inp, ctx, valid, i)
             target, total = targets[i], np.float32(0.0)
             for j in range(_count(target, source, width, offsets)):
-                r, positive, s, used = _candidate(i - i % share, j, width, target, source, seed, shift, prob, alias, drop_hits,
-                                                  offsets, points, codes)
+                r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
+                                                  offsets, points, codes, share)
                 rows[i, j] = r
                 if not used:
                     continue
@@ -424,8 +422,8 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
             _hidden(h, grad, inp, ctx, valid, i)
             top = np.float32(-np.inf)
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
-                r, positive, s, used = _candidate(i - i % share, j, width, targets[i], source, seed, shift, prob, alias,
-                                                  drop_hits, offsets, points, codes)
+                r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias,
+                                                  drop_hits, offsets, points, codes, share)
                 rows[i, j], kept[t, j] = r, used
                 if used:
                     deltas[j] = bias[r] + s + _dot(out[r], h)

@@ -138,7 +138,8 @@ def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
 @cuda.jit(fastmath=False)
 def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
                      source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
-    """fused._logistic_step for the examples [block·per, (block+1)·per), one warp."""
+    """fused._logistic_step for the examples [block·per, (block+1)·per), one warp. (`ahead`, the CPU kernels' read
+    ahead, is unused: the warps in flight hide a row's fetch.)"""
     lane = cuda.threadIdx.x
     width = rows.shape[1]
     nq = (inp.shape[1] + 31) // 32
@@ -150,8 +151,8 @@ def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, 
         _hidden(h, grad, inp, ctx, valid, i, lane, nq)
         target, total = targets[i], float32(0.0)
         for j in range(_count(target, source, width, offsets)):
-            r, positive, s, used = _candidate(i - i % share, j, width, target, source, seed, shift, prob, alias, drop_hits,
-                                              offsets, points, codes)
+            r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
+                                              offsets, points, codes, share)
             if lane == 0:
                 rows[i, j] = r
             if not used:
@@ -188,8 +189,8 @@ def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, n
         _hidden(h, grad, inp, ctx, valid, i, lane, nq)
         top = float32(-math.inf)
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
-            r, positive, s, used = _candidate(i - i % share, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
-                                              offsets, points, codes)
+            r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
+                                              offsets, points, codes, share)
             delta = _score(out, r, h, sh, lane, nq, bias) + s  # every lane takes part in the warp sum
             if lane == 0:
                 rows[i, j], kept[j], deltas[j] = r, used, delta
