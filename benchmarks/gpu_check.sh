@@ -7,14 +7,15 @@
 #   bench-sg.md, bench-cbow.md   w2v-nce bench --device cuda, 5 epochs, neg and nce, with the scores
 #   ncu.txt         Nsight Compute on one training launch of the fused sg-neg kernel
 #   tests.log       pytest -m cuda, whole
-# STAGES (default: all) picks some: env selfcheck kerneltests profile bench trainingtests ncu. DEADLINE (seconds,
+#   bench-share.md  sg-neg and sg-nce with --shared-noise 8 (the CPU's default for sg), 5 epochs
+# STAGES (default: all) picks some: env selfcheck kerneltests profile bench share trainingtests ncu. DEADLINE (seconds,
 # default 420) bounds the whole: each stage gets at most what is left of it, so the device call's timeout can be
 # DEADLINE plus a margin and still return every log.
 set -u
 OUT=${OUT:-.}
 KIT=${KIT:-.device}
 PY=${PYTHON:-python3}
-STAGES=${STAGES:-"env selfcheck kerneltests profile bench trainingtests ncu"}
+STAGES=${STAGES:-"env selfcheck kerneltests profile bench share trainingtests ncu"}
 DEADLINE=${DEADLINE:-420}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-check.log") 2>&1
@@ -70,7 +71,7 @@ if want profile && fits 100; then
     2> >(grep -v "NumbaPerformanceWarning\|warnings.warn" >&2)
 fi
 
-bench() {  # w2v-nce bench --device cuda --model $1, neg and nce, with the scores
+bench() {  # w2v-nce bench --device cuda --model $1, neg and nce, with the scores; $3: more flags, $4: the report's name
   # 5 epochs where the profile's speed says they fit in 25 s of training, else fewer (the report says which)
   local epochs
   epochs=$($PY -c "import json
@@ -82,18 +83,20 @@ except Exception:
   fits 60 || return
   stage "w2v-nce bench --device cuda --model $1, $epochs epochs"
   timeout "$(lim $2)" $PY -m w2v_nce.cli bench "$KIT/corpus.txt.gz" --ours-only --device cuda --model "$1" --loss neg \
-    --loss nce --epochs "$epochs" --json --out "$OUT/bench-$1.md" 2>&1 \
+    --loss nce --epochs "$epochs" ${3:-} --json --out "$OUT/bench-${4:-$1}.md" 2>&1 \
     | tr '\r' '\n' | grep -v "it/s\]$\|Mw/s\|NumbaPerformance\|warnings.warn" | tail -30
 }
 
 if want bench; then bench sg 110; fi
 
+if want bench; then bench cbow 90; fi
+
+if want share; then bench sg 90 "--shared-noise 8" share; fi
+
 if want trainingtests && fits 40; then
   stage "pytest -m cuda: every head x model x step trains on the Lee corpus"
   run_tests 120 "learns_the_same_signal"
 fi
-
-if want bench; then bench cbow 90; fi
 
 if want ncu && fits 40; then
   stage "Nsight Compute on one training launch (sg-neg, a 20 MB slice)"

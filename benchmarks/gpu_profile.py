@@ -89,6 +89,47 @@ def run_steps(tr: Trainer, plan: backends.Plan, examples: list) -> tuple[int, fl
     return n_done, host, clock.seconds() if clock is not None and clock.events else 0.0
 
 
+def generation(corpus_dir: Path, vocab, model: str, loss: str, epoch_words: int, scale: float, log) -> dict:
+    """An epoch's example generation, whole and by stage (synchronised after each)."""
+    from w2v_nce import batches
+    out = {}
+    cfg = make_config(None, model=model, loss=loss, device=DEVICE, epochs=1)
+    tr = Trainer(cfg, corpus_dir, vocab, backends.plan(cfg))
+    _, seconds = draw(tr, range(len(tr.starts)))
+    out["epoch"] = {"s": seconds, "words_per_s": epoch_words * scale / seconds, "ids_on_device": tr.ids_on_device
+                    is not None}
+    log(f"  generation: {seconds:.3f} s an epoch ({epoch_words * scale / seconds / 1e6:.0f}M words/s; the corpus "
+        f"{'on the device' if tr.ids_on_device is not None else 'read from the host'})")
+    stages = dict.fromkeys(("read", "subsample", "lines", "windows", "examples"), 0.0)
+    for c in range(len(tr.starts)):
+        t = time.perf_counter()
+        s = tr.starts[c]
+        if tr.ids_on_device is not None:
+            ids = tr.ids_on_device[s:s + cfg.chunk_tokens].long()
+        else:
+            ids = torch.from_numpy(np_int64(tr.ids[s:s + cfg.chunk_tokens])).to(tr.device)
+        sync(); stages["read"] += time.perf_counter() - t; t = time.perf_counter()  # noqa: E702
+        ids = batches.subsample(ids, tr.keep, tr.gen)
+        sync(); stages["subsample"] += time.perf_counter() - t; t = time.perf_counter()  # noqa: E702
+        w, lines = batches.split_lines(ids)
+        sync(); stages["lines"] += time.perf_counter() - t; t = time.perf_counter()  # noqa: E702
+        eff = batches.draw_windows(len(w), cfg.window, tr.device, tr.gen)
+        sync(); stages["windows"] += time.perf_counter() - t; t = time.perf_counter()  # noqa: E702
+        if model == "sg":
+            batches.skipgram_pairs(w, lines, eff, cfg.window)
+        else:
+            batches.cbow_examples(w, lines, eff, cfg.window)
+        sync(); stages["examples"] += time.perf_counter() - t  # noqa: E702
+    out["stages"] = stages
+    log("  generation by stage: " + ", ".join(f"{k} {v:.3f} s" for k, v in stages.items()))
+    return out
+
+
+def np_int64(a):
+    import numpy as np
+    return np.asarray(a, dtype=np.int64)
+
+
 def profile_model(corpus_dir: Path, vocab, info: dict, model: str, loss: str, budget: float, log) -> dict:
     cfg = make_config(None, model=model, loss=loss, device=DEVICE, epochs=1)
     plan = backends.plan(cfg)
@@ -117,23 +158,26 @@ def profile_model(corpus_dir: Path, vocab, info: dict, model: str, loss: str, bu
     log(f"{model}-{loss} {plan.kernel}: {chunks} chunks, {n_t:,} examples; gen {gen_t:.2f} s, step {host_t:.2f} s "
         f"(kernel {kern_t:.2f} s); {row['words_per_s'] / 1e6:.2f}M words/s{in_kernel}")
 
-    # speed against warps in flight and launch size, on the first two chunks (the model keeps training: speed only)
+    row["generation"] = generation(corpus_dir, vocab, model, loss, tr.epoch_words, scale, log)
+    # speed against the workers, the warps a block and the registers a thread, on the first two chunks (the model
+    # keeps training: speed only)
     if DEVICE != "cuda":
         return row
     from w2v_nce import fused_cuda
     ex, _ = draw(tr, range(first))
     words2 = sum(words[:first])
     sweep = []
-    base = fused_cuda.WORKERS
-    for workers, batch in ((1024, 1 << 20), (2048, 1 << 20), (4096, 1 << 20), (8192, 1 << 20), (16384, 1 << 20),
-                           (4096, 1 << 18), (4096, 1 << 22)):
-        fused_cuda.WORKERS = workers
-        n, host, kern = run_steps(tr, dataclasses.replace(plan, batch_size=batch), ex)
-        sweep.append({"workers": workers, "batch": batch, "step_s": host, "kernel_s": kern,
+    base = fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS
+    for workers, warps, regs in ((4096, 1, None), (16384, 1, None), (4096, 1, 64), (16384, 1, 64), (16384, 1, 56),
+                                 (16384, 1, 48), (16384, 2, 48), (32768, 1, 64)):
+        fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS = workers, warps, regs
+        run_steps(tr, plan, ex[:1])  # compiles a new block size or register limit before it is timed
+        n, host, kern = run_steps(tr, plan, ex)
+        sweep.append({"workers": workers, "warps": warps, "max_registers": regs, "step_s": host, "kernel_s": kern,
                       "words_per_s_step": words2 / host})
-        log(f"  workers {workers:6d} launch {batch:8d}: step {host:.3f} s kernel {kern:.3f} s "
-            f"-> {words2 / host / 1e6:.1f}M words/s without example generation")
-    fused_cuda.WORKERS = base
+        log(f"  workers {workers:6d} warps/block {warps} max registers {regs}: step {host:.3f} s kernel {kern:.3f} "
+            f"s -> {words2 / host / 1e6:.1f}M words/s without example generation")
+    fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS = base
     row["sweep"] = sweep
 
     # the PyTorch step on one chunk, at its default batch

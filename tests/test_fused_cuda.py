@@ -25,18 +25,20 @@ def test_cuda_kernels_in_the_simulator():
     r = subprocess.run([sys.executable, "-c", "from tests.test_fused_cuda import checks; checks()"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok") == len(CASES) + 3, r.stdout
+    assert r.stdout.count("ok") == len(CASES) + 4, r.stdout
 
 
-def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True, share=1):
-    """fused_cuda.launch on numpy copies (the simulator's device arrays); returns them after the step."""
+def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True, share=1, record=True):
+    """fused_cuda.launch on numpy copies (the simulator's device arrays); returns them after the step. Without
+    record, rows and coef are (1, C) placeholders, as in training: the kernel leaves them alone."""
     from w2v_nce import fused_cuda
 
     head = model.head
     family, tab, width = fused.tables(head)
     tab = tab._replace(bias_now=True, share=share)  # as fused_cuda.train_step runs it
     inp, out, bias = (a.numpy().copy() for a in (model.input, head.weight, head.bias))
-    rows, coef = np.zeros((len(targets), width), np.int64), np.zeros((len(targets), width), np.float32)
+    n = len(targets) if record else 1
+    rows, coef = np.zeros((n, width), np.int64), np.zeros((n, width), np.float32)
     loss = np.zeros(len(targets), dtype=np.float32)
     fused_cuda.launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, 7,
                       workers=workers)
@@ -82,6 +84,15 @@ def checks():
     for got, exp in zip((inp, out, bias, losses), want):
         np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(exp).max())))
     print("ok shared noise")
+    # training's launches record nothing: the same update, every loss, and the (1, C) placeholders untouched
+    for arch, loss in (("sg", "neg"), ("cbow", "infonce")):
+        model, ctx, valid, targets = make_problem(arch, loss, n=7, dim=40)
+        want = run_kernel(model, ctx, valid, targets, 0.05, workers=1)
+        got = run_kernel(model, ctx, valid, targets, 0.05, workers=1, record=False)
+        for g, w in zip(got[:3] + got[4:], want[:3] + want[4:]):
+            np.testing.assert_array_equal(g, w)
+        assert not got[3].any()
+    print("ok placeholders")
     # the start-up check that a GPU run makes before it trusts the kernels: passes here, and catches a kernel
     # that is off by 1% in the learning rate
     from w2v_nce import fused_cuda

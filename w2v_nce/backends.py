@@ -46,10 +46,13 @@ class Plan:
     def prepare(self, head, threads: int) -> None:
         """Before the timed training: the compiled CPU step's threads, and its loop compiled (or loaded from
         numba's cache). One thread is reproducible to the bit; more update without locks (Hogwild), as
-        word2vec.c and gensim do. (The CUDA kernels were compiled by their self-check, in plan.)"""
+        word2vec.c and gensim do. On a GPU, the CUDA kernel of the head's family for its dim."""
         if self.kernel == "fused" and self.device.type == "cpu":
             fused.set_threads(threads)
             fused.warm_up(head)
+        elif self.kernel == "fused":
+            from . import fused_cuda
+            fused_cuda.warm_up(self.device, head.weight.shape[1], ("neg",) if head.family == LOGISTIC else ("infonce",))
 
     def step(self, model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True):
         """One training step; returns the summed loss (a 0-d tensor, left on the device), or with need_loss=False

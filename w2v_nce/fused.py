@@ -214,7 +214,9 @@ def noise_draw(seed, m, prob, alias):
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
     z = z ^ (z >> np.uint64(31))
     col = np.int64(((z >> np.uint64(32)) * np.uint64(len(prob))) >> np.uint64(32))
-    coin = np.float32((z & np.uint64(0xFFFFFFFF)) * 2.3283064365386963e-10)  # [0, 1)
+    # [0, 1]: the low 32 bits rounded once to float32, then scaled exactly (the same value as through float64, with
+    # no float64 arithmetic, which costs the GPU)
+    coin = np.float32(np.uint32(z & np.uint64(0xFFFFFFFF))) * np.float32(2.3283064365386963e-10)
     return col if coin < prob[col] else alias[col]
 
 
@@ -225,15 +227,16 @@ def count(target, source, width, offsets):
 
 def candidate_function(draw):
     """`candidate` for a target (the CPU or the GPU) on which `draw` is noise_draw."""
-    def candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes, share):
-        """Candidate j of example i: (output row, label is 1, score shift, whether it is a term of the loss). The
-        noise words are draws f·width + j, where f = i - i mod share is the first example of i's shared draw."""
+    def candidate(first, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes):
+        """Candidate j of an example: (output row, label is 1, score shift, whether it is a term of the loss). The
+        noise words are draws first·width + j, where first = i - i mod share is the first example of example i's
+        shared draw (the callers compute it once an example, not once a candidate)."""
         if source == TREE:
             p = offsets[target] + j
             return points[p], codes[p] == 0, np.float32(0.0), True
         if j == 0:
             return target, True, shift[target], True
-        r = draw(seed, (i - i % share) * width + j, prob, alias)
+        r = draw(seed, first * width + j, prob, alias)
         return r, False, shift[r], not (drop_hits and r == target)
     return candidate
 
@@ -373,10 +376,10 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
-            target, total = targets[i], np.float32(0.0)
+            target, total, first = targets[i], np.float32(0.0), i - i % share
             for j in range(_count(target, source, width, offsets)):
-                r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
-                                                  offsets, points, codes, share)
+                r, positive, s, used = _candidate(first, j, width, target, source, seed, shift, prob, alias,
+                                                  drop_hits, offsets, points, codes)
                 rows[i, j] = r
                 if not used:
                     continue
@@ -420,10 +423,10 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
-            top = np.float32(-np.inf)
+            top, first = np.float32(-np.inf), i - i % share
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
-                r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias,
-                                                  drop_hits, offsets, points, codes, share)
+                r, positive, s, used = _candidate(first, j, width, targets[i], source, seed, shift, prob, alias,
+                                                  drop_hits, offsets, points, codes)
                 rows[i, j], kept[t, j] = r, used
                 if used:
                     deltas[j] = bias[r] + s + _dot(out[r], h)

@@ -11,8 +11,10 @@ takes a contiguous share of the launch's examples and runs fused.py's loop over 
 32nd component of the hidden vector and of its gradient, and a dot product is a warp sum. The updates are
 atomic adds, so no update is lost; so are the biases' (`bias_now`), where the CPU sums them over its 4,096-example
 batch: summed over a launch of a million examples, sg-nce lost 0.3 of WS353 on an H200 (BENCHMARKS.md section 6).
-How stale a read can be is set by the number of workers in flight, WORKERS, and not by the launch size.
-So a launch can hold a million examples, which amortises the launch and the Python loop, while the
+How stale a read can be is set by the number of workers in flight, and not by the launch size: a block is one
+warp, and an SM holds at most 32 blocks, so at most 4,224 warps are in flight on an H200 (132 SMs) however many
+workers a launch has (WORKERS: more than fit only shorten each one's share, so that the launch's last wave leaves
+fewer SMs idle). So a launch can hold a million examples, which amortises the launch and the Python loop, while the
 staleness stays that of a 4,096-example mini-batch. At that batch size the PyTorch step matched or beat the
 sequential CPU step's scores (BENCHMARKS.md sections 1, 3 and 6).
 
@@ -27,6 +29,7 @@ simulator.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numpy as np
@@ -39,19 +42,22 @@ import torch
 if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 
-from numba import config, cuda, float32, int32  # noqa: E402
+from numba import config, cuda, float32, int32, int64  # noqa: E402
 
 from . import fused
 from .fused import TINY, candidate_function, count, logistic, noise_draw, tables
 from .heads import LOGISTIC
 
-WORKERS = 4096  # warps in flight: the Hogwild staleness, like a mini-batch of this many examples
+WORKERS = 16384  # warps a launch; at most 32 an SM run at once (the module docstring): 1.13x 4,096 (BENCHMARKS 6)
 # hs: every example's path starts at the root, so the root's row is read by every warp in flight before their
 # updates land: a summed batch of that many gradients. The PyTorch step diverged on cbow-hs at 1,024 and trained
 # at 256 (backends.largest_summed_batch); on the GPU, unmeasured yet, hs keeps that staleness.
 TREE_WORKERS = 256
-MAX_Q = 32  # components per lane
-MAX_DIM = 32 * MAX_Q  # 1024; a larger --dim runs the PyTorch step
+WARPS = 1  # warps a block (kernels()): 1 keeps the warps in flight at 32 an SM
+# registers a thread: at 88, the compiler's choice for dim 100, an SM held 20 warps (ncu: latency-bound, 0.93
+# eligible warps a scheduler); 64 lets it hold its 32 blocks. None: the compiler's choice
+MAX_REGISTERS = 64
+MAX_DIM = 1024  # 32 components a lane at most; a larger --dim runs the PyTorch step
 MAX_CANDIDATES = 256  # the softmax family keeps every score of an example: k + 1 <= this on the GPU
 
 _noise = cuda.jit(device=True)(noise_draw)  # the CPU kernels' math, compiled for the GPU
@@ -70,6 +76,10 @@ if config.ENABLE_CUDASIM:
         for i in range(32):
             total += sh[i]
         return total
+
+    @cuda.jit(device=True)
+    def _sync_warp():
+        cuda.syncthreads()  # one warp a block in the simulator (_blocks)
 else:
     @cuda.jit(device=True)
     def _warp_sum(v, sh, lane):
@@ -80,6 +90,10 @@ else:
             v += cuda.shfl_xor_sync(0xFFFFFFFF, v, off)
             off //= 2
         return v
+
+    @cuda.jit(device=True)
+    def _sync_warp():
+        cuda.syncwarp(0xFFFFFFFF)
 
 
 @cuda.jit(device=True)
@@ -104,23 +118,31 @@ def _hidden(h, grad, inp, ctx, valid, i, lane, nq):
 
 
 @cuda.jit(device=True)
-def _score(out, r, h, sh, lane, nq, bias):
-    """<out_r, h> + b_r, the same value in every lane. Lane 0 alone reads the bias and adds it into the warp sum:
-    it wrote the bias's last change itself (an atomic add), which another lane's read need not see yet."""
-    part = bias[r] if lane == 0 else float32(0.0)
+def _load(out, r, o, lane, nq):
+    """This lane's components of output row r into o (0 past the dimension)."""
     for q in range(nq):
         d = lane + 32 * q
-        if d < out.shape[1]:
-            part += out[r, d] * h[q]
+        o[q] = out[r, d] if d < out.shape[1] else float32(0.0)
+
+
+@cuda.jit(device=True)
+def _score(o, h, sh, lane, nq, b):
+    """<o, h> + b, the same value in every lane: the lanes' partial sums, with b added by lane 0 alone (the lane
+    that read the bias: it wrote the bias's last change itself, an atomic add, which another lane's read need not
+    see yet)."""
+    part = b if lane == 0 else float32(0.0)
+    for q in range(nq):
+        part += o[q] * h[q]
     return _warp_sum(part, sh, lane)
 
 
 @cuda.jit(device=True)
-def _update(out, r, h, grad, c, lane, nq):
+def _update(out, r, o, h, grad, c, lane, nq):
+    """grad += c o, with o the row as it was read for the score; out_r += c h."""
     for q in range(nq):
         d = lane + 32 * q
         if d < out.shape[1]:
-            grad[q] += c * out[r, d]  # with the output row before this update
+            grad[q] += c * o[q]
             cuda.atomic.add(out, (r, d), c * h[q])
 
 
@@ -135,104 +157,181 @@ def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
                     cuda.atomic.add(inp, (ctx[i, s], d), grad[q])
 
 
-@cuda.jit(fastmath=False)
-def _logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                     source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
-    """fused._logistic_step for the examples [block·per, (block+1)·per), one warp. (`ahead`, the CPU kernels' read
-    ahead, is unused: the warps in flight hide a row's fetch.)"""
-    lane = cuda.threadIdx.x
-    width = rows.shape[1]
-    nq = (inp.shape[1] + 31) // 32
-    sh = cuda.shared.array(32, float32)
-    h = cuda.local.array(MAX_Q, float32)  # h[q]: component lane + 32 q of the hidden vector
-    grad = cuda.local.array(MAX_Q, float32)  # the same components of -lr dL/dh
-    start = cuda.blockIdx.x * per
-    for i in range(start, min(targets.shape[0], start + per)):
-        _hidden(h, grad, inp, ctx, valid, i, lane, nq)
-        target, total = targets[i], float32(0.0)
-        for j in range(_count(target, source, width, offsets)):
-            r, positive, s, used = _candidate(i, j, width, target, source, seed, shift, prob, alias, drop_hits,
-                                              offsets, points, codes, share)
-            if lane == 0:
-                rows[i, j] = r
-            if not used:
-                continue
-            g, term = _logistic(_score(out, r, h, sh, lane, nq, bias) + s, positive, need_loss)
-            total += term
-            if abs(g) < TINY:
-                continue
-            c = -lr * g
-            _update(out, r, h, grad, c, lane, nq)
-            if lane == 0:
-                coef[i, j] = c
-                if learn_bias and bias_now:
-                    cuda.atomic.add(bias, r, c)
-        if lane == 0:
-            loss[i] = total
-        _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+@cuda.jit(device=True)
+def _draw(first, j, cnt, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes,
+          picked, shifts, flags, at):
+    """Candidate j of the example, if j < cnt, into picked[at] (its row), shifts[at] and flags[at] (1: label 1,
+    2: a term of the loss). The lanes draw 32 candidates at once: drawn one after the other by the whole warp,
+    each candidate's hash and its alias table reads came before its row could be read."""
+    if j < cnt:
+        r, positive, s, used = _candidate(first, j, width, target, source, seed, shift, prob, alias, drop_hits,
+                                          offsets, points, codes)
+        picked[at], shifts[at] = r, s
+        flags[at] = (1 if positive else 0) + (2 if used else 0)
 
 
-@cuda.jit(fastmath=False)
-def _softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seed,
-                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
-    """fused._softmax_step for the examples [block·per, (block+1)·per), one warp."""
-    lane = cuda.threadIdx.x
-    width = rows.shape[1]
-    nq = (inp.shape[1] + 31) // 32
-    sh = cuda.shared.array(32, float32)
-    deltas = cuda.shared.array(MAX_CANDIDATES, float32)  # the example's scores, written by lane 0
-    kept = cuda.shared.array(MAX_CANDIDATES, int32)
-    h = cuda.local.array(MAX_Q, float32)
-    grad = cuda.local.array(MAX_Q, float32)
-    start = cuda.blockIdx.x * per
-    for i in range(start, min(targets.shape[0], start + per)):
-        _hidden(h, grad, inp, ctx, valid, i, lane, nq)
-        top = float32(-math.inf)
-        for j in range(width):  # every score first: each gradient needs the softmax of all of them
-            r, positive, s, used = _candidate(i, j, width, targets[i], source, seed, shift, prob, alias, drop_hits,
-                                              offsets, points, codes, share)
-            delta = _score(out, r, h, sh, lane, nq, bias) + s  # every lane takes part in the warp sum
+@functools.lru_cache(maxsize=None)
+def kernels(nq: int, warps: int, registers: int | None = None):
+    """(the logistic family's kernel, the softmax family's) for dim <= 32·nq, in blocks of `warps` warps, with at
+    most `registers` registers a thread.
+
+    nq, the components a lane holds, is a constant of the compiled code: every loop over them unrolls, and h and
+    grad stay in registers. Read from the shape at run time, they lived in local memory, a load and a store through
+    L1 for every component of every candidate. A warp is a worker whatever the block size: blocks of several warps
+    only let an SM hold more of them (it holds at most 32 blocks)."""
+    jit = cuda.jit(fastmath=False, **({} if config.ENABLE_CUDASIM or not registers else
+                                      {"max_registers": registers}))
+
+    @jit
+    def logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
+                        source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share,
+                        ahead):
+        """fused._logistic_step for the examples [worker·per, (worker+1)·per), one warp. (`ahead`, the CPU
+        kernels' read ahead, is unused: the warps in flight hide a row's fetch.)"""
+        lane, warp = cuda.threadIdx.x % 32, cuda.threadIdx.x // 32
+        width = rows.shape[1]
+        record = rows.shape[0] == targets.shape[0]  # rows and coef are the self-check's: training passes (1, C)
+        sh = cuda.shared.array((warps, 32), float32)[warp]
+        picked = cuda.shared.array((warps, 32), int64)[warp]  # a round of 32 candidates (_draw)
+        shifts = cuda.shared.array((warps, 32), float32)[warp]
+        flags = cuda.shared.array((warps, 32), int32)[warp]
+        h = cuda.local.array(nq, float32)  # h[q]: component lane + 32 q of the hidden vector
+        grad = cuda.local.array(nq, float32)  # the same components of -lr dL/dh
+        o = cuda.local.array(nq, float32)  # the same components of the candidate's output row, read once
+        o2 = cuda.local.array(nq, float32)  # and of the next candidate's, read while this one is applied
+        seed = np.uint64(seeds[0])
+        start = (cuda.blockIdx.x * warps + warp) * per
+        for i in range(start, min(targets.shape[0], start + per)):
+            _hidden(h, grad, inp, ctx, valid, i, lane, nq)
+            target, total, first = targets[i], float32(0.0), i - i % share
+            cnt = _count(target, source, width, offsets)
+            ready = False  # o holds candidate j's row
+            for j in range(cnt):
+                m = j % 32
+                if m == 0:
+                    _sync_warp()  # the last round is read
+                    _draw(first, j + lane, cnt, width, target, source, seed, shift, prob, alias, drop_hits,
+                          offsets, points, codes, picked, shifts, flags, lane)
+                    if record and j + lane < cnt:
+                        rows[i, j + lane] = picked[lane]
+                    _sync_warp()
+                    ready = False
+                r, f = picked[m], flags[m]
+                if f < 2:  # not a term of the loss (a noise draw of the target, dropped)
+                    ready = False
+                    continue
+                if not ready:
+                    _load(out, r, o, lane, nq)
+                b = bias[r] if lane == 0 else float32(0.0)
+                delta = _score(o, h, sh, lane, nq, b) + shifts[m]
+                # the next candidate's row is read now, so that its fetch overlaps this one's update
+                ready = m + 1 < 32 and j + 1 < cnt
+                if ready:
+                    ready = flags[m + 1] >= 2
+                nxt = picked[m + 1] if ready else r
+                if ready:
+                    _load(out, nxt, o2, lane, nq)
+                g, term = _logistic(delta, f % 2 == 1, need_loss)
+                total += term
+                if abs(g) >= TINY:
+                    c = -lr * g
+                    _update(out, r, o, h, grad, c, lane, nq)
+                    if lane == 0:
+                        if record:
+                            coef[i, j] = c
+                        if learn_bias and bias_now:
+                            cuda.atomic.add(bias, r, c)
+                    if ready and nxt == r:  # the same row twice: read it again, with this change
+                        _load(out, nxt, o2, lane, nq)
+                if ready:
+                    for q in range(nq):
+                        o[q] = o2[q]
             if lane == 0:
-                rows[i, j], kept[j], deltas[j] = r, used, delta
-            if used:
-                top = max(top, delta)
-        cuda.syncthreads()  # lane 0's writes are visible to the warp
-        z = float32(0.0)
-        for j in range(width):
-            if kept[j]:
-                z += math.exp(deltas[j] - top)
-        term = top + math.log(z) - deltas[0]
-        if lane == 0:
-            loss[i] = term if need_loss else float32(0.0) * term
-        for j in range(width):
-            if not kept[j]:
-                continue
-            g = math.exp(deltas[j] - top) / z - (float32(1.0) if j == 0 else float32(0.0))
-            if abs(g) < TINY:
-                continue
-            c = -lr * g
-            _update(out, rows[i, j], h, grad, c, lane, nq)
+                loss[i] = total
+            _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+
+    @jit
+    def softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
+                       source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share,
+                       ahead):
+        """fused._softmax_step for the examples [worker·per, (worker+1)·per), one warp."""
+        lane, warp = cuda.threadIdx.x % 32, cuda.threadIdx.x // 32
+        width = rows.shape[1]
+        record = rows.shape[0] == targets.shape[0]
+        sh = cuda.shared.array((warps, 32), float32)[warp]
+        deltas = cuda.shared.array((warps, MAX_CANDIDATES), float32)[warp]  # the example's scores, from lane 0
+        picked = cuda.shared.array((warps, MAX_CANDIDATES), int64)[warp]  # the candidates (_draw)
+        shifts = cuda.shared.array((warps, MAX_CANDIDATES), float32)[warp]
+        flags = cuda.shared.array((warps, MAX_CANDIDATES), int32)[warp]
+        h = cuda.local.array(nq, float32)
+        grad = cuda.local.array(nq, float32)
+        o = cuda.local.array(nq, float32)
+        seed = np.uint64(seeds[0])
+        start = (cuda.blockIdx.x * warps + warp) * per
+        for i in range(start, min(targets.shape[0], start + per)):
+            _hidden(h, grad, inp, ctx, valid, i, lane, nq)
+            top, first = float32(-math.inf), i - i % share
+            for base in range(0, width, 32):  # every candidate, 32 at a time (_draw)
+                _draw(first, base + lane, width, width, targets[i], source, seed, shift, prob, alias, drop_hits,
+                      offsets, points, codes, picked, shifts, flags, base + lane)
+                if record and base + lane < width:
+                    rows[i, base + lane] = picked[base + lane]
+            _sync_warp()
+            for j in range(width):  # every score first: each gradient needs the softmax of all of them
+                r = picked[j]
+                _load(out, r, o, lane, nq)
+                b = bias[r] if lane == 0 else float32(0.0)
+                delta = _score(o, h, sh, lane, nq, b) + shifts[j]  # every lane takes part in the warp sum
+                if lane == 0:
+                    deltas[j] = delta
+                if flags[j] >= 2:
+                    top = max(top, delta)
+            _sync_warp()  # lane 0's writes are visible to the warp
+            z = float32(0.0)
+            for j in range(width):
+                if flags[j] >= 2:
+                    z += math.exp(deltas[j] - top)
+            term = top + math.log(z) - deltas[0]
             if lane == 0:
-                coef[i, j] = c
-                if learn_bias and bias_now:
-                    cuda.atomic.add(bias, rows[i, j], c)
-        cuda.syncthreads()  # every lane has read this example's scores before the next one's are written
-        _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+                loss[i] = term if need_loss else float32(0.0) * term
+            for j in range(width):
+                if flags[j] < 2:
+                    continue
+                g = math.exp(deltas[j] - top) / z - (float32(1.0) if j == 0 else float32(0.0))
+                if abs(g) < TINY:
+                    continue
+                c = -lr * g
+                _load(out, picked[j], o, lane, nq)  # as the CPU kernel, with the row as it is now
+                _update(out, picked[j], o, h, grad, c, lane, nq)
+                if lane == 0:
+                    if record:
+                        coef[i, j] = c
+                    if learn_bias and bias_now:
+                        cuda.atomic.add(bias, picked[j], c)
+            _sync_warp()  # every lane has read this example's scores before the next one's are written
+            _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+
+    return logistic_kernel, softmax_kernel
 
 
 def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed,
            workers: int = WORKERS, stream=0):
     """Run a family's kernel on device arrays (or numpy arrays in the simulator); `tab` is fused.Tables of
-    device arrays. rows and coef must be zero. The biases are updated in the kernel where tab.bias_now, else
-    not at all: then bias[rows] += coef after it."""
+    device arrays; `seed` an int or a one-element int64 device array. rows and coef must be zero, and are written
+    only where they have a row per example (else (1, C) placeholders). The biases are updated in the kernel where tab.bias_now, else not at all: then
+    bias[rows] += coef after it."""
     n = targets.shape[0]
     if inp.shape[1] > MAX_DIM:
         raise ValueError(f"the CUDA step supports dim <= {MAX_DIM}")
+    if isinstance(seed, (int, np.integer)):
+        seed = cuda.to_device(np.array([seed], dtype=np.int64))
     per = max(1, -(-n // max(1, workers)))  # examples a worker
-    blocks = max(1, -(-n // per))
-    kernel = _logistic_kernel if family == LOGISTIC else _softmax_kernel
-    kernel[blocks, 32, stream](inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr),
-                               bool(need_loss), per, np.uint64(seed), *tab)
+    warps = 1 if config.ENABLE_CUDASIM else WARPS  # the simulator's warp sum is a barrier of the whole block
+    blocks = max(1, -(-n // (per * warps)))
+    logistic_kernel, softmax_kernel = kernels(-(-inp.shape[1] // 32), warps, MAX_REGISTERS)
+    kernel = logistic_kernel if family == LOGISTIC else softmax_kernel
+    kernel[blocks, 32 * warps, stream](inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr),
+                                       bool(need_loss), per, seed, *tab)
 
 
 @torch.no_grad()
@@ -245,11 +344,13 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     family, tab, width = tables(head, to=cuda.as_cuda_array)
     # a launch is too large a batch to sum the biases over (module docstring)
     tab = tab._replace(bias_now=True, share=share)
-    # one seed per batch, from the run's generator (as fused.train_step does)
-    seed = int(torch.randint(2**62, (1,), device=device, generator=generator))
+    # one seed per batch, from the run's generator (as fused.train_step does), left on the device: read on the host,
+    # it would wait for the previous launch, and the host could not queue the next work while the GPU trains
+    seed = torch.randint(2**62, (1,), device=device, generator=generator)
     n = len(targets)
-    rows = torch.zeros((n, width), dtype=torch.int64, device=device)  # (B, C)
-    coef = torch.zeros((n, width), dtype=torch.float32, device=device)
+    # the kernel records each example's candidates and coefficients only for the self-check (launch)
+    rows = torch.zeros((1, width), dtype=torch.int64, device=device)  # (1, C)
+    coef = torch.zeros((1, width), dtype=torch.float32, device=device)
     loss = torch.empty(n, dtype=torch.float32, device=device)
     if mask is None:  # skip-gram: one context slot, the centre word
         ctx, valid = inputs[:, None], torch.ones((n, 1), dtype=torch.bool, device=device)
@@ -258,22 +359,25 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     assert model.input.is_contiguous() and head.weight.is_contiguous()  # updated in place through these views
     arrays = [cuda.as_cuda_array(t.contiguous()) for t in
               (model.input, head.weight, head.bias, ctx, valid, targets, rows, coef, loss)]
+    seed = cuda.as_cuda_array(seed)
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     workers = TREE_WORKERS if tab.source == fused.TREE else WORKERS
     launch(family, *arrays, lr, need_loss, tab, seed, workers=workers, stream=stream)
     return loss.sum()
 
 
-def warm_up(device: torch.device) -> None:
-    """Compile both kernels before training is timed: a problem of one example on the device."""
+def warm_up(device: torch.device, dim: int = 1, losses=("neg", "infonce", "hs")) -> None:
+    """Compile the kernels of these heads for this dim (a kernel a family and 32 components of dim) before training
+    is timed: a problem of one example on the device. Compiled in the first launch instead, a run's first second
+    was the compiler's (sg-neg measured 26M words/s in 5 epochs for 40M)."""
     from .sampling import AliasSampler
     from .heads import HSHead, SampledHead
     from .model import Word2Vec
 
     sampler = AliasSampler(np.array([2, 1]), 0.75, device)
-    for head in (SampledHead(2, 1, sampler, 1, "neg"), SampledHead(2, 1, sampler, 1, "infonce"),
-                 HSHead(np.array([2, 1]), 1)):
-        model = Word2Vec(2, 1, "sg", head).to(device)
+    for loss in losses:
+        head = HSHead(np.array([2, 1]), dim) if loss == "hs" else SampledHead(2, dim, sampler, 1, loss)
+        model = Word2Vec(2, dim, "sg", head).to(device)
         ids = torch.zeros(1, dtype=torch.int64, device=device)
         train_step(model, ids, ids, 0.0, None, torch.Generator(device=device))
     cuda.synchronize()

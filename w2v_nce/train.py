@@ -69,6 +69,7 @@ class Trainer:
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
         plan.prepare(head, cfg.threads or os.cpu_count() or 1)
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
+        self.ids_on_device = self._upload_ids()
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
         self.epoch = self.chunk = self.batch = 0
@@ -92,10 +93,24 @@ class Trainer:
         self._start = (0.0, 0.0)  # (words_done, elapsed) when this process started training
 
     # -- examples ---------------------------------------------------------------------------------
+    def _upload_ids(self) -> torch.Tensor | None:
+        """On a GPU, the encoded corpus copied to it once (int32), where it takes at most an eighth of the free
+        memory: read from the host for every chunk, it was half of the example generation's time, which the
+        kernel waited for (BENCHMARKS.md section 6). Copied a chunk at a time, so the host holds no second copy."""
+        if self.device.type != "cuda" or self.ids.nbytes > torch.cuda.mem_get_info(self.device)[0] // 8:
+            return None
+        on = torch.empty(len(self.ids), dtype=torch.int32, device=self.device)
+        for s in self.starts:
+            on[s:s + self.cfg.chunk_tokens].copy_(torch.from_numpy(np.array(self.ids[s:s + self.cfg.chunk_tokens])))
+        return on
+
     def examples(self, chunk: int):
         """All examples of one chunk as (inputs, targets, mask or None), drawn from self.gen."""
         s = self.starts[chunk]
-        ids = torch.from_numpy(np.asarray(self.ids[s:s + self.cfg.chunk_tokens], dtype=np.int64)).to(self.device)
+        if self.ids_on_device is not None:
+            ids = self.ids_on_device[s:s + self.cfg.chunk_tokens].long()
+        else:
+            ids = torch.from_numpy(np.asarray(self.ids[s:s + self.cfg.chunk_tokens], dtype=np.int64)).to(self.device)
         ids = batches.subsample(ids, self.keep, self.gen)
         words, lines = batches.split_lines(ids)
         eff = batches.draw_windows(len(words), self.cfg.window, self.device, self.gen)
