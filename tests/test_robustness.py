@@ -185,22 +185,36 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     assert rss_mb < 1024
 
 
-@pytest.mark.parametrize("kernel,share", [("fused", 1), ("fused", 8), ("torch", None)])
-def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share):
+@pytest.mark.parametrize("kernel,share,ahead", [("fused", 1, False), ("fused", 8, False), ("torch", None, False),
+                                                ("fused", 1, True)])
+def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share, ahead):
+    """ahead: each chunk drawn during the last one's final batch, as on a GPU (Trainer._draw_ahead): the same run,
+    and the same resume, also from a checkpoint taken while drawn examples wait."""
     import torch
 
     cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256,
                       kernel=kernel, shared_noise=share)
     vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
 
-    def fresh():
-        return train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
+    def fresh(draw_ahead=ahead):
+        t = train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
+        t.draw_ahead = draw_ahead
+        return t
 
-    ref = fresh()
+    ref = fresh(False)
     chunk_starts = []
     draw = ref.examples
     ref.examples = lambda c: (chunk_starts.append(ref.step), draw(c))[1]
     ref.run()
+    if ahead:
+        t = fresh()
+        t.run()
+        assert torch.equal(t.model.input, ref.model.input) and torch.equal(t.model.head.weight, ref.model.head.weight)
+        # a checkpoint while a chunk's examples wait holds the generator's state before they were drawn
+        t = fresh()
+        before = t.gen.get_state()
+        t._draw_ahead(0)
+        assert torch.equal(t.position_state()["gen_state"], before) and not torch.equal(t.gen.get_state(), before)
     # the first batch of a chunk (its examples are drawn, no step taken), inside a chunk, the start of epoch 2
     epoch2 = chunk_starts[len(chunk_starts) // 2]
     for stop_at in sorted({chunk_starts[1], chunk_starts[2] + 3, epoch2, chunk_starts[-1] + 1}):

@@ -70,6 +70,10 @@ class Trainer:
         plan.prepare(head, cfg.threads or os.cpu_count() or 1)
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         self.ids_on_device = self._upload_ids()
+        # on a GPU each chunk's examples are drawn during the last chunk's training (_draw_ahead), on a side stream
+        self.draw_ahead = device.type == "cuda"
+        self.side = torch.cuda.Stream(device) if device.type == "cuda" else None
+        self.ahead = None
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
         self.epoch = self.chunk = self.batch = 0
@@ -120,6 +124,27 @@ class Trainer:
         ctx, mask, centre = batches.cbow_examples(words, lines, eff, self.cfg.window)
         return ctx, centre, mask
 
+    def _draw_ahead(self, chunk: int) -> None:
+        """On a GPU: the next chunk's examples, drawn on a side stream while the device still trains on this one's
+        (its launches are queued, and the host does not wait for them), into self.ahead = ((epoch, chunk), the
+        generator's state before them, examples). They are drawn at the same point of the generator's sequence as
+        at the top of the loop, and a checkpoint taken before the loop uses them holds the state before them, so a
+        run, and its resume from any point, are the same as without. Drawn in line, the device waited for the
+        host's part of every chunk's drawing: cbow trained at 108-128M words/s in `train`, and at 151M in a profile
+        of the kernel and the drawing alone (BENCHMARKS.md section 6)."""
+        state = self.gen.get_state()
+        if self.side is None:  # the CPU (the tests): the same draws, in line
+            examples = self.examples(chunk)
+        else:
+            main = torch.cuda.current_stream(self.device)
+            with torch.cuda.stream(self.side):
+                examples = self.examples(chunk)
+            main.wait_stream(self.side)  # the next launches wait for them; those already queued do not
+            for t in examples:
+                if t is not None:
+                    t.record_stream(main)  # their memory is not reused by the side stream while main reads it
+        self.ahead = ((self.epoch, chunk), state, examples)
+
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, bar: tqdm | None = None, stop=lambda: False, on_epoch_end=lambda: None) -> None:
         cfg = self.cfg
@@ -134,7 +159,10 @@ class Trainer:
                     # the last chunk's examples go before this one's are drawn: two chunks' at once were a third of
                     # the peak memory of a training run (BENCHMARKS.md section 5)
                     inputs = targets = mask = None
-                    if self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
+                    if self.ahead is not None and self.ahead[0] == (self.epoch, self.chunk):
+                        _, self.chunk_gen_state, (inputs, targets, mask) = self.ahead  # drawn during the last chunk
+                        self.ahead = None
+                    elif self.chunk_gen_state is None:  # this chunk's examples are not drawn yet
                         self.chunk_gen_state = self.gen.get_state()
                         inputs, targets, mask = self.examples(self.chunk)
                     else:  # resumed inside a chunk: redraw the same examples, then continue the noise stream
@@ -163,6 +191,8 @@ class Trainer:
                         self.batch += 1
                         self.step += 1
                         self.words_done = words_before + chunk_words * self.batch / n_batches
+                        if self.batch == n_batches and self.draw_ahead and self.chunk + 1 < len(self.starts):
+                            self._draw_ahead(self.chunk + 1)  # before the report waits for the device
                         now = time.perf_counter()
                         if now - last_report > 0.5 or self.batch == n_batches:
                             last_report = now
@@ -238,7 +268,8 @@ class Trainer:
             "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "step": self.step,
                          "words_done": self.words_done, "elapsed_s": self.elapsed(),
                          "metrics_bytes": self.history.tell() if self.history is not None else None},
-            "gen_state": self.gen.get_state().cpu(),
+            # examples drawn ahead (_draw_ahead) and not begun are not in the checkpoint: the state before them
+            "gen_state": (self.gen.get_state() if self.ahead is None else self.ahead[1]).cpu(),
             "chunk_gen_state": None if self.chunk_gen_state is None else self.chunk_gen_state.cpu(),
             "loss": self.loss_sum,
         }
