@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-speed bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-speed bench-continued bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -22,6 +22,11 @@ bench:
 bench-speed:
 	w2v-nce bench $(CORPUS) --loss neg --loss nce --loss hs --loss infonce --loss sampled-softmax --epochs 5 \
 	  --threads 2 --out bench-speed.md
+
+# BENCHMARKS.md section 8: continued training (--init) on the corpus's second half against A+B from scratch and
+# against gensim's build_vocab(update=True), sg-neg, 5 epochs (about 15 minutes on 2 cores)
+bench-continued:
+	$(PYTHON) benchmarks/continued.py $(CORPUS) --model sg --loss neg --epochs 5 --threads 2 --out bench-continued.md
 
 # BENCHMARKS.md section 4: the CPU levers (shared noise) against the exact step, 2 seeds (about 15 minutes a variant)
 bench-levers:

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from w2v_nce import backends  # noqa: E402
 from w2v_nce.config import make_config  # noqa: E402
-from w2v_nce.train import Trainer, prepare  # noqa: E402
+from w2v_nce.training import Trainer, prepare  # noqa: E402
 
 
 DEVICE = "cuda"
@@ -82,7 +82,7 @@ def run_steps(tr: Trainer, plan: backends.Plan, examples: list) -> tuple[int, fl
             for s in range(0, len(targets), plan.batch_size):
                 sl = slice(s, s + plan.batch_size)
                 plan.step(tr.model, inputs[sl], targets[sl], tr.lr, None if mask is None else mask[sl], tr.gen,
-                          need_loss=False)
+                          need_loss=True)
                 n_done += len(targets[sl])
         sync()
         host = time.perf_counter() - t

@@ -51,7 +51,7 @@ def test_each_head_is_compared_with_gensim_s_same_head_where_it_has_one():
 def test_gpu_order_puts_example_t_of_every_share_in_one_step():
     import torch
 
-    from w2v_nce import bench, train as train_mod
+    from w2v_nce import bench, training as train_mod
 
     original = train_mod.Trainer.examples
     train_mod.Trainer.examples = lambda self, chunk: (torch.arange(10) * 10, torch.arange(10), None)

@@ -11,7 +11,7 @@ from w2v_nce.evaluate import load_vectors
 from w2v_nce.backends import gradients
 from w2v_nce.heads import make_head
 from w2v_nce.sampling import AliasSampler
-from w2v_nce.train import train
+from w2v_nce.training import train
 
 from .test_end_to_end import THRESHOLD, neighbour_rank
 

@@ -14,7 +14,7 @@ from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
 from w2v_nce.evaluate import load_vectors
-from w2v_nce.train import train
+from w2v_nce.training import train
 
 PAIRS = [("bin", "laden"), ("al", "qaeda"), ("osama", "laden"), ("yasser", "arafat"), ("tora", "bora"),
          ("palestinian", "israeli"), ("hamas", "gaza"), ("fire", "firefighters"), ("taliban", "afghan"),

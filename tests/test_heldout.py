@@ -11,7 +11,7 @@ from w2v_nce import heldout
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.heads import HSHead, OutputHead
-from w2v_nce.train import train
+from w2v_nce.training import train
 
 
 def head_of(out, bias):

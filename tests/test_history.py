@@ -7,7 +7,7 @@ import pytest
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import train as train_mod, vocab
+from w2v_nce import training as train_mod, vocab
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.plot import read_metrics

@@ -10,7 +10,7 @@ from gensim.test.utils import datapath
 from w2v_nce import heldout, plot
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
-from w2v_nce.train import train
+from w2v_nce.training import train
 
 LEE = datapath("lee_background.cor")
 HELD = datapath("lee.cor")

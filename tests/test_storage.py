@@ -15,7 +15,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import export, rundir, train as train_mod
+from w2v_nce import export, rundir, training as train_mod
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError

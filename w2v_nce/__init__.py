@@ -1,5 +1,22 @@
-"""w2v-nce: word2vec (CBOW / skip-gram) with softmax, negative sampling or true NCE, in PyTorch."""
+"""w2v-nce: word2vec (CBOW / skip-gram) with softmax, negative sampling or true NCE, in PyTorch.
 
-__version__ = "0.2.0"
+    import w2v_nce
+    run = w2v_nce.train("corpus.txt", loss="nce")    # or a list of paths, or an iterable of sentences
+    run.vectors.most_similar("king")                 # gensim KeyedVectors
+    w2v_nce.load("runs/latest").metrics
 
-from .errors import W2VError  # noqa: E402,F401
+The API (api.py) is imported on first use, so that `import w2v_nce` and the CLI's quick commands stay light.
+"""
+
+__version__ = "0.3.0"
+
+from .errors import UsageError, W2VError  # noqa: E402,F401
+
+__all__ = ["train", "load", "Run", "W2VError", "UsageError", "__version__"]
+
+
+def __getattr__(name: str):
+    if name in ("train", "load", "Run"):
+        from . import api
+        return getattr(api, name)
+    raise AttributeError(f"module 'w2v_nce' has no attribute {name!r}")

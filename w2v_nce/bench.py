@@ -106,7 +106,7 @@ def bound_fraction(row: dict, cfg: Config, bandwidth: float) -> float | None:
 def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contexts: int, log) -> dict:
     from .backends import resolve_device
     from .rundir import load_run, read_config
-    from .train import train
+    from .training import train
 
     device = resolve_device(cfg.device).type
     run_dir = workdir / f"ours-{cfg.model}-{cfg.loss}-{device}"
@@ -166,7 +166,7 @@ def gpu_order(workers: int, launch: int):
     `launch` examples is cut into `workers` contiguous shares, and the examples are reordered so that a
     mini-batch of `workers` examples holds example t of every share, as warps moving in lockstep would.
     Use with --kernel torch --batch-size workers."""
-    from . import train as train_mod
+    from . import training as train_mod
 
     original = train_mod.Trainer.examples
 

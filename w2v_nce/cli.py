@@ -19,7 +19,7 @@ from typer.core import TyperGroup
 
 from . import __version__, rundir
 from .config import presets
-from .errors import W2VError
+from .errors import UsageError, W2VError
 
 
 class _Group(TyperGroup):
@@ -93,6 +93,7 @@ def train(
     seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
     resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
+    init: Annotated[Optional[Path], typer.Option(help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. --epochs 0 gives its vectors back, with the new words'.")] = None,
     eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
     sync_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 1000000.")] = None,
     sync: Annotated[Optional[str], typer.Option(help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation). Default: full.")] = None,
@@ -103,14 +104,11 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
-    from . import backends, config as config_mod, train as train_mod
-
+    from . import api, config as config_mod
     from .distributed import env_rank
 
     if resume is not None:
-        if sync_timeout is not None:  # the run's config is read later; the flag's own rule is Config's
-            config_mod.Config(sync_timeout=sync_timeout).validate()
-        train_mod.train(None, None, resume, resume=True, progress=progress, log=_info, timeout=sync_timeout)
+        api.train(out=resume, resume=True, progress=progress, log=_info, sync_timeout=sync_timeout)
         return
     if corpus is None:
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
@@ -123,15 +121,11 @@ def train(
                  sync_hot_words=sync_hot_words)
     try:
         flags["sync_gain"] = config_mod.parse_gain(sync_gain)
-        cfg = config_mod.make_config(config, **flags)
-        backends.plan(cfg)  # usage errors (device, kernel) before any work
-        # only rank 0 of a torchrun job reads the corpus: the others' machines need not have it
-        if not corpus.exists() and env_rank() == 0:
-            raise W2VError(f"corpus {corpus} does not exist; check the path")
-    except W2VError as e:
+        api.train(corpus, out, config=config, init=init, progress=progress, log=_info,
+                  **{k: v for k, v in flags.items() if v is not None})
+    except UsageError as e:
         e.quiet = env_rank() > 0  # every rank checks the same flags: rank 0 says what is wrong
         raise
-    train_mod.train(cfg, corpus, out, progress=progress, log=_info)
 
 
 @app.command("export")

@@ -77,8 +77,10 @@ class Config:
         need(self.kernel in KERNELS, f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         need(self.encoding_errors in ENCODING_ERRORS,
              f"unknown encoding-errors {self.encoding_errors!r}: choose strict or replace")
-        for name in ("dim", "window", "epochs", "chunk_tokens", "min_count"):
+        for name in ("dim", "window", "chunk_tokens", "min_count"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
+        # 0 is for continued training (--init): the earlier run's vectors, with the new words' added
+        need(self.epochs >= 0, f"--epochs must be >= 0 (got {self.epochs}); 0 only with --init")
         need(self.batch_size is None or self.batch_size > 0, f"--batch-size must be > 0 (got {self.batch_size})")
         need(self.shared_noise is None or self.shared_noise >= 1,
              f"--shared-noise must be >= 1 (got {self.shared_noise}); 1 draws noise words for every example")

@@ -3,7 +3,7 @@ data to the others, and noticing a rank that stopped. replicas.py keeps the mode
 
 torchrun starts one process per GPU or per group of CPU threads, on one machine or several, and tells each its
 RANK, WORLD_SIZE and LOCAL_RANK in the environment. Without them (or with WORLD_SIZE 1) `train` is the
-single-process training of train.py, unchanged.
+single-process training of training.py, unchanged.
 
 - Rank 0 alone reads the corpus and writes the run directory. It sends every other rank, over the process group
   (the machines need not share a filesystem), the resolved config, the vocabulary and its shard of the encoded

@@ -42,7 +42,7 @@ import torch
 if not hasattr(np, "row_stack"):
     np.row_stack = np.vstack
 
-from numba import config, cuda, float32, int32, int64  # noqa: E402
+from numba import config, cuda, float32, float64, int32, int64  # noqa: E402
 
 from . import fused
 from .fused import TINY, candidate_function, count, logistic, noise_draw, tables
@@ -181,6 +181,12 @@ def kernels(nq: int, warps: int, registers: int | None = None):
     only let an SM hold more of them (it holds at most 32 blocks)."""
     jit = cuda.jit(fastmath=False, **({} if config.ENABLE_CUDASIM or not registers else
                                       {"max_registers": registers}))
+    return _logistic_family(jit, nq, warps), _softmax_family(jit, nq, warps)
+
+
+def _logistic_family(jit, nq: int, warps: int):
+    """fused._logistic_step's kernel (kernels())."""
+
 
     @jit
     def logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
@@ -204,6 +210,7 @@ def kernels(nq: int, warps: int, registers: int | None = None):
         for i in range(start, min(targets.shape[0], start + per)):
             _hidden(h, grad, inp, ctx, valid, i, lane, nq)
             target, total, first = targets[i], float32(0.0), i - i % share
+            prod = float64(1.0)  # the product of the terms' q (fused.logistic)
             cnt = _count(target, source, width, offsets)
             ready = False  # o holds candidate j's row
             for j in range(cnt):
@@ -231,8 +238,9 @@ def kernels(nq: int, warps: int, registers: int | None = None):
                 nxt = picked[m + 1] if ready else r
                 if ready:
                     _load(out, nxt, o2, lane, nq)
-                g, term = _logistic(delta, f % 2 == 1, need_loss)
-                total += term
+                g, hinge, q = _logistic(delta, f % 2 == 1, need_loss)
+                total += hinge
+                prod *= q
                 if abs(g) >= TINY:
                     c = -lr * g
                     _update(out, r, o, h, grad, c, lane, nq)
@@ -247,8 +255,14 @@ def kernels(nq: int, warps: int, registers: int | None = None):
                     for q in range(nq):
                         o[q] = o2[q]
             if lane == 0:
-                loss[i] = total
+                loss[i] = total - float32(math.log(prod))
             _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+
+    return logistic_kernel
+
+
+def _softmax_family(jit, nq: int, warps: int):
+    """fused._softmax_step's kernel (kernels())."""
 
     @jit
     def softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
@@ -311,7 +325,7 @@ def kernels(nq: int, warps: int, registers: int | None = None):
             _sync_warp()  # every lane has read this example's scores before the next one's are written
             _to_inputs(inp, ctx, valid, i, grad, lane, nq)
 
-    return logistic_kernel, softmax_kernel
+    return softmax_kernel
 
 
 def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed,

@@ -33,6 +33,7 @@ RUNS = Path("runs")
 LATEST = RUNS / "latest"
 CONFIG, VOCAB, IDS, CHECKPOINT = "config.toml", "vocab.tsv", "corpus.ids", "checkpoint.pt"
 VECTORS, METRICS, INCOMPLETE = "vectors.kv", "metrics.jsonl", "INCOMPLETE"
+SENTENCES = "sentences.txt"  # the API's iterable corpus, streamed here before the vocabulary pass, then removed
 DAMAGED = "the run directory is damaged: train the run again"
 # the [run] facts every config.toml ends with (train.prepare): a truncated file lacks the last ones
 RUN_FACTS = ("corpus", "tokens", "kept_tokens", "vocab_size", "vocab_seconds", "replaced_bytes")
@@ -47,6 +48,13 @@ def default_run_dir(corpus: Path, cfg: Config) -> Path:
         n += 1
         run = base.with_name(f"{base.name}-{n}")
     return run
+
+
+def occupied(run_dir: Path) -> bool:
+    """Whether a new run cannot go to run_dir: it is a file, or a directory with something in it (other than the
+    sentences the API streamed there for this run)."""
+    run_dir = Path(run_dir)
+    return run_dir.exists() and (not run_dir.is_dir() or any(p.name != SENTENCES for p in run_dir.iterdir()))
 
 
 def point_latest(run_dir: Path) -> None:
@@ -275,13 +283,15 @@ class History:
         except OSError as e:
             raise storage_error("write", self.path, e) from None
 
-    def write(self, event: str, **fields) -> None:
-        line = json.dumps({"event": event, **fields}, allow_nan=False, default=float) + "\n"
+    def write(self, event: str, **fields) -> dict:
+        row = {"event": event, **fields}
+        line = json.dumps(row, allow_nan=False, default=float) + "\n"
         try:
             self.f.write(line.encode())
             self.f.flush()
         except OSError as e:
             raise storage_error("write", self.path, e) from None
+        return row
 
     def tell(self) -> int:
         return self.f.tell()

@@ -74,57 +74,117 @@ def select(words: list[str], counts: np.ndarray, min_count: int, max_vocab: int 
     return order
 
 
-def build(corpus: str | os.PathLike, ids_path: str | os.PathLike, min_count: int = 5,
-          max_vocab: int | None = None, lowercase: bool = False, encoding_errors: str = "strict",
-          progress=None) -> tuple[Vocab, dict]:
-    """Count and encode `corpus`; write its int32 ids (SEPARATOR between lines) to `ids_path`.
+def merge(prior: Vocab, words: list[str], counts: np.ndarray, min_count: int,
+          max_vocab: int | None) -> tuple[Vocab, np.ndarray]:
+    """Continued training's vocabulary (--init): every word of the earlier run's `prior`, with its count plus its
+    count in the new text, and the new text's other words that reach min_count in it (at most max_vocab words in
+    all, the earlier ones always kept), by descending count. Returns it and each new-text word's index in it (-1:
+    dropped)."""
+    at = {w: i for i, w in enumerate(prior.words)}
+    place = np.full(len(words), -1, dtype=np.int64)  # each new-text word's index among the candidates
+    merged = prior.counts.astype(np.int64).copy()
+    fresh = []
+    for i, w in enumerate(words):
+        j = at.get(w)
+        if j is not None:
+            place[i] = j
+            merged[j] += counts[i]
+        elif counts[i] >= min_count:
+            fresh.append(i)
+    fresh = np.asarray(fresh, dtype=np.int64)
+    fresh = fresh[np.argsort(-counts[fresh], kind="stable")]
+    if max_vocab is not None:
+        fresh = fresh[:max(0, max_vocab - len(prior))]
+    place[fresh] = len(prior) + np.arange(len(fresh))
+    cand_words = list(prior.words) + [words[i] for i in fresh]
+    cand_counts = np.concatenate([merged, counts[fresh].astype(np.int64)])
+    order = np.argsort(-cand_counts, kind="stable")  # candidate index, by descending count
+    rank = np.empty(len(order), dtype=np.int64)
+    rank[order] = np.arange(len(order))
+    final = np.where(place >= 0, rank[np.maximum(place, 0)], -1)
+    return Vocab([cand_words[i] for i in order], cand_counts[order]), final
+
+
+def build(corpus, ids_path: str | os.PathLike, min_count: int = 5, max_vocab: int | None = None,
+          lowercase: bool = False, encoding_errors: str = "strict", progress=None,
+          prior: Vocab | None = None) -> tuple[Vocab, dict]:
+    """Count and encode `corpus` (a path, or a list of paths read in order, a line break between files); write its
+    int32 ids (SEPARATOR between lines) to `ids_path`. With `prior` (continued training), the vocabulary is
+    merge()'s.
 
     Returns the vocabulary and stats (tokens, kept tokens, bytes, replaced bytes, seconds). `progress`, if
-    given, is called with the position in the corpus file after each block.
+    given, is called with the bytes read so far (of the files as stored, compressed or not) after each block.
     """
+    paths = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
+    name = paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
     start = time.perf_counter()
     index = _Index()
-    stats: dict = {}
+    stats: dict = {"bytes": 0, "read": 0, "replaced_bytes": 0}
     ids_path = Path(ids_path)
     raw_path = ids_path.with_name(ids_path.name + ".raw")
     n_raw = 0
     try:
         with _writing(ids_path), open(raw_path, "wb") as raw:
-            for piece in iter_token_bytes(corpus, lowercase, encoding_errors, stats=stats):
-                ids = index.encode(piece)
-                raw.write(ids.tobytes())
-                n_raw += len(ids)
-                if progress is not None:
-                    progress(stats["read"])
+            for k, path in enumerate(paths):
+                part: dict = {}
+                piece = b"\n"
+                for piece in iter_token_bytes(path, lowercase, encoding_errors, stats=part):
+                    ids = index.encode(piece)
+                    raw.write(ids.tobytes())
+                    n_raw += len(ids)
+                    if progress is not None:
+                        progress(stats["read"] + part.get("read", 0))
+                if not piece.endswith(b"\n") and k + 1 < len(paths):  # a file's last line ends with the file
+                    ids = index.encode(b"\n")
+                    raw.write(ids.tobytes())
+                    n_raw += len(ids)
+                for key in stats:
+                    stats[key] += part.get(key, 0)
         words, counts = index.words(), index.counts()
         del index
         n_tokens = int(counts.sum())
         if n_tokens == 0:
-            raise W2VError(f"corpus {corpus} has no tokens (it is empty or whitespace only); pass a text file")
-        keep = select(words, counts, min_count, max_vocab)
-        if len(keep) == 0:
-            raise W2VError(f"no word occurs {min_count} times or more in {corpus} ({len(words)} "
-                           f"distinct words, {n_tokens} tokens); lower --min-count")
+            raise W2VError(f"corpus {name} has no tokens (it is empty or whitespace only); pass a text file")
         # provisional id -> final id; the last entry is where the line breaks' -1 lands
         remap = np.full(len(words) + 1, -2, dtype=np.int32)  # -2: dropped word
-        remap[keep] = np.arange(len(keep), dtype=np.int32)
+        if prior is None:
+            keep = select(words, counts, min_count, max_vocab)
+            if len(keep) == 0:
+                raise W2VError(f"no word occurs {min_count} times or more in {name} ({len(words)} "
+                               f"distinct words, {n_tokens} tokens); lower --min-count")
+            remap[keep] = np.arange(len(keep), dtype=np.int32)
+            vocab = Vocab([words[i] for i in keep], counts[keep])
+        else:
+            vocab, final = merge(prior, words, counts, min_count, max_vocab)
+            remap[:-1] = np.where(final >= 0, final, -2)
         remap[-1] = SEPARATOR
-        vocab = Vocab([words[i] for i in keep], counts[keep])
-        provisional = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_raw,))
-        n_out = 0
-        with atomic_path(ids_path) as tmp, open(tmp, "wb") as out:
-            for s in range(0, n_raw, REMAP_CHUNK):
-                new = remap[provisional[s:s + REMAP_CHUNK]]
-                new = new[new != -2]  # dropped words vanish before windows are formed, as in word2vec.c
-                out.write(new.tobytes())
-                n_out += len(new)
-        del provisional
+        n_out = _remap(raw_path, n_raw, remap, ids_path)
     finally:
         if raw_path.exists():
             raw_path.unlink()
-    stats.update(tokens=n_tokens, kept_tokens=vocab.total, distinct=len(words),
-                 seconds=time.perf_counter() - start, ids=n_out)
+    stats.update(tokens=n_tokens, kept_tokens=int(vocab.counts.sum()) if prior is None else
+                 int(counts[final >= 0].sum()), distinct=len(words), seconds=time.perf_counter() - start, ids=n_out)
     return vocab, stats
+
+
+def _remap(raw_path: Path, n_raw: int, remap: np.ndarray, ids_path: Path) -> int:
+    """The provisional ids in raw_path, remapped to the vocabulary's (dropped words removed), into ids_path;
+    returns how many ids it holds."""
+    provisional = np.memmap(raw_path, dtype=np.int32, mode="r", shape=(n_raw,))
+    n_out = 0
+    with atomic_path(ids_path) as tmp, open(tmp, "wb") as out:
+        for s in range(0, n_raw, REMAP_CHUNK):
+            new = remap[provisional[s:s + REMAP_CHUNK]]
+            new = new[new != -2]  # dropped words vanish before windows are formed, as in word2vec.c
+            if s + REMAP_CHUNK >= n_raw:  # line breaks at the end separate nothing: a final newline or not, the
+                end = len(new)  # same ids
+                while end and new[end - 1] == SEPARATOR:
+                    end -= 1
+                new = new[:end]
+            out.write(new.tobytes())
+            n_out += len(new)
+    del provisional
+    return n_out
 
 
 @contextlib.contextmanager

@@ -19,6 +19,7 @@ import shutil
 import signal
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,8 +35,8 @@ from .model import Word2Vec
 from .replicas import SAFE_GAIN, Replicas, rule
 from .rundir import CHECKPOINT, INCOMPLETE, History
 from .sampling import AliasSampler, keep_probs
+from .continued import carry, prior as _prior
 
-LOSS_EVERY = 16  # steps between loss computations for the progress bar; every step is checked for NaN
 
 
 class Interrupted(W2VError):
@@ -81,7 +82,15 @@ class Trainer:
         self.words_done = 0.0
         self.step = 0
         self.examples_done = 0  # examples trained on by this process (pairs for sg, centre words for cbow)
-        self.loss_sum = 0.0  # mean loss per example over the last reported steps
+        self.loss_sum = 0.0  # mean loss per example over the last reported steps (the progress bar)
+        # the epoch's summed loss (float64, on the device: no synchronisation a step) and its examples: every step's
+        self.epoch_loss = torch.zeros((), dtype=torch.float64, device=device)
+        self.epoch_examples = 0
+        self.last_epoch_loss: float | None = None  # the mean loss per example of the last finished epoch
+        self.stop_asked = False  # a callback returned False (or raised): stop at the next batch, resumably
+        self.rank = rank
+        self.last_row: dict | None = None  # the last epoch's row of metrics.jsonl
+        self.on_progress = None  # called with each progress row of metrics.jsonl (the API's callbacks)
         # the run's progress, which sets the learning rate: this process's, or in a distributed run (replicas.py)
         # the words of all ranks at the last synchronisation plus this rank's since, times the ranks
         self.world, self.global_total, self.synced = 1, self.total_words, (0.0, 0.0)
@@ -181,13 +190,14 @@ class Trainer:
                         sl = slice(b * self.plan.batch_size, (b + 1) * self.plan.batch_size)
                         self.lr = self.rate(words_before + chunk_words * b / n_batches)
                         if n:
-                            need = self.step % LOSS_EVERY == 0
                             loss = self.plan.step(self.model, inputs[sl], targets[sl], self.lr,
-                                                  None if mask is None else mask[sl], self.gen, need_loss=need)
+                                                  None if mask is None else mask[sl], self.gen)
                             pending.append(loss)
+                            self.epoch_loss += loss
                             size = len(targets[sl])
                             self.examples_done += size
-                            n_pending += size if need else 0
+                            self.epoch_examples += size
+                            n_pending += size
                         self.batch += 1
                         self.step += 1
                         self.words_done = words_before + chunk_words * self.batch / n_batches
@@ -219,11 +229,13 @@ class Trainer:
             raise Diverged(self.step - len(pending) + first + 1, self.lr,
                            self.plan.batch_size if self.plan.kernel == "torch" else 0,
                            backends.largest_summed_batch(self.cfg.loss))
-        if n_pending:  # the steps in between returned 0 (their finiteness probe)
+        if n_pending:
             self.loss_sum = float(losses.sum()) / n_pending
-        self.record("progress")
+        row = self.record("progress")
+        if self.on_progress is not None and row is not None:
+            self.on_progress(row)
         if bar is not None:
-            bar.n = int(self.global_words())
+            bar.n = int(self.global_words() * self.token_scale)
             bar.set_postfix(loss=f"{self.loss_sum:.4f}", lr=f"{self.lr:.3g}", refresh=False)
             bar.refresh()
 
@@ -246,15 +258,26 @@ class Trainer:
         running = time.perf_counter() - self._since if self._since is not None else 0.0
         return self.elapsed_before + self.seconds + running
 
-    def record(self, event: str, **extra) -> None:
-        """One line of metrics.jsonl: where training is, its loss, rate and speed (corpus tokens/s)."""
+    def record(self, event: str, **extra) -> dict | None:
+        """One line of metrics.jsonl (returned): where training is, its loss, rate and speed. Words are corpus
+        tokens, as in the progress bar and the summary (words dropped by --min-count and sub-sampling count), for the
+        whole run, its earlier processes included."""
         if self.history is None:
-            return
+            return None
         elapsed = self.elapsed()
         words, seconds = self.global_words() - self._start[0], elapsed - self._start[1]
-        self.history.write(event, words=self.global_words(), epoch=self.epoch + (event != "epoch"), step=self.step,
-                           loss=self.loss_sum, lr=self.lr, elapsed_s=round(elapsed, 3),
-                           words_per_s=round(words * self.token_scale / seconds) if seconds > 0 else None, **extra)
+        return self.history.write(event, words=round(self.global_words() * self.token_scale),
+                                  epoch=self.epoch + (event != "epoch"), step=self.step,
+                                  **{"loss": self.loss_sum, **extra}, lr=self.lr, elapsed_s=round(elapsed, 3),
+                                  words_per_s=round(words * self.token_scale / seconds) if seconds > 0 else None)
+
+    def end_epoch_loss(self) -> float | None:
+        """The finished epoch's mean loss per example, over every step; the next epoch's sum starts at 0."""
+        mean = float(self.epoch_loss) / self.epoch_examples if self.epoch_examples else None
+        self.epoch_loss.zero_()
+        self.epoch_examples = 0
+        self.last_epoch_loss = mean if mean is not None else self.last_epoch_loss
+        return mean
 
     # -- state ------------------------------------------------------------------------------------
     def tensors(self) -> dict[str, torch.Tensor]:
@@ -272,6 +295,8 @@ class Trainer:
             "gen_state": (self.gen.get_state() if self.ahead is None else self.ahead[1]).cpu(),
             "chunk_gen_state": None if self.chunk_gen_state is None else self.chunk_gen_state.cpu(),
             "loss": self.loss_sum,
+            "epoch_loss": float(self.epoch_loss), "epoch_examples": self.epoch_examples,
+            "last_epoch_loss": self.last_epoch_loss,
         }
 
     def state(self, tensors: dict[str, torch.Tensor] | None = None) -> dict:
@@ -289,6 +314,9 @@ class Trainer:
         self.gen.set_state(st["gen_state"])
         self.chunk_gen_state = st["chunk_gen_state"]
         self.loss_sum = st.get("loss", 0.0)
+        self.epoch_loss.fill_(st.get("epoch_loss", 0.0))  # checkpoints before 0.3 have no sums: the epoch's rest
+        self.epoch_examples = st.get("epoch_examples", 0)
+        self.last_epoch_loss = st.get("last_epoch_loss")
         self.lr = self.rate(self.words_done)
         self.saved = pos
 
@@ -322,10 +350,10 @@ class Diverged(W2VError):
 @dataclasses.dataclass
 class Summary:
     run_dir: Path
-    words: int
+    words: int  # corpus tokens the whole run trained on, every epoch (earlier processes of a resumed run too)
     seconds: float  # training only: the vocabulary pass, checkpoints, vectors and scoring are apart
-    words_per_s: float
-    loss: float
+    words_per_s: float  # words_here / seconds
+    loss: float  # the last epoch's mean loss per example
     vocab_size: int
     vocab_seconds: float
     examples: int = 0  # (centre, context) pairs for sg, centre words for cbow
@@ -333,29 +361,39 @@ class Summary:
     write_seconds: float = 0.0  # checkpoints, vectors and metrics.jsonl
     score_seconds: float = 0.0  # the scores of --eval-epochs
     batch_size: int = 0  # examples per call of the step (backends.plan)
+    words_here: int = 0  # the words this process trained: all of them, or after a resume the rest
 
 
-def prepare(cfg: Config, corpus: Path, run_dir: Path, progress: bool = False,
-            world_size: int = 1) -> tuple[vocab_mod.Vocab, dict]:
-    """Create the run directory (marked INCOMPLETE) with config.toml, vocab.tsv and corpus.ids."""
+def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_size: int = 1,
+            prior: vocab_mod.Vocab | None = None, init: Path | None = None) -> tuple[vocab_mod.Vocab, dict]:
+    """Create the run directory (marked INCOMPLETE) with config.toml, vocab.tsv and corpus.ids. `corpus`: a path or
+    a list of paths; `prior` and `init`: the vocabulary of the run it continues (--init) and that run."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
-        (run_dir / INCOMPLETE).write_text("training has not finished; resume with `w2v-nce train --resume DIR`\n")
+        (run_dir / INCOMPLETE).write_text(f"training has not finished; resume with: {rundir.resume_command(run_dir)}\n")
     except OSError as e:
         raise storage_error("write", run_dir, e, "choose another --out") from None
-    # a bar in bytes of the file (compressed or not), shown only if the pass takes more than a second
-    size = corpus.stat().st_size if corpus.is_file() else None
+    paths = [Path(p) for p in corpus] if isinstance(corpus, (list, tuple)) else [Path(corpus)]
+    name = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+    # a bar in bytes of the files (compressed or not), shown only if the pass takes more than a second
+    size = sum(p.stat().st_size for p in paths) if all(p.is_file() for p in paths) else None
     with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="vocabulary", delay=1.0,
               disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        vocab, stats = vocab_mod.build(corpus, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
-                                       cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n))
-    if vocab.total < 2 * cfg.window + 1:
-        raise W2VError(f"corpus {corpus} has only {vocab.total} tokens in the vocabulary, fewer than one window "
-                       f"({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")
+        vocab, stats = vocab_mod.build(paths, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
+                                       cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n),
+                                       prior=prior)
+    if stats["kept_tokens"] < 2 * cfg.window + 1:
+        raise W2VError(f"corpus {name} has only {stats['kept_tokens']} tokens in the vocabulary, fewer than one "
+                       f"window ({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")
     vocab.save(run_dir / rundir.VOCAB)
-    info = {"corpus": str(Path(corpus).resolve()), "tokens": stats["tokens"], "kept_tokens": stats["kept_tokens"],
-            "vocab_size": len(vocab), "ids": stats["ids"], "vocab_seconds": round(stats["seconds"], 3),
-            "replaced_bytes": stats["replaced_bytes"], "world_size": world_size}
+    # the API's sentences are removed once encoded: the corpus is where they came from
+    where = ["(sentences)" if p.name == rundir.SENTENCES and p.parent == run_dir else str(p.resolve()) for p in paths]
+    info = {"corpus": where[0] if len(where) == 1 else where, "tokens": stats["tokens"],
+            "kept_tokens": stats["kept_tokens"], "vocab_size": len(vocab), "ids": stats["ids"],
+            "vocab_seconds": round(stats["seconds"], 3), "replaced_bytes": stats["replaced_bytes"],
+            "world_size": world_size}
+    if init is not None:  # where the run started from (continued training)
+        info["init"] = str(Path(init).resolve())
     if world_size > 1:  # the synchronisations' gain, and each process's learning rate in multiples of lr
         info["gain"], info["lr_scale"] = rule(cfg.sync_gain, world_size)
     with atomic_path(run_dir / rundir.CONFIG) as tmp:
@@ -389,21 +427,50 @@ class _Signals:
             signal.signal(s, h)
 
 
-def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, resume: bool = False,
-          progress: bool = True, log=print, timeout: float | None = None) -> Summary:
-    """Train a model into a run directory; with resume=True continue the interrupted run in run_dir.
+@dataclasses.dataclass
+class Hooks:
+    """What the caller is told, in its own thread (the loop's): one-line messages (`log`: the CLI prints them), each
+    progress row of metrics.jsonl and each epoch's (the API's callbacks, w2v_nce.train). A callback that returns
+    False, or raises, stops training at the next batch with a checkpoint, resumably; its exception is kept in
+    `error`, for the caller to raise once the checkpoint is written."""
+    log: Callable = print
+    on_progress: Callable | None = None  # (row) -> False to stop
+    on_epoch: Callable | None = None  # (epoch, row) -> False to stop
+    error: BaseException | None = None  # what a callback raised
+    stopped: bool = False  # a callback returned False
+    trainer: Trainer | None = None  # the run being trained, once it is (for the callbacks)
+    run_dir: Path | None = None
+
+    def call(self, trainer: Trainer, fn: Callable | None, *args) -> None:
+        if fn is None or trainer.stop_asked:
+            return
+        try:
+            if fn(*args) is False:
+                self.stopped = trainer.stop_asked = True
+        except Exception as e:
+            self.error, trainer.stop_asked = e, True
+
+
+def train(cfg: Config | None, corpus, run_dir: Path | None = None, resume: bool = False,
+          progress: bool = True, log=print, timeout: float | None = None, init: Path | None = None,
+          hooks: Hooks | None = None) -> Summary:
+    """Train a model into a run directory; with resume=True continue the interrupted run in run_dir. `corpus`: a
+    path or a list of paths; `init`: a finished run to continue from (its vocabulary grows by the corpus's words).
 
     Launched by torchrun with 2 or more processes, they train it together; `timeout` (seconds) then bounds
     their collectives (default: cfg.sync_timeout, or Config's on a resume, whose config only rank 0 reads)."""
+    hooks = hooks or Hooks(log)
     world = distributed.from_env()
     if world is None:
-        return _train(None, cfg, corpus, run_dir, resume, progress, log)
+        return _train(None, cfg, corpus, run_dir, resume, progress, hooks, timeout, init)
+    if init is not None:
+        raise UsageError("--init continues a run in one process; run it without torchrun")
     if world.rank:
-        progress, log = False, lambda *_: None  # rank 0 speaks for the job
+        progress, hooks = False, Hooks(lambda *_: None)  # rank 0 speaks for the job
     done = False
     try:
         world.join(timeout or (cfg or Config()).sync_timeout)
-        summary = _train(world, cfg, corpus, run_dir, resume, progress, log, timeout)
+        summary = _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout)
         done = True
     except KeyboardInterrupt:  # rank 0 before it has shared its run (the others wait for it with signals deferred)
         e = Interrupted("interrupted before training started", code=130)
@@ -417,174 +484,245 @@ def train(cfg: Config | None, corpus: Path | None, run_dir: Path | None = None, 
     return summary
 
 
-def _train(world: distributed.World | None, cfg, corpus, run_dir, resume, progress, log, timeout=None) -> Summary:
-    write_s = score_s = 0.0
+@dataclasses.dataclass
+class _Run:
+    """One run on its way through _train: what the corpus and the run directory gave, and the plan."""
+    cfg: Config
+    run_dir: Path
+    plan: backends.Plan | None = None
+    vocab: vocab_mod.Vocab | None = None
+    info: dict | None = None
+    state: dict | None = None  # the checkpoint a resume continues from
+    ids: np.ndarray | None = None
+    resume: bool = False
+    created: bool = False  # the run directory is this process's: removed if training never starts
+    write_s: float = 0.0  # checkpoints, vectors and metrics.jsonl
+    score_s: float = 0.0  # --eval-epochs
+
+
+def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, init=None) -> Summary:
     rank = world.rank if world is not None else 0
     with _Signals() as sig:
         # The ranks of a distributed run stop together, at a synchronisation, so a signal only sets the flag once
         # rank 0 has read the corpus: when torchrun stops the others because one died, the meetings before
         # training name the dead rank rather than report an interruption.
         sig.training = rank > 0
-        created = False
-        if rank == 0:  # the only rank that reads the corpus and the run directory
-            run_dir = Path(run_dir) if run_dir else None
-            if not resume and world is not None and world.attempt > 0 and run_dir is not None \
-                    and rundir.interrupted(run_dir) and (run_dir / CHECKPOINT).exists():
-                log(f"restart {world.attempt} of the torchrun job: resuming {run_dir}")
-                resume = True
-            if resume:
-                cfg, vocab, info, state = _open_for_resume(run_dir, world)
-                plan = backends.plan(cfg)
-            else:
-                run_dir = run_dir or rundir.default_run_dir(Path(corpus), cfg)
-                if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
-                    raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
-                                     "--out or --resume it")
-                plan = backends.plan(cfg)  # usage errors before any work
-                # config.toml records the step's batch and shared noise
-                cfg = dataclasses.replace(cfg, batch_size=plan.batch_size, shared_noise=plan.share)
-                created = not run_dir.exists()
-                try:
-                    vocab, info = prepare(cfg, Path(corpus), run_dir, progress, world.size if world else 1)
-                except BaseException as e:
-                    if created:  # nothing is left of a run that never started
-                        shutil.rmtree(run_dir, ignore_errors=True)
-                    if isinstance(e, KeyboardInterrupt):
-                        raise Interrupted("interrupted while building the vocabulary; nothing was kept",
-                                          code=sig.code) from None
-                    raise
-                log(f"vocabulary: {len(vocab):,} words from {info['tokens']:,} tokens in "
-                    f"{info['vocab_seconds']:.1f} s" + (f" ({info['replaced_bytes']:,} invalid bytes replaced by "
-                                                        "U+FFFD)" if info["replaced_bytes"] else ""))
-            # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
-            ids = rundir.open_ids(run_dir, info.get("ids"), len(vocab), check_range=resume)
-        trainer = None
-        try:  # up to the first checkpoint
-            if world is not None:  # every rank gets rank 0's run and its own shard of the corpus
-                sig.training = True
-                cfg, vocab, info, state, run_dir, ids, resume = _share(world, cfg, vocab if rank == 0 else None,
-                                                                      info if rank == 0 else None,
-                                                                      state if rank == 0 and resume else None,
-                                                                      run_dir, ids if rank == 0 else None, resume)
-                plan = backends.plan(cfg)
-                plan = dataclasses.replace(plan, device=world.place(plan.device))
-                cfg = dataclasses.replace(cfg, threads=world.threads(cfg.threads),  # this process's share of cores
-                                          sync_timeout=timeout or cfg.sync_timeout)  # a resume's flag wins
-                world.patience(cfg.sync_timeout)
-                if rank == 0 and isinstance(cfg.sync_gain, float) and cfg.sync_gain > SAFE_GAIN:
-                    log(f"--sync-gain {cfg.sync_gain:g} carries a row the replicas each settled past its mirror "
-                        f"image, which can grow: expect divergence (auto never goes above {SAFE_GAIN:g})")
-            if plan.note:
-                log(plan.note)
-            device = plan.device
-            torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-            trainer = Trainer(cfg, run_dir, vocab, plan, ids, rank)
-            trainer.resume_cmd = _resume_command(world, run_dir)
-            replicas = Replicas(world, trainer) if world is not None else None  # the ranks meet: all came up
-            epoch_words = trainer.global_total // cfg.epochs
-            trainer.token_scale = info.get("tokens", epoch_words) / max(epoch_words, 1)
-            if resume:
-                trainer.load_state(state if world is None else {**state, **state["ranks"][rank]})
-                if replicas is not None:
-                    replicas.restore(state)
-            t = time.perf_counter()
-            if rank == 0:
-                trainer.history = History(run_dir, state["position"].get("metrics_bytes") if resume else None)
-                trainer.record("resume" if resume else "start", time=rundir.now())
-            if replicas is not None:  # every rank's position, for rank 0's checkpoints
-                replicas.sync(combine_params=False)
-            if not resume:  # the first good state; and a disk too small for a checkpoint fails now, not in an hour
-                trainer.save()
-            write_s += time.perf_counter() - t
-        except BaseException as e:
-            if created and not (run_dir / CHECKPOINT).exists():  # nothing is left of a run that never started
-                shutil.rmtree(run_dir, ignore_errors=True)
-            if isinstance(e, (distributed.PeerLost, distributed.PeerFailed)):
-                raise _lost(e, trainer, _resume_command(world, run_dir) if resume else None) from None
-            if isinstance(e, StorageError) and resume:
-                raise StorageError(f"{e}, then continue with: {trainer.resume_cmd}", e.errno, e.path) from None
-            raise
-
-        def stop() -> bool:
-            """Before each batch: a single process stops when asked; the ranks of a distributed run synchronise
-            when it is due or when one is asked to stop, and stop together when any was."""
-            if replicas is None:
-                return sig.signum is not None
-            if sig.signum is None and not replicas.due():
-                return False
-            agreed = replicas.sync(int(sig.signum or 0))
-            sig.signum = sig.signum or agreed or None
-            return bool(agreed)
-
-        def epoch_end():
-            nonlocal write_s, score_s
-            agreed = 0
-            if replicas is not None:  # the epoch's last synchronisation, training time (the ranks wait there)
-                trainer._since = time.perf_counter()
-                agreed = replicas.catch_up(int(sig.signum or 0))
-                trainer._pause()
-            scores = {}
-            if cfg.eval_epochs and rank == 0:
-                from .evaluate import scores as score
-                t = time.perf_counter()
-                scores = score(trainer.keyed_vectors())
-                score_s += time.perf_counter() - t
-            t = time.perf_counter()
-            trainer.record("epoch", **scores)
-            if trainer.epoch < cfg.epochs:  # the last good state (the last epoch's is saved below)
-                trainer.save()
-            write_s += time.perf_counter() - t
-            if agreed and trainer.epoch < cfg.epochs:
-                sig.signum = sig.signum or agreed
-                raise KeyboardInterrupt
-
-        bar = tqdm(total=trainer.global_total, unit="w", unit_scale=True, dynamic_ncols=True, disable=not progress,
-                   desc=f"{cfg.model}-{cfg.loss}", initial=int(trainer.global_words()))
-        if device.type == "cuda":
-            torch.cuda.reset_peak_memory_stats(device)
+        run = _open(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, init) if rank == 0 else \
+            _Run(cfg, run_dir, resume=resume)
+        trainer, replicas = _start(world, run, hooks, timeout, init)
         start_words = trainer.global_words()
-        sig.training = True
+        _loop(trainer, replicas, run, sig, hooks, progress)
+        if rank == 0:
+            _finish(trainer, run)
+            if trainer.last_row is not None:  # the last epoch's, once the run is written
+                hooks.call(trainer, hooks.on_epoch, trainer.epoch, trainer.last_row)
+    return _summary(trainer, replicas, run, start_words, hooks.log)
+
+
+def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run:
+    """Rank 0: the run directory made (the vocabulary, corpus.ids, config.toml) or reopened for a resume."""
+    run_dir = Path(run_dir) if run_dir else None
+    if not resume and world is not None and world.attempt > 0 and run_dir is not None \
+            and rundir.interrupted(run_dir) and (run_dir / CHECKPOINT).exists():
+        log(f"restart {world.attempt} of the torchrun job: resuming {run_dir}")
+        resume = True
+    if resume:
+        cfg, vocab, info, state = _open_for_resume(run_dir, world)
+        run = _Run(cfg, run_dir, backends.plan(cfg), vocab, info, state, resume=True)
+    else:
+        first = Path(corpus[0] if isinstance(corpus, (list, tuple)) else corpus)
+        run_dir = run_dir or rundir.default_run_dir(first, cfg)
+        if rundir.occupied(run_dir):
+            raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
+                             "--out or --resume it")
+        plan = backends.plan(cfg)  # usage errors before any work
+        if cfg.epochs == 0 and init is None:
+            raise UsageError("--epochs 0 trains nothing; it is for --init RUN (RUN's vectors, with the new words')")
+        prior = _prior(init, cfg) if init is not None else None
+        # config.toml records the step's batch and shared noise
+        run = _Run(dataclasses.replace(cfg, batch_size=plan.batch_size, shared_noise=plan.share), run_dir, plan,
+                   created=not run_dir.exists())
         try:
-            trainer.run(bar, stop=stop, on_epoch_end=epoch_end)
+            run.vocab, run.info = prepare(run.cfg, corpus, run_dir, progress, world.size if world else 1, prior,
+                                          init)
+        except BaseException as e:
+            if run.created:  # nothing is left of a run that never started
+                shutil.rmtree(run_dir, ignore_errors=True)
+            if isinstance(e, KeyboardInterrupt):
+                raise Interrupted("interrupted while building the vocabulary; nothing was kept",
+                                  code=sig.code) from None
+            raise
+        info = run.info
+        log(f"vocabulary: {len(run.vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
+            + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else "")
+            + (f"; {len(run.vocab) - len(prior):,} new words beside the {len(prior):,} of {init}" if prior else ""))
+    # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
+    run.ids = rundir.open_ids(run.run_dir, run.info.get("ids"), len(run.vocab), check_range=run.resume)
+    return run
+
+
+def _start(world, run: _Run, hooks: Hooks, timeout, init) -> tuple[Trainer, Replicas | None]:
+    """Every rank: the trainer (and the replicas' wiring), up to the first checkpoint."""
+    rank = world.rank if world is not None else 0
+    trainer = None
+    try:
+        if world is not None:  # every rank gets rank 0's run and its own shard of the corpus
+            _join(world, run, hooks.log, timeout)
+        if run.plan.note:
+            hooks.log(run.plan.note)
+        cfg = run.cfg
+        torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
+        trainer = Trainer(cfg, run.run_dir, run.vocab, run.plan, run.ids, rank)
+        hooks.trainer, hooks.run_dir = trainer, run.run_dir
+        trainer.resume_cmd = _resume_command(world, run.run_dir)
+        replicas = Replicas(world, trainer) if world is not None else None  # the ranks meet: all came up
+        epoch_words = trainer.global_total // cfg.epochs if cfg.epochs else 0
+        trainer.token_scale = run.info.get("tokens", epoch_words) / max(epoch_words, 1)
+        if run.resume:
+            trainer.load_state(run.state if world is None else {**run.state, **run.state["ranks"][rank]})
             if replicas is not None:
-                replicas.finish()
-        except KeyboardInterrupt:
-            e = _stopped(trainer, f"interrupted in epoch {trainer.epoch + 1} at step {trainer.step}", sig.code)
-            e.quiet = rank != 0  # every rank stops at the same synchronisation: rank 0 says so
-            raise e from None
-        except StorageError as e:
-            raise _stopped(trainer, f"training stopped in epoch {trainer.epoch + 1} at step {trainer.step}: {e}",
-                           1, failed=e) from None
-        except (distributed.PeerLost, distributed.PeerFailed) as e:
-            raise _lost(e, trainer, trainer.resume_cmd) from None
-        finally:
-            bar.close()
+                replicas.restore(run.state)
+        elif init is not None:
+            hooks.log(carry(trainer, init))
         t = time.perf_counter()
         if rank == 0:
-            try:
-                trainer.save()
-                trainer.save_vectors()
-                trainer.history.close()
-                (run_dir / INCOMPLETE).unlink(missing_ok=True)
-            except (StorageError, OSError) as e:
-                e = e if isinstance(e, StorageError) else storage_error("write", run_dir / INCOMPLETE, e)
-                raise StorageError(f"training finished, but {e}, then write the result with: "
-                                   f"{trainer.resume_cmd}", e.errno, e.path) from None
-            rundir.point_latest(run_dir)
-        write_s += time.perf_counter() - t
-    # words/s counts corpus tokens (rare words dropped by --min-count included), as gensim and word2vec.c do
-    seconds = trainer.seconds
-    words = (trainer.global_total - start_words) * trainer.token_scale
+            keep = run.state["position"].get("metrics_bytes") if run.resume else None
+            trainer.history = History(run.run_dir, keep)
+            trainer.record("resume" if run.resume else "start", time=rundir.now())
+        if replicas is not None:  # every rank's position, for rank 0's checkpoints
+            replicas.sync(combine_params=False)
+        if not run.resume:  # the first good state; and a disk too small for a checkpoint fails now, not in an hour
+            trainer.save()
+        run.write_s += time.perf_counter() - t
+    except BaseException as e:
+        if run.created and not (run.run_dir / CHECKPOINT).exists():  # nothing is left of a run that never started
+            shutil.rmtree(run.run_dir, ignore_errors=True)
+        if isinstance(e, (distributed.PeerLost, distributed.PeerFailed)):
+            raise _lost(e, trainer, _resume_command(world, run.run_dir) if run.resume else None) from None
+        if isinstance(e, StorageError) and run.resume:
+            raise StorageError(f"{e}, then continue with: {trainer.resume_cmd}", e.errno, e.path) from None
+        raise
+    trainer.on_progress = hooks.on_progress and (lambda row: hooks.call(trainer, hooks.on_progress, row))
+    return trainer, replicas
+
+
+def _join(world, run: _Run, log, timeout) -> None:
+    """A distributed run's ranks: rank 0's run shared with every rank, each its shard, device and threads."""
+    rank = world.rank
+    (run.cfg, run.vocab, run.info, run.state, run.run_dir, run.ids,
+     run.resume) = _share(world, run.cfg, run.vocab if rank == 0 else None, run.info if rank == 0 else None,
+                          run.state if rank == 0 and run.resume else None, run.run_dir,
+                          run.ids if rank == 0 else None, run.resume)
+    plan = backends.plan(run.cfg)
+    run.plan = dataclasses.replace(plan, device=world.place(plan.device))
+    run.cfg = dataclasses.replace(run.cfg, threads=world.threads(run.cfg.threads),  # this process's share of cores
+                                  sync_timeout=timeout or run.cfg.sync_timeout)  # a resume's flag wins
+    world.patience(run.cfg.sync_timeout)
+    if rank == 0 and isinstance(run.cfg.sync_gain, float) and run.cfg.sync_gain > SAFE_GAIN:
+        log(f"--sync-gain {run.cfg.sync_gain:g} carries a row the replicas each settled past its mirror "
+            f"image, which can grow: expect divergence (auto never goes above {SAFE_GAIN:g})")
+
+
+def _loop(trainer: Trainer, replicas, run: _Run, sig, hooks: Hooks, progress: bool) -> None:
+    """The epochs, with what stops them: a signal, a callback, a failed write, another rank."""
+    cfg, rank = trainer.cfg, trainer.rank
+
+    def stop() -> bool:
+        """Before each batch: a single process stops when asked; the ranks of a distributed run synchronise
+        when it is due or when one is asked to stop, and stop together when any was."""
+        if replicas is None:
+            return sig.signum is not None or trainer.stop_asked
+        if sig.signum is None and not replicas.due():
+            return False
+        agreed = replicas.sync(int(sig.signum or 0))
+        sig.signum = sig.signum or agreed or None
+        return bool(agreed)
+
+    def epoch_end():
+        agreed = 0
+        if replicas is not None:  # the epoch's last synchronisation, training time (the ranks wait there)
+            trainer._since = time.perf_counter()
+            agreed = replicas.catch_up(int(sig.signum or 0))
+            trainer._pause()
+        scores = {}
+        if cfg.eval_epochs and rank == 0:
+            from .evaluate import scores as score
+            t = time.perf_counter()
+            scores = score(trainer.keyed_vectors())
+            run.score_s += time.perf_counter() - t
+        t = time.perf_counter()
+        mean = trainer.end_epoch_loss()
+        trainer.last_row = trainer.record("epoch", **({"loss": mean} if mean is not None else {}), **scores)
+        if trainer.epoch < cfg.epochs:  # the last good state (the last epoch's is saved below)
+            trainer.save()
+            hooks.call(trainer, hooks.on_epoch, trainer.epoch, trainer.last_row)
+        run.write_s += time.perf_counter() - t
+        if agreed and trainer.epoch < cfg.epochs:
+            sig.signum = sig.signum or agreed
+            raise KeyboardInterrupt
+
+    bar = tqdm(total=trainer.global_total * trainer.token_scale, unit="w", unit_scale=True, dynamic_ncols=True,
+               disable=not progress, desc=f"{cfg.model}-{cfg.loss}",
+               initial=int(trainer.global_words() * trainer.token_scale))
+    if trainer.device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+    sig.training = True
+    try:
+        trainer.run(bar, stop=stop, on_epoch_end=epoch_end)
+        if replicas is not None:
+            replicas.finish()
+    except KeyboardInterrupt:
+        where = f"in epoch {trainer.epoch + 1} at step {trainer.step}"
+        why = "interrupted" if sig.signum is not None or replicas is not None else "stopped by a callback"
+        e = _stopped(trainer, f"{why} {where}", sig.code)
+        e.quiet = rank != 0  # every rank stops at the same synchronisation: rank 0 says so
+        raise e from None
+    except StorageError as e:
+        raise _stopped(trainer, f"training stopped in epoch {trainer.epoch + 1} at step {trainer.step}: {e}",
+                       1, failed=e) from None
+    except (distributed.PeerLost, distributed.PeerFailed) as e:
+        raise _lost(e, trainer, trainer.resume_cmd) from None
+    finally:
+        bar.close()
+
+
+def _finish(trainer: Trainer, run: _Run) -> None:
+    """Rank 0: the last checkpoint, the vectors, and the run marked finished."""
+    t = time.perf_counter()
+    try:
+        trainer.save()
+        trainer.save_vectors()
+        trainer.history.close()
+        (run.run_dir / INCOMPLETE).unlink(missing_ok=True)
+    except (StorageError, OSError) as e:
+        e = e if isinstance(e, StorageError) else storage_error("write", run.run_dir / INCOMPLETE, e)
+        raise StorageError(f"training finished, but {e}, then write the result with: "
+                           f"{trainer.resume_cmd}", e.errno, e.path) from None
+    rundir.point_latest(run.run_dir)
+    run.write_s += time.perf_counter() - t
+
+
+def _summary(trainer: Trainer, replicas, run: _Run, start_words: float, log) -> Summary:
+    """The run's figures, and its one-line report. Words are corpus tokens (rare words dropped by --min-count
+    included), as gensim and word2vec.c count them: the whole run's, and this process's (after a resume, the rest)."""
+    seconds, scale = trainer.seconds, trainer.token_scale
+    words = trainer.global_total * scale
+    here = (trainer.global_total - start_words) * scale
+    device = trainer.device
     gpu_mib = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
-    vocab_s = info.get("vocab_seconds", 0.0) if not resume else 0.0
-    summary = Summary(run_dir, int(words), seconds, words / max(seconds, 1e-9), trainer.loss_sum, len(vocab),
-                      vocab_s, trainer.examples_done, gpu_mib, write_s, score_s, plan.batch_size)
+    vocab_s = run.info.get("vocab_seconds", 0.0) if not run.resume else 0.0
+    loss = trainer.last_epoch_loss if trainer.last_epoch_loss is not None else trainer.loss_sum
+    summary = Summary(run.run_dir, int(words), seconds, here / max(seconds, 1e-9), loss, len(trainer.vocab),
+                      vocab_s, trainer.examples_done, gpu_mib, run.write_s, run.score_s, trainer.plan.batch_size,
+                      int(here))
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
     synced = f"; {replicas.summary()}" if replicas is not None else ""
-    log(f"trained {summary.words:,} words in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
-        f"final loss {summary.loss:.4f}{gpu}; time: vocabulary {vocab_s:.1f} s, training {seconds:.1f} s, "
-        f"writing {write_s:.1f} s" + (f", scoring {score_s:.1f} s" if cfg.eval_epochs else "")
-        + f"{synced}; run directory {run_dir}")
+    resumed = f" ({summary.words_here:,} of them in this process, after the resume)" if run.resume else ""
+    log(f"trained {summary.words:,} words{resumed} in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
+        f"final loss {summary.loss:.4f} (the last epoch's mean){gpu}; time: vocabulary {vocab_s:.1f} s, "
+        f"training {seconds:.1f} s, writing {run.write_s:.1f} s"
+        + (f", scoring {run.score_s:.1f} s" if trainer.cfg.eval_epochs else "")
+        + f"{synced}; run directory {run.run_dir}")
     return summary
 
 
