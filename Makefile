@@ -6,11 +6,15 @@ CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
+# what a user needs to train, evaluate, query and plot (torch first: the CPU build here, see the README for a GPU)
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
-	$(PYTHON) -m pip install -e ".[test]"
+	$(PYTHON) -m pip install -e ".[plot]"
 
+# the test tools (pytest; setuptools for the packaging test), installed when missing, then the tests
 test:
+	$(PYTHON) -c "import pytest, matplotlib; from importlib.metadata import version; \
+	  assert int(version('setuptools').split('.')[0]) >= 70" 2>/dev/null || $(PYTHON) -m pip install -e ".[test]"
 	$(PYTHON) -m pytest -q
 
 # BENCHMARKS.md, table 1: ours and gensim on the same corpus, settings and threads, two rounds (about 25 minutes)

@@ -83,6 +83,8 @@ def test_installed_tool_runs_outside_the_repository_with_a_preset_by_name(tmp_pa
     assert 'model = "cbow"' in config and 'loss = "nce"' in config and "lr = 0.05" in config
     p = subprocess.run(tool + ["train", "x.txt", "--config", "sg-nec"], env=env, cwd=tmp_path, capture_output=True,
                        text=True)
-    assert p.returncode == 2 and p.stderr.strip() == ("error: config file sg-nec not found; pass a TOML file or a "
-                                                      "preset: cbow-infonce, cbow-nce, cbow-neg, cbow-softmax, sg-infonce, sg-nce, sg-neg")
+    assert p.returncode == 2 and p.stderr.strip() == (
+        "error: config file sg-nec not found; did you mean sg-neg or sg-nce? pass a TOML file or a preset: cbow-hs, "
+        "cbow-infonce, cbow-nce, cbow-neg, cbow-sampled-softmax, cbow-softmax, sg-hs, sg-infonce, sg-nce, sg-neg, "
+        "sg-sampled-softmax")
 

@@ -76,3 +76,24 @@ def test_an_unknown_word_is_a_one_line_error_naming_it(run):
 def test_topn_must_be_positive(run):
     r = invoke("similar", "government", "--vectors", run, "--topn", 0)
     assert r.exit_code == 2 and "--topn must be > 0" in r.output
+
+
+def test_without_words_a_prompt_answers_each_line_until_the_end(run):
+    """word2vec.c's distance and word-analogy: the vectors loaded once, one query a line; a bad line is one error
+    line and the prompt goes on."""
+    kv = KeyedVectors.load(str(run / "vectors.kv"))
+    r = runner.invoke(app, ["similar", "--vectors", str(run), "--json", "--topn", "3"],
+                      input="government\nnotaword\n\npolice fire\n")
+    assert r.exit_code == 0, r.output
+    answers = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [list(a) for a in answers] == [["government"], ["police", "fire"]]
+    assert answers[0]["government"] == [[w, pytest.approx(c)] for w, c in kv.most_similar("government", topn=3)]
+    assert "'notaword' is not in the vocabulary" in r.stderr
+    r = runner.invoke(app, ["analogy", "--vectors", str(run), "--json", "--topn", "2"],
+                      input="he his she\nhe his\n")
+    assert r.exit_code == 0, r.output
+    (answer,) = [json.loads(line) for line in r.stdout.splitlines()]
+    assert answer == [[w, pytest.approx(c)] for w, c in kv.most_similar(positive=["his", "she"],
+                                                                         negative=["he"], topn=2)]
+    assert "expected three words: A B C, got 2 words" in r.stderr
+    assert invoke("analogy", "man", "king", "--vectors", run).exit_code == 2  # two of three: a usage error

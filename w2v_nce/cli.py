@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperGroup
+from typer.core import TyperCommand, TyperGroup
 
 from . import __version__, rundir
 from .config import presets
@@ -36,6 +36,42 @@ class _Group(TyperGroup):
             ctx.exit(e.code)
 
 
+def _plain_arguments() -> None:
+    """Typer 0.2x labels an argument with its Python type in the help (`WORD <list[str]>`) and a required one with
+    braces in the usage line (`{CORPUS}`); neither is for a user. Where this Typer has those two hooks, an argument
+    shows its name alone, as click and older Typers do."""
+    from typer import core
+    arg = getattr(core, "TyperArgument", None)
+    if arg is None:
+        return
+    if hasattr(arg, "display_type_rich"):
+        arg.display_type_rich = lambda self, ctx: None
+    if hasattr(arg, "_usage_display_name"):
+        def usage(self) -> str:
+            name = self.metavar or self.name.upper()
+            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
+        arg._usage_display_name = usage
+
+
+class _Panels(TyperCommand):
+    """Help with the options in groups (their rich_help_panel), as Typer's rich help draws them, in the plain help
+    this CLI prints."""
+
+    def format_options(self, ctx, formatter) -> None:
+        groups: dict[str, list] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is not None:
+                default = "Arguments" if param.param_type_name == "argument" else "Options"
+                groups.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
+        order = ("Arguments", "Model", "Head", "Data", "Run")  # then the others as they come, Options last
+        for name in sorted(groups, key=lambda g: (g == "Options", order.index(g) if g in order else len(order))):
+            records = groups[name]
+            with formatter.section(name):
+                formatter.write_dl(records)
+
+
+_plain_arguments()
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="Train word2vec embeddings (CBOW / skip-gram) with full softmax, negative sampling "
@@ -68,40 +104,40 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     _debug = debug
 
 
-@app.command()
+@app.command(cls=_Panels)
 def train(
-    corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False)] = None,
-    config: Annotated[Optional[str], typer.Option("--config", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
-    model: Annotated[Optional[str], typer.Option(help="sg (skip-gram) or cbow. Default: sg.")] = None,
-    loss: Annotated[Optional[str], typer.Option(help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
-    dim: Annotated[Optional[int], typer.Option(help="Vector size. Default: 100.")] = None,
-    window: Annotated[Optional[int], typer.Option(help="Maximum window; each centre draws 1..W. Default: 5.")] = None,
-    negatives: Annotated[Optional[int], typer.Option(help="Noise words k per example (neg, nce, infonce, sampled-softmax). Default: 5.")] = None,
-    min_count: Annotated[Optional[int], typer.Option(help="Drop words rarer than this. Default: 5.")] = None,
-    max_vocab: Annotated[Optional[int], typer.Option(help="Keep only the N most frequent words. Default: all.")] = None,
-    sample: Annotated[Optional[float], typer.Option(help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
-    noise_power: Annotated[Optional[float], typer.Option(help="Noise distribution unigram^p. Default: 0.75.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(help="Passes over the corpus. Default: 5.")] = None,
-    lr: Annotated[Optional[float], typer.Option(help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg with neg or nce on the CPU, else 1.")] = None,
-    lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", help="Lower-case the text. Default: no.")] = None,
-    encoding_errors: Annotated[Optional[str], typer.Option(help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
-    device: Annotated[Optional[str], typer.Option(help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
-    threads: Annotated[Optional[int], typer.Option(help="CPU threads; 0 = all cores. Default: 0.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(help="Continue an interrupted run directory.")] = None,
-    init: Annotated[Optional[Path], typer.Option(help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. --epochs 0 gives its vectors back, with the new words'.")] = None,
-    eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
-    sync_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 1000000.")] = None,
-    sync: Annotated[Optional[str], typer.Option(help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation). Default: full.")] = None,
-    sync_gain: Annotated[Optional[str], typer.Option(help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0, and each process trains at (processes / gain) x --lr, which to first order is one process's training. A number G: that gain (1 averages the replicas, the number of processes sums their changes; above 2 it can diverge). auto: (processes + 2) / 4, at most 2 (2 processes: the average at 2 x --lr; 4: 1.5 x the mean at 2.67 x --lr; 8: 2 x the mean at 4 x --lr). per-row: --lr, and each row its own gain, from 1 where the replicas changed it alike to the number of processes where independently. Default: auto.")] = None,
-    sync_hot_rows: Annotated[Optional[int], typer.Option(help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off. Default: 2000.")] = None,
-    sync_hot_words: Annotated[Optional[int], typer.Option(help="Under torchrun: words each process trains between combinations of the hot rows. Default: 50000.")] = None,
-    sync_timeout: Annotated[Optional[float], typer.Option(help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume. Default: 300.")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show the progress bar.")] = True,
+    corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False, metavar="CORPUS")] = None,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Run", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
+    model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="sg (skip-gram) or cbow. Default: sg.")] = None,
+    loss: Annotated[Optional[str], typer.Option(rich_help_panel="Head", help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
+    dim: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Vector size. Default: 100.")] = None,
+    window: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Maximum window; each centre draws 1..W. Default: 5.")] = None,
+    negatives: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Noise words k per example (neg, nce, infonce, sampled-softmax). Default: 5.")] = None,
+    min_count: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Drop words rarer than this. Default: 5.")] = None,
+    max_vocab: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Keep only the N most frequent words. Default: all.")] = None,
+    sample: Annotated[Optional[float], typer.Option(rich_help_panel="Data", help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
+    noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p. Default: 0.75.")] = None,
+    epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus. Default: 5.")] = None,
+    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg with neg or nce on the CPU, else 1.")] = None,
+    lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text. Default: no.")] = None,
+    encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
+    device: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
+    kernel: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
+    threads: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="CPU threads; 0 = all cores. Default: 0.")] = None,
+    seed: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
+    out: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
+    resume: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue an interrupted run directory.")] = None,
+    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. --epochs 0 gives its vectors back, with the new words'.")] = None,
+    eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", rich_help_panel="Run", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
+    sync_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 1000000.")] = None,
+    sync: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation). Default: full.")] = None,
+    sync_gain: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0, and each process trains at (processes / gain) x --lr, which to first order is one process's training. A number G: that gain (1 averages the replicas, the number of processes sums their changes; above 2 it can diverge). auto: (processes + 2) / 4, at most 2 (2 processes: the average at 2 x --lr; 4: 1.5 x the mean at 2.67 x --lr; 8: 2 x the mean at 4 x --lr). per-row: --lr, and each row its own gain, from 1 where the replicas changed it alike to the number of processes where independently. Default: auto.")] = None,
+    sync_hot_rows: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off. Default: 2000.")] = None,
+    sync_hot_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between combinations of the hot rows. Default: 50000.")] = None,
+    sync_timeout: Annotated[Optional[float], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume. Default: 300.")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel="Run", help="Show the progress bar (default) or not.", show_default=False)] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
     from . import api, config as config_mod
@@ -130,9 +166,9 @@ def train(
 
 @app.command("export")
 def export_cmd(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False)] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). Default: RUN_DIR/vectors.txt.")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text) or word2vec-binary.")] = None,
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False, metavar="RUN")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix. Default: RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary or projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them).")] = None,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="Write the vectors of the run's checkpoint: the latest state of an interrupted run (default out: RUN_DIR/checkpoint-vectors.txt).")] = False,
 ):
     """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary."""
@@ -144,7 +180,7 @@ def export_cmd(
 
 @eval_app.command("analogies")
 def eval_analogies(
-    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False)] = None,
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False, metavar="VECTORS")] = None,
     questions: Annotated[Optional[Path], typer.Option(help="Analogy file ('a b c d' lines, ': section' headers). Default: gensim's questions-words.txt.")] = None,
     restrict_vocab: Annotated[int, typer.Option(help="Only the N most frequent words are candidates and in vocabulary.")] = 30000,
     method: Annotated[str, typer.Option(help="3cosadd (word2vec's) or 3cosmul (Levy & Goldberg).")] = "3cosadd",
@@ -164,7 +200,7 @@ def eval_analogies(
 
 @eval_app.command("similarity")
 def eval_similarity(
-    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False)] = None,
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False, metavar="VECTORS")] = None,
     pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.")] = "ws353",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
@@ -178,7 +214,7 @@ def eval_similarity(
 
 @eval_app.command("heldout")
 def eval_heldout(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.  Default: runs/latest.", show_default=False)] = None,
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.  Default: runs/latest.", show_default=False, metavar="RUN")] = None,
     corpus: Annotated[Path, typer.Option(help="Held-out text, not used in training.", show_default=False)] = ...,
     max_contexts: Annotated[int, typer.Option(help="Contexts sampled from the text (each costs a pass over the vocabulary).")] = 20000,
     seed: Annotated[int, typer.Option(help="Seed for sampling the contexts.")] = 0,
@@ -198,40 +234,77 @@ VECTORS_HELP = "Run directory, .kv, word2vec text or binary file. Default: runs/
 
 @app.command("similar")
 def similar_cmd(
-    words: Annotated[list[str], typer.Argument(help="Query words.", show_default=False)],
+    words: Annotated[Optional[list[str]], typer.Argument(help="Query words. None: a prompt that answers one query a line (word2vec's distance).", show_default=False, metavar="WORD")] = None,
     vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
     topn: Annotated[int, typer.Option(help="Neighbours per word.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: each word -> [[word, cosine], ...].")] = False,
 ):
-    """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar)."""
+    """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Without WORD, a prompt:
+    one query a line until end of input, the vectors loaded once."""
     from . import evaluate, query
 
     source = rundir.resolve(vectors)
-    result = query.similar(evaluate.load_vectors(source), words, topn, source)
-    typer.echo(json.dumps(result) if json_out else query.format_similar(result))
+    kv = evaluate.load_vectors(source)
+
+    def answer(query_words: list[str]) -> str:
+        result = query.similar(kv, query_words, topn, source)
+        return json.dumps(result) if json_out else query.format_similar(result)
+    _answer_all(answer, words, None, "words")
 
 
 @app.command("analogy")
 def analogy_cmd(
-    a: Annotated[str, typer.Argument(show_default=False)],
-    b: Annotated[str, typer.Argument(show_default=False)],
-    c: Annotated[str, typer.Argument(show_default=False)],
+    a: Annotated[Optional[str], typer.Argument(help="A is to B ...", show_default=False, metavar="A")] = None,
+    b: Annotated[Optional[str], typer.Argument(help="... as C is to ?. None of the three: a prompt that answers one query of three words a line (word2vec's word-analogy).", show_default=False, metavar="B")] = None,
+    c: Annotated[Optional[str], typer.Argument(show_default=False, metavar="C")] = None,
     vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
     topn: Annotated[int, typer.Option(help="Answers to show.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON list [[word, score], ...].")] = False,
 ):
-    """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A]))."""
+    """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A])).
+    Without A B C, a prompt: three words a line until end of input, the vectors loaded once."""
     from . import evaluate, query
 
+    given = [w for w in (a, b, c) if w is not None]
+    if given and len(given) != 3:
+        raise typer.BadParameter("give three words, A B C, or none for a prompt", param_hint="A B C")
     source = rundir.resolve(vectors)
-    result = query.analogy(evaluate.load_vectors(source), a, b, c, topn, source)
-    typer.echo(json.dumps(result) if json_out else query.format_analogy(a, b, c, result))
+    kv = evaluate.load_vectors(source)
+
+    def answer(w: list[str]) -> str:
+        result = query.analogy(kv, *w, topn, source)
+        return json.dumps(result) if json_out else query.format_analogy(*w, result)
+    _answer_all(answer, given, 3, "three words: A B C")
+
+
+def _answer_all(answer, words: list[str] | None, n: int | None, what: str) -> None:
+    """The answer to the words given, or without any, to each line of standard input until its end, as word2vec.c's
+    distance and word-analogy do: a line's bad query is one line on stderr, and the prompt goes on."""
+    if words:
+        typer.echo(answer(list(words)))
+        return
+    ask = sys.stdin.isatty()
+    while True:
+        if ask:
+            typer.echo(f"Enter {what} (end of input: Ctrl-D): ", nl=False, err=True)
+        line = sys.stdin.readline()
+        if not line:
+            break
+        query_words = line.split()
+        if not query_words:
+            continue
+        try:
+            if n is not None and len(query_words) != n:
+                raise UsageError(f"expected {what}, got {len(query_words)} word{'s' if len(query_words) > 1 else ''}")
+            typer.echo(answer(query_words))
+        except W2VError as e:
+            typer.echo(f"error: {e}", err=True)
 
 
 @app.command("plot")
 def plot_cmd(
-    runs: Annotated[list[Path], typer.Argument(help="Run directories.", show_default=False)],
-    out: Annotated[Path, typer.Option(help="The PNG file to write.", show_default=False)] = ...,
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories. Default: runs/latest.", show_default=False, metavar="RUN")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The PNG file to write. Default: FIRST_RUN/training.png, or FIRST_RUN/logz.png with --heldout.", show_default=False)] = None,
     heldout: Annotated[Optional[Path], typer.Option(help="Draw instead the distribution of the exact log Z(c) over contexts of this held-out text, one histogram per run.", show_default=False)] = None,
     max_contexts: Annotated[int, typer.Option(help="With --heldout: contexts sampled from the text.")] = 20000,
 ):
@@ -240,15 +313,17 @@ def plot_cmd(
 
     if max_contexts <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
+    runs = runs or [rundir.resolve(None)]
+    out = out or Path(runs[0]) / ("training.png" if heldout is None else "logz.png")
     path = plot.training(runs, out) if heldout is None else plot.log_z(runs, heldout, out, max_contexts)
     _info(f"wrote {path}")
 
 
 @app.command("bench")
 def bench_cmd(
-    corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False)],
-    model: Annotated[Optional[list[str]], typer.Option(help="sg and/or cbow (repeat the flag).  Default: both.")] = None,
-    loss: Annotated[Optional[list[str]], typer.Option(help="neg, nce, hs, infonce, sampled-softmax and/or softmax (repeat; with hs, gensim's hierarchical softmax runs too).  Default: neg and nce.")] = None,
+    corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False, metavar="CORPUS")],
+    model: Annotated[Optional[list[str]], typer.Option(metavar="MODEL", help="sg and/or cbow (repeat the flag).  Default: both.")] = None,
+    loss: Annotated[Optional[list[str]], typer.Option(metavar="LOSS", help="neg, nce, hs, infonce, sampled-softmax and/or softmax (repeat; with hs, gensim's hierarchical softmax runs too).  Default: neg and nce.")] = None,
     epochs: Annotated[int, typer.Option(help="Epochs for every model.")] = 5,
     threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.")] = 0,
     ours_only: Annotated[bool, typer.Option("--ours-only", help="Skip gensim (quick timing).")] = False,
@@ -259,7 +334,7 @@ def bench_cmd(
     seed: Annotated[Optional[int], typer.Option(help="Random seed of both tools.  Default: 1.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
     kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
-    device: Annotated[Optional[list[str]], typer.Option(help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
+    device: Annotated[Optional[list[str]], typer.Option(metavar="DEVICE", help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
     repeats: Annotated[int, typer.Option(help="Rounds of the whole run; each row keeps its best speed and mean scores.")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,

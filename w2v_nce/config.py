@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
 import tomllib
 from dataclasses import dataclass, fields
@@ -135,7 +136,9 @@ def find_config(name: str | Path) -> Path:
     preset = PRESETS / f"{path.name.removesuffix('.toml')}.toml"
     if path.parent == Path(".") and preset.is_file():
         return preset
-    raise UsageError(f"config file {name} not found; pass a TOML file or a preset: {', '.join(presets())}")
+    close = difflib.get_close_matches(path.name.removesuffix(".toml"), presets(), n=2, cutoff=0.6)
+    hint = f"did you mean {' or '.join(close)}? " if close else ""
+    raise UsageError(f"config file {name} not found; {hint}pass a TOML file or a preset: {', '.join(presets())}")
 
 
 def read_toml(path: str | Path) -> dict:

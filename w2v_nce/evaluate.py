@@ -13,7 +13,6 @@ import math
 from pathlib import Path
 
 import numpy as np
-import torch
 from gensim import matutils, utils
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
@@ -193,6 +192,8 @@ def _predict(kv, ok, fold, quads: np.ndarray, restrict_vocab: int, method: str) 
     bad = ~(np.isfinite(norms) & (norms > 0))  # gensim's cosines are NaN there: never a candidate
     unit = np.zeros_like(vectors)
     np.divide(vectors, norms[:, None], out=unit, where=~bad[:, None])
+    import torch  # here: a query (similar, analogy) never needs it, and it takes a second to import
+
     U = torch.from_numpy(unit)  # (R, D)
     bad_t = torch.from_numpy(bad)
     q = torch.from_numpy(quads[:, :3].astype(np.int64))  # (N, 3)

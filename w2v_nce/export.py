@@ -18,8 +18,8 @@ from . import rundir
 from .errors import UsageError, W2VError
 from .files import atomic_path
 
-FORMATS = ("kv", "word2vec", "word2vec-binary")
-_SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin"}
+FORMATS = ("kv", "word2vec", "word2vec-binary", "projector")
+_SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin", "projector": ""}
 _FROM_SUFFIX = {".kv": "kv", ".txt": "word2vec", ".vec": "word2vec", ".bin": "word2vec-binary"}
 
 
@@ -64,6 +64,19 @@ def save_kv(kv: KeyedVectors, path: str | Path) -> None:
         kv.save(f, pickle_protocol=5)
 
 
+def save_projector(kv: KeyedVectors, prefix: str | Path) -> Path:
+    """TensorBoard's projector files, PREFIX_tensor.tsv (a vector a line, tab-separated) and PREFIX_metadata.tsv (a
+    word a line), as gensim's word2vec2tensor writes them for the same vectors (each number as str() of its
+    float32). Load them at projector.tensorflow.org ("Load") or in TensorBoard. Returns the tensor file."""
+    prefix = Path(prefix)
+    tensor, meta = (prefix.with_name(f"{prefix.name}_{part}.tsv") for part in ("tensor", "metadata"))
+    with atomic_path(tensor) as t, atomic_path(meta) as m, open(t, "wb") as ft, open(m, "wb") as fm:
+        for word, row in zip(kv.index_to_key, kv.vectors):
+            fm.write(word.encode("utf-8") + b"\n")
+            ft.write("\t".join(str(x) for x in row).encode("utf-8") + b"\n")
+    return tensor
+
+
 def format_from_suffix(path: str | Path) -> str:
     """The export format implied by a file name: .kv, .txt/.vec or .bin."""
     fmt = _FROM_SUFFIX.get(Path(path).suffix.lower())
@@ -105,6 +118,8 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None, checkp
         kv = load_vectors(source)
     if fmt == "kv":
         save_kv(kv, out)
+    elif fmt == "projector":
+        return save_projector(kv, out), fmt
     else:
         with atomic_path(out) as tmp:
             kv.save_word2vec_format(str(tmp), binary=(fmt == "word2vec-binary"))

@@ -39,6 +39,9 @@ from .continued import carry, prior as _prior
 
 
 
+SMALL_CORPUS = 10_000_000  # words under which `train` says that analogy scores need more text
+
+
 class Interrupted(W2VError):
     """Training stopped by SIGINT / SIGTERM after saving a checkpoint (exit 130 / 143)."""
 
@@ -68,7 +71,9 @@ class Trainer:
         sampler = AliasSampler(vocab.counts, cfg.noise_power, device)
         head = make_head(cfg.loss, vocab.counts, cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
+        t = time.perf_counter()
         plan.prepare(head, cfg.threads or os.cpu_count() or 1)
+        self.compile_s = time.perf_counter() - t  # numba's compile of the step (or its load from numba's cache)
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         self.ids_on_device = self._upload_ids()
         # on a GPU each chunk's examples are drawn during the last chunk's training (_draw_ahead), on a side stream
@@ -556,6 +561,9 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run
         log(f"vocabulary: {len(run.vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
             + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else "")
             + (f"; {len(run.vocab) - len(prior):,} new words beside the {len(prior):,} of {init}" if prior else ""))
+        if info["tokens"] < SMALL_CORPUS:
+            log(f"note: {info['tokens']:,} words is little text for word vectors: on the analogies sg-neg scored 2.8% on "
+                "0.84M words and 36% on the 16.9M-word benchmark corpus (BENCHMARKS.md section 8)")
     # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
     run.ids = rundir.open_ids(run.run_dir, run.info.get("ids"), len(run.vocab), check_range=run.resume)
     return run
@@ -718,11 +726,12 @@ def _summary(trainer: Trainer, replicas, run: _Run, start_words: float, log) -> 
     gpu = f", peak GPU memory {gpu_mib:,.0f} MiB" if gpu_mib is not None else ""
     synced = f"; {replicas.summary()}" if replicas is not None else ""
     resumed = f" ({summary.words_here:,} of them in this process, after the resume)" if run.resume else ""
+    compiled = f"compiling the step {trainer.compile_s:.1f} s, " if trainer.compile_s >= 0.5 else ""
     log(f"trained {summary.words:,} words{resumed} in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
         f"final loss {summary.loss:.4f} (the last epoch's mean){gpu}; time: vocabulary {vocab_s:.1f} s, "
-        f"training {seconds:.1f} s, writing {run.write_s:.1f} s"
-        + (f", scoring {run.score_s:.1f} s" if trainer.cfg.eval_epochs else "")
-        + f"{synced}; run directory {run.run_dir}")
+        f"{compiled}training {seconds:.1f} s, writing {run.write_s:.1f} s"
+        + (f", scoring {run.score_s:.1f} s" if trainer.cfg.eval_epochs else "") + synced)
+    log(f"vectors: {run.run_dir / rundir.VECTORS} (runs/latest points at {run.run_dir})")
     return summary
 
 
