@@ -91,3 +91,15 @@ def test_plot_defaults_to_the_latest_run(trained, monkeypatch):
     r = runner.invoke(app, ["plot"])
     assert r.exit_code == 0, r.output
     assert (cwd / "runs" / "latest" / "training.png").stat().st_size > 1000
+
+
+def test_the_readme_is_short_and_its_links_and_docs_pages_resolve():
+    import re
+    from pathlib import Path
+    root = Path(__file__).resolve().parents[1]
+    readme = (root / "README.md").read_text(encoding="utf-8")
+    assert readme.count("\n") < 200
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8")):
+            if not target.startswith("http"):
+                assert (page.parent / target).exists(), f"{page.name}: {target}"

@@ -97,3 +97,24 @@ def test_without_words_a_prompt_answers_each_line_until_the_end(run):
                                                                          negative=["he"], topn=2)]
     assert "expected three words: A B C, got 2 words" in r.stderr
     assert invoke("analogy", "man", "king", "--vectors", run).exit_code == 2  # two of three: a usage error
+
+
+def test_the_quick_loader_answers_as_gensim_without_importing_it(run):
+    """`similar` and `analogy` read vectors.kv without gensim (a second of the query's start-up): the answers are
+    gensim's most_similar for many words and analogies, and gensim is not imported on that path."""
+    import subprocess
+    import sys
+    from w2v_nce import query
+    kv, quick = KeyedVectors.load(str(run / "vectors.kv")), query.load(run)
+    assert isinstance(quick, query.Vectors)
+    for w in kv.index_to_key[:200:4]:
+        got, want = quick.most_similar(w, topn=10), kv.most_similar(w, topn=10)
+        assert [v for v, _ in got] == [v for v, _ in want], w
+        assert [s for _, s in got] == pytest.approx([s for _, s in want], abs=1e-6)
+    words = kv.index_to_key[:30]
+    for a, b, c in zip(words, words[1:], words[2:]):
+        got, want = (x.most_similar(positive=[b, c], negative=[a], topn=5) for x in (quick, kv))
+        assert [v for v, _ in got] == [v for v, _ in want]
+    code = (f"import sys; from w2v_nce import query; query.load({str(run)!r}); "
+            "assert 'gensim' not in sys.modules and 'torch' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

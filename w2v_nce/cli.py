@@ -241,10 +241,10 @@ def similar_cmd(
 ):
     """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Without WORD, a prompt:
     one query a line until end of input, the vectors loaded once."""
-    from . import evaluate, query
+    from . import query
 
     source = rundir.resolve(vectors)
-    kv = evaluate.load_vectors(source)
+    kv = query.load(source)
 
     def answer(query_words: list[str]) -> str:
         result = query.similar(kv, query_words, topn, source)
@@ -263,13 +263,13 @@ def analogy_cmd(
 ):
     """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A])).
     Without A B C, a prompt: three words a line until end of input, the vectors loaded once."""
-    from . import evaluate, query
+    from . import query
 
     given = [w for w in (a, b, c) if w is not None]
     if given and len(given) != 3:
         raise typer.BadParameter("give three words, A B C, or none for a prompt", param_hint="A B C")
     source = rundir.resolve(vectors)
-    kv = evaluate.load_vectors(source)
+    kv = query.load(source)
 
     def answer(w: list[str]) -> str:
         result = query.analogy(kv, *w, topn, source)

@@ -8,12 +8,74 @@ the query words themselves left out.
 
 from __future__ import annotations
 
-from gensim.models import KeyedVectors
+import pickle
+from pathlib import Path
+
+import numpy as np
 
 from .errors import UsageError, W2VError
 
+_KV = ("gensim.models.keyedvectors", "KeyedVectors")
 
-def _check(kv: KeyedVectors, words: list[str], source) -> None:
+
+class Vectors:
+    """The fields of a pickled gensim KeyedVectors (a run's vectors.kv), loaded without importing gensim, which is
+    most of a query's second, and gensim 4's most_similar on them, step for step (unit vectors, their weighted
+    mean, re-normalised, cosines, the top n by gensim's partial sort, the query words left out)."""
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+
+    def most_similar(self, positive=(), negative=(), topn: int = 10) -> list[tuple[str, float]]:
+        positive, negative = ([k] if isinstance(k, str) else list(k) for k in (positive, negative))
+        keys = positive + negative
+        weights = np.concatenate((np.ones(len(positive)), -1.0 * np.ones(len(negative))))  # float64, as gensim's
+        norms = np.linalg.norm(self.vectors, axis=1)  # (V,) float32
+        mean = np.zeros(self.vectors.shape[1], self.vectors.dtype)
+        for w, key in zip(weights, keys):
+            i = self.key_to_index[key]
+            mean += w * (self.vectors[i] / norms[i])
+        mean = mean / float(np.abs(weights).sum())  # (D,) float64
+        length = np.linalg.norm(mean)
+        mean = (mean * (1.0 / length) if length > 0 else mean).astype(np.float32)  # gensim's unitvec: x * (1/|x|)
+        dists = np.dot(self.vectors, mean) / norms  # (V,)
+        n = topn + len(keys)
+        if n >= dists.size:
+            best = np.argsort(-dists)[:n]
+        else:  # gensim's matutils.argsort
+            best = np.argpartition(-dists, n)[:n]
+            best = best.take(np.argsort((-dists).take(best)))
+        skip = {self.key_to_index[k] for k in keys}
+        return [(self.index_to_key[i], float(dists[i])) for i in best if i not in skip][:topn]
+
+
+class _Unpickler(pickle.Unpickler):
+    def find_class(self, module: str, name: str):
+        if (module, name) == _KV:
+            return Vectors
+        if module.split(".")[0] == "numpy":
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"{module}.{name}")
+
+
+def load(source: Path):
+    """The vectors of a run directory or a .kv file, without gensim when they are a plain KeyedVectors pickle;
+    anything else (word2vec files, other pickles) through evaluate.load_vectors, gensim's loaders and checks."""
+    path = Path(source) / "vectors.kv" if Path(source).is_dir() else Path(source)
+    if path.suffix == ".kv":
+        try:
+            with open(path, "rb") as f:
+                kv = _Unpickler(f).load()
+            if (isinstance(kv, Vectors) and kv.vectors.ndim == 2 and len(kv.index_to_key) == len(kv.vectors)
+                    and np.isfinite(kv.vectors).all()):
+                return kv
+        except Exception:  # anything unexpected: gensim's loader says what is wrong, or loads it
+            pass
+    from .evaluate import load_vectors
+    return load_vectors(source)
+
+
+def _check(kv, words: list[str], source) -> None:
     for w in words:
         if w not in kv.key_to_index:
             close = [v for v in (w.lower(), w.capitalize(), w.upper()) if v != w and v in kv.key_to_index]
@@ -21,7 +83,7 @@ def _check(kv: KeyedVectors, words: list[str], source) -> None:
             raise W2VError(f"{w!r} is not in the vocabulary of {source}{hint}; query a word it has")
 
 
-def similar(kv: KeyedVectors, words: list[str], topn: int = 10, source="the vectors") -> dict[str, list]:
+def similar(kv, words: list[str], topn: int = 10, source="the vectors") -> dict[str, list]:
     """For each query word, its topn nearest words as [word, cosine] pairs, best first."""
     if topn <= 0:
         raise UsageError(f"--topn must be > 0 (got {topn})")
@@ -29,7 +91,7 @@ def similar(kv: KeyedVectors, words: list[str], topn: int = 10, source="the vect
     return {w: [[v, float(c)] for v, c in kv.most_similar(w, topn=topn)] for w in words}
 
 
-def analogy(kv: KeyedVectors, a: str, b: str, c: str, topn: int = 10, source="the vectors") -> list:
+def analogy(kv, a: str, b: str, c: str, topn: int = 10, source="the vectors") -> list:
     """A is to B as C is to ?: the topn answers as [word, score] pairs, best first."""
     if topn <= 0:
         raise UsageError(f"--topn must be > 0 (got {topn})")
