@@ -89,9 +89,10 @@ pictures:
 	mkdir -p $(PICS) docs
 	$(PYTHON) -c "from pathlib import Path; from w2v_nce.bench import split_corpus; \
 	  split_corpus(Path('$(CORPUS)'), Path('$(PICS)'), 0.005)"
-	for spec in sg-neg sg-nce cbow-neg cbow-nce; do rm -rf $(PICS)/wiki-$$spec; \
+	for spec in sg-neg sg-nce cbow-neg cbow-nce cbow-hs; do rm -rf $(PICS)/wiki-$$spec; \
 	  w2v-nce train $(PICS)/train.txt --config $$spec --eval-epochs --no-progress --out $(PICS)/wiki-$$spec || exit 1; done
-	w2v-nce plot $(PICS)/wiki-sg-neg $(PICS)/wiki-sg-nce $(PICS)/wiki-cbow-neg $(PICS)/wiki-cbow-nce --out docs/training.png
+	w2v-nce plot $(PICS)/wiki-sg-neg $(PICS)/wiki-sg-nce $(PICS)/wiki-cbow-neg $(PICS)/wiki-cbow-nce $(PICS)/wiki-cbow-hs \
+	  --out docs/training.png
 	w2v-nce plot $(PICS)/wiki-sg-neg $(PICS)/wiki-sg-nce $(PICS)/wiki-cbow-neg $(PICS)/wiki-cbow-nce \
 	  --heldout $(PICS)/heldout.txt --out docs/logz.png
 

@@ -41,9 +41,10 @@ def test_train_export_eval_with_defaults(workdir):
     assert r.exit_code == 0, r.output
     run = workdir / "runs" / "toy-sg-neg"
     assert (workdir / "runs" / "latest").resolve() == run.resolve()
-    for f in ("config.toml", "vocab.tsv", "checkpoint.pt", "vectors.kv", "corpus.ids"):
+    for f in ("config.toml", "vocab.tsv", "checkpoint.pt", "vectors.kv"):
         assert (run / f).exists(), f
     assert not (run / "INCOMPLETE").exists()
+    assert not (run / "corpus.ids").exists()  # a finished run needs it no more (--keep-corpus keeps it)
     assert 'model = "sg"' in (run / "config.toml").read_text()
     assert "words/s" in r.output
     # export defaults to runs/latest and the suffix picks the format
@@ -118,7 +119,7 @@ def test_unknown_config_key(workdir):
 
 @pytest.mark.parametrize("damage,msg", [
     (lambda d: None, "does not exist"),
-    (lambda d: (d / "missing").mkdir(), "is a directory"),
+    (lambda d: (d / "missing").mkdir(), "has no files to read"),  # an empty directory
     (lambda d: (d / "missing").write_bytes(b""), "no tokens"),
 ])
 def test_bad_corpus(workdir, damage, msg):

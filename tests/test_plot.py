@@ -143,3 +143,20 @@ def test_failed_write_leaves_nothing(tmp_path, monkeypatch):
         with pytest.raises(W2VError, match="cannot write .*full.png: No space left on device"):
             plot.training([tmp_path / "run"], tmp_path / "full.png")
         assert sorted(os.listdir(tmp_path)) == ["file", "out.png", "run"]
+
+
+def test_each_family_of_heads_gets_its_own_loss_panel(tmp_path, monkeypatch):
+    """An hs run's loss (about 7.5) beside neg and nce (about 2.5) flattened them on one axis: a panel per family,
+    with each epoch's mean marked."""
+    for name, loss in (("a", "neg"), ("b", "nce"), ("c", "hs")):
+        write_metrics(tmp_path / name, history(2, scores=False))
+        (tmp_path / name / "config.toml").write_text(f'[train]\nloss = "{loss}"\n')
+    monkeypatch.setattr(plot, "_family", lambda run: plot.FAMILIES[
+        (run / "config.toml").read_text().split('"')[1]])
+    drawn = {}
+    save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, out: (drawn.setdefault("fig", fig), save(fig, out))[1])
+    plot.training([tmp_path / n for n in "abc"], tmp_path / "t.png")
+    labels = [ax.get_ylabel() for ax in drawn["fig"].axes]
+    assert labels == ["loss per example (neg, nce)", "loss per example (hs)", "learning rate"]
+    assert_png(tmp_path / "t.png")

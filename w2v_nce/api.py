@@ -17,10 +17,11 @@ import dataclasses
 import json
 import os
 import shutil
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from pathlib import Path
 
 from . import rundir
+from .inputs import corpus_paths, write_sentences, write_stdin, STDIN
 from .config import Config, make_config
 from .errors import UsageError, W2VError
 
@@ -115,6 +116,11 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
         if paths is None:  # sentences: into the run directory first
             run_dir = run_dir or rundir.default_run_dir(Path("sentences"), cfg)
             paths = [write_sentences(corpus, run_dir)]
+        elif STDIN in paths:  # standard input: likewise
+            if paths.count(STDIN) > 1:
+                raise UsageError("standard input (-) can be read once: give it once")
+            run_dir = run_dir or rundir.default_run_dir(Path("stdin"), cfg)
+            paths[paths.index(STDIN)] = write_stdin(run_dir)
     hooks = training.Hooks(log)
     if on_progress is not None:
         hooks.on_progress = lambda row: on_progress(_live(hooks), row)
@@ -156,67 +162,3 @@ def configure(config, options: dict) -> Config:
     return cfg
 
 
-def corpus_paths(corpus) -> list[Path] | None:
-    """The corpus as a list of paths, or None for an iterable of sentences. A list of strings is paths when every
-    one names an existing file, else sentences."""
-    if corpus is None:
-        raise UsageError("missing corpus: a path, a list of paths, or an iterable of sentences")
-    from .distributed import env_rank
-    if isinstance(corpus, (str, os.PathLike)):
-        path = Path(corpus)
-        # only rank 0 of a torchrun job reads the corpus: the others' machines need not have it
-        if not path.exists() and env_rank() == 0:
-            raise W2VError(f"corpus {path} does not exist; check the path")
-        return [path]
-    if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(c, os.PathLike) or _is_file(c)
-                                                          for c in corpus):
-        missing = [str(c) for c in corpus if not Path(c).exists()]
-        if missing:
-            raise W2VError(f"corpus {missing[0]} does not exist; check the path")
-        return [Path(c) for c in corpus]
-    if not isinstance(corpus, Iterable):
-        raise UsageError(f"corpus must be a path, a list of paths or an iterable of sentences, not "
-                         f"{type(corpus).__name__}")
-    return None
-
-
-def _is_file(text) -> bool:
-    """Whether a string names an existing file (a sentence may be too long a name for the system to look up)."""
-    try:
-        return isinstance(text, str) and "\n" not in text and Path(text).is_file()
-    except (OSError, ValueError):
-        return False
-
-
-def write_sentences(sentences: Iterable, run_dir: Path) -> Path:
-    """Stream an iterable of sentences into run_dir/sentences.txt, a line each, reading it once."""
-    if rundir.occupied(run_dir):
-        raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another out= or resume it")
-    path = run_dir / rundir.SENTENCES
-    made = not run_dir.exists()
-    try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        with open(path, "w", encoding="utf-8", newline="\n") as f:
-            for n, sentence in enumerate(sentences, 1):
-                f.write(_line(sentence, n))
-    except BaseException as e:  # nothing is left of a run that never started
-        path.unlink(missing_ok=True)
-        if made:
-            shutil.rmtree(run_dir, ignore_errors=True)
-        if isinstance(e, OSError):
-            from .errors import storage_error
-            raise storage_error("write", path, e) from None
-        raise
-    return path
-
-
-def _line(sentence, n: int) -> str:
-    if isinstance(sentence, str):
-        return " ".join(sentence.split()) + "\n"
-    if isinstance(sentence, (list, tuple)):
-        for token in sentence:
-            if not isinstance(token, str) or not token or token != "".join(token.split()):
-                raise UsageError(f"sentence {n}: token {token!r} is not a non-empty string without whitespace")
-        return " ".join(sentence) + "\n"
-    raise UsageError(f"sentence {n} is a {type(sentence).__name__}: each sentence must be a list of tokens or a "
-                     "string")

@@ -106,7 +106,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
 
 @app.command(cls=_Panels)
 def train(
-    corpus: Annotated[Optional[Path], typer.Argument(help="UTF-8 text, whitespace-tokenised; .gz/.bz2/.xz read transparently.", show_default=False, metavar="CORPUS")] = None,
+    corpus: Annotated[Optional[list[Path]], typer.Argument(help="UTF-8 text, whitespace-tokenised, .gz/.bz2/.xz read transparently: files, directories (their .txt/.text/.tok/.gz/.bz2/.xz files and those without a suffix, in name order), quoted globs, or - for standard input (compressed too); read in order as one corpus.", show_default=False, metavar="CORPUS")] = None,
     config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Run", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
     model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="sg (skip-gram) or cbow. Default: sg.")] = None,
     loss: Annotated[Optional[str], typer.Option(rich_help_panel="Head", help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
@@ -137,6 +137,7 @@ def train(
     sync_hot_rows: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off. Default: 2000.")] = None,
     sync_hot_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between combinations of the hot rows. Default: 50000.")] = None,
     sync_timeout: Annotated[Optional[float], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume. Default: 300.")] = None,
+    keep_corpus: Annotated[Optional[bool], typer.Option("--keep-corpus/--no-keep-corpus", rich_help_panel="Run", help="Keep corpus.ids (the tokenised corpus, 4 bytes a word) once the run has finished; a resume needs it only while the run is unfinished. Default: no.")] = None,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel="Run", help="Show the progress bar (default) or not.", show_default=False)] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
@@ -146,7 +147,7 @@ def train(
     if resume is not None:
         api.train(out=resume, resume=True, progress=progress, log=_info, sync_timeout=sync_timeout)
         return
-    if corpus is None:
+    if not corpus:
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
                  max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
@@ -154,7 +155,7 @@ def train(
                  encoding_errors=encoding_errors, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
                  sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
-                 sync_hot_words=sync_hot_words)
+                 sync_hot_words=sync_hot_words, keep_corpus=keep_corpus)
     try:
         flags["sync_gain"] = config_mod.parse_gain(sync_gain)
         api.train(corpus, out, config=config, init=init, progress=progress, log=_info,

@@ -48,6 +48,7 @@ class Config:
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
     seed: int = 1
+    keep_corpus: bool = False  # keep corpus.ids once the run has finished (training._finish removes it)
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
     # several processes (torchrun; replicas.py): words each trains between synchronisations of the replicas, what
     # moves (full or rows), P = P0 + gain * mean of the replicas' changes (each process training at processes / gain

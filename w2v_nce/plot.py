@@ -64,36 +64,58 @@ def read_metrics(run_dir: Path) -> list[dict]:
     return records
 
 
+# heads whose losses are on one scale: each family gets its own loss panel (an hs run's 7.5 beside 2.5 flattened
+# the others)
+FAMILIES = {"neg": "neg, nce", "nce": "neg, nce", "hs": "hs", "infonce": "softmax heads",
+            "sampled-softmax": "softmax heads", "softmax": "softmax heads"}
+
+
+def _family(run: Path) -> str:
+    try:
+        from .rundir import read_config
+        return FAMILIES.get(read_config(Path(run))[0].loss, "")
+    except W2VError:  # a config.toml that cannot be read: the run still has its history
+        return ""
+
+
 def training(runs: list[Path], out: Path) -> Path:
-    """Loss and learning rate against words trained, plus the per-epoch scores if any; one colour per run."""
+    """Loss (a panel per family of heads: their losses are on different scales; each epoch's mean marked) and
+    learning rate against words trained, plus the per-epoch scores if any; one colour per run."""
     if not runs:
         raise W2VError("no run directory given")
     new_figure = _matplotlib()
-    metrics = [(_name(r), read_metrics(r)) for r in runs]  # a list: two runs may share a name
-    if not any(_series(recs, "loss")[0] for _, recs in metrics):
+    metrics = [(_name(r), read_metrics(r), _family(r)) for r in runs]  # a list: two runs may share a name
+    if not any(_series(recs, "loss")[0] for _, recs, _ in metrics):
         raise W2VError(f"nothing to plot: {', '.join(map(str, runs))} recorded no training progress yet")
-    scored = any(_series(recs, s, ("epoch",))[0] for _, recs in metrics for s in SCORES)
-    fig = new_figure(figsize=(9, 8 if scored else 6), layout="constrained")
-    axes = fig.subplots(3 if scored else 2, 1, sharex=True, squeeze=False)[:, 0]
-    drawn = set()
-    for i, (name, recs) in enumerate(metrics):
-        colour = f"C{i % 10}"
-        axes[0].plot(*_series(recs, "loss"), color=colour, label=name)
-        axes[1].plot(*_series(recs, "lr"), color=colour)
+    order = list(dict.fromkeys(FAMILIES.values()))
+    families = sorted(dict.fromkeys(f for _, _, f in metrics), key=lambda f: order.index(f) if f in order else -1)
+    scored = any(_series(recs, s, ("epoch",))[0] for _, recs, _ in metrics for s in SCORES)
+    n = len(families) + 1 + scored
+    fig = new_figure(figsize=(9, 2.6 * n + 0.6), layout="constrained")
+    axes = fig.subplots(n, 1, sharex=True, squeeze=False)[:, 0]
+    lr_ax, drawn = axes[len(families)], set()
+    for i, (name, recs, family) in enumerate(metrics):
+        colour, ax = f"C{i % 10}", axes[families.index(family)]
+        ax.plot(*_series(recs, "loss", ("progress",)), color=colour, label=name, linewidth=1)
+        ax.plot(*_series(recs, "loss", ("epoch",)), "o", color=colour, markersize=5)
+        lr_ax.plot(*_series(recs, "lr"), color=colour)
         for score in SCORES if scored else ():
             x, y = _series(recs, score, ("epoch",))
             if x:
-                axes[2].plot(x, y, SCORE_STYLES[score], color=colour)
+                axes[-1].plot(x, y, SCORE_STYLES[score], color=colour)
                 drawn.add(score)
-    axes[0].set(ylabel="loss per example", title="training")
-    axes[0].legend(fontsize="small")  # the runs, by colour, for all panels
-    axes[1].set(ylabel="learning rate")
+    for ax, family in zip(axes, families):
+        ax.set(ylabel=f"loss per example{f' ({family})' if family else ''}")
+        ax.plot([], [], "o", color="0.3", label="epoch mean (every step)")
+        ax.legend(fontsize="small")
+    axes[0].set(title="training")
+    lr_ax.set(ylabel="learning rate")
     if scored:  # the scores, by line style and marker
-        axes[2].set(ylabel="score after each epoch")
+        axes[-1].set(ylabel="score after each epoch")
         for score in SCORES:
             if score in drawn:
-                axes[2].plot([], [], SCORE_STYLES[score], color="0.3", label=score)
-        axes[2].legend(fontsize="small")
+                axes[-1].plot([], [], SCORE_STYLES[score], color="0.3", label=score)
+        axes[-1].legend(fontsize="small")
     axes[-1].set(xlabel="words trained (millions)")
     for ax in axes:
         ax.grid(alpha=0.3)
@@ -125,7 +147,7 @@ def log_z(runs: list[Path], corpus: Path, out: Path, max_contexts: int = 20000, 
     ax.set(xlabel="log Z(c) = logsumexp over the vocabulary of s(w, c)", ylabel="share of contexts",
            title=f"held-out log Z(c) on {Path(corpus).name} (0 = self-normalised)")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize="small")
+    ax.legend(fontsize="small", loc="upper right")  # the histograms keep the bottom: the legend never covers one
     return _save(fig, out)
 
 

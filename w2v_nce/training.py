@@ -209,7 +209,8 @@ class Trainer:
                         if self.batch == n_batches and self.draw_ahead and self.chunk + 1 < len(self.starts):
                             self._draw_ahead(self.chunk + 1)  # before the report waits for the device
                         now = time.perf_counter()
-                        if now - last_report > 0.5 or self.batch == n_batches:
+                        # also after the first step: a fast run's curve starts there, not at its first chunk's end
+                        if now - last_report > 0.5 or self.batch == n_batches or self.step == 1:
                             last_report = now
                             self._report(bar, pending, n_pending)
                             pending, n_pending = [], 0
@@ -702,6 +703,9 @@ def _finish(trainer: Trainer, run: _Run) -> None:
         trainer.save_vectors()
         trainer.history.close()
         (run.run_dir / INCOMPLETE).unlink(missing_ok=True)
+        if not trainer.cfg.keep_corpus:  # the finished run needs it no more (--keep-corpus keeps it)
+            trainer.ids = None  # its memory map first
+            (run.run_dir / rundir.IDS).unlink(missing_ok=True)
     except (StorageError, OSError) as e:
         e = e if isinstance(e, StorageError) else storage_error("write", run.run_dir / INCOMPLETE, e)
         raise StorageError(f"training finished, but {e}, then write the result with: "
