@@ -83,7 +83,7 @@ bench-sync:
 	$(PYTHON) benchmarks/sync_cost.py --world 2
 
 # README's pictures (docs/training.png, docs/logz.png): sg and cbow x neg and nce, 5 epochs with the scores of
-# every epoch, on the benchmark corpus less its last 0.5% (held out for log Z) (about 12 minutes)
+# every epoch, on the benchmark corpus less its last 0.5% (held out for log Z) (about 15 minutes)
 PICS := /tmp/w2v-nce-pictures
 pictures:
 	mkdir -p $(PICS) docs
