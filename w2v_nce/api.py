@@ -111,7 +111,7 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
         cfg, paths, run_dir = None, None, Path(out.path if isinstance(out, Run) else out)
     else:
         cfg = configure(config, options)
-        run_dir = Path(out) if out is not None else None
+        run_dir = Path(out.path if isinstance(out, Run) else out) if out is not None else None
         paths = corpus_paths(corpus)
         if paths is None:  # sentences: into the run directory first
             run_dir = run_dir or rundir.default_run_dir(Path("sentences"), cfg)

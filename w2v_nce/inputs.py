@@ -91,7 +91,8 @@ def write_sentences(sentences: Iterable, run_dir: Path) -> Path:
 def _stream(run_dir: Path, write, mode: str) -> Path:
     """run_dir/sentences.txt written by write(file); nothing left of it, or of a run_dir it made, if that fails."""
     if rundir.occupied(run_dir):
-        raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another out= or resume it")
+        raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out (out=) or "
+                         "--resume it (resume=True)")
     path = run_dir / rundir.SENTENCES
     made = not run_dir.exists()
     try:

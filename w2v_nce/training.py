@@ -540,7 +540,7 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run
         run_dir = run_dir or rundir.default_run_dir(first, cfg)
         if rundir.occupied(run_dir):
             raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
-                             "--out or --resume it")
+                             "--out (out=) or --resume it (resume=True)")
         plan = backends.plan(cfg)  # usage errors before any work
         if cfg.epochs == 0 and init is None:
             raise UsageError("--epochs 0 trains nothing; it is for --init RUN (RUN's vectors, with the new words')")
