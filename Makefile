@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-speed bench-continued bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-speed bench-continued bench-scale bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -31,6 +31,11 @@ bench-speed:
 # against gensim's build_vocab(update=True), sg-neg, 5 epochs (about 15 minutes on 2 cores)
 bench-continued:
 	$(PYTHON) benchmarks/continued.py $(CORPUS) --model sg --loss neg --epochs 5 --threads 2 --out bench-continued.md
+
+# BENCHMARKS.md section 9: the vocabulary pass and one cbow-neg epoch on 1 GB of text and on a long-tail corpus
+# (about 5 minutes, 3 GB of disk in /tmp/w2v-scale)
+bench-scale:
+	CORPUS=$(CORPUS) bash benchmarks/scale.sh
 
 # BENCHMARKS.md section 4: the CPU levers (shared noise) against the exact step, 2 seeds (about 15 minutes a variant)
 bench-levers:
