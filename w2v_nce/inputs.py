@@ -42,7 +42,7 @@ def expand(items: Iterable) -> list[Path]:
             if not files:
                 raise W2VError(f"corpus directory {path} has no files to read ({', '.join(SUFFIXES)} or no suffix)")
             out += files
-        elif not path.exists() and any(c in text for c in "*?["):
+        elif not path.exists() and _is_glob(text):
             matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
             if not matches:
                 raise W2VError(f"corpus {text} matches no file; check the pattern")
@@ -70,12 +70,16 @@ def corpus_paths(corpus) -> list[Path] | None:
     return None
 
 
+def _is_glob(text: str) -> bool:
+    return any(c in text for c in "*?[")
+
+
 def _is_path(text) -> bool:
     """Whether a string names an existing file or directory, a glob that matches, or standard input (a sentence may
     be too long a name for the system to look up)."""
     try:
         return isinstance(text, str) and "\n" not in text and (
-            text == "-" or Path(text).exists() or (any(c in text for c in "*?[") and bool(glob.glob(text))))
+            text == "-" or Path(text).exists() or (_is_glob(text) and bool(glob.glob(text))))
     except (OSError, ValueError):
         return False
 
