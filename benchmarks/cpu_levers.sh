@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # BENCHMARKS.md section 4: the CPU step's levers against the exact step (`make bench-levers`), whole corpus, 5 epochs,
-# 2 threads, neg and nce, ours only. VARIANTS: the train flags of each variant, separated by '|' (default: the exact
-# step, --shared-noise 8, --block 4); MODELS; SEEDS (default 1 2). Prints one row per (model, loss, variant): words/s
-# (best and worst run) and the scores' means over the seeds; the JSON rows go to $OUT (default bench-levers.jsonl).
+# 2 threads, ours only. VARIANTS: the train flags of each variant, separated by '|' (default: the exact step,
+# --shared-noise 8, --block 4); MODELS; LOSSES (default neg nce); SEEDS (default 1 2). Prints one row per (model,
+# loss, variant): words/s (best and worst run) and the scores' means over the seeds; the JSON rows go to $OUT (default bench-levers.jsonl).
 # About 15 minutes a variant.
 set -euo pipefail
 CORPUS=${CORPUS:-../shared/corpora/wiki100m.txt.gz}
 VARIANTS=${VARIANTS:-"--block 1 --shared-noise 1|--shared-noise 8|--block 4"}
 MODELS=${MODELS:-"sg cbow"}
+LOSSES=${LOSSES:-"neg nce"}
 SEEDS=${SEEDS:-"1 2"}
 OUT=${OUT:-bench-levers.jsonl}
 PY=${PYTHON:-python3}
@@ -18,7 +19,7 @@ for seed in $SEEDS; do
     for m in $MODELS; do
       echo "seed $seed, $m, $v" >&2
       # shellcheck disable=SC2086
-      w2v-nce bench "$CORPUS" --ours-only --model "$m" --loss neg --loss nce --epochs 5 --threads 2 $v \
+      w2v-nce bench "$CORPUS" --ours-only --model "$m" $(printf -- '--loss %s ' $LOSSES) --epochs 5 --threads 2 $v \
         --seed "$seed" --json 2>/dev/null | tail -1 | $PY -c "import json, sys
 rows = json.load(sys.stdin)
 for r in rows:

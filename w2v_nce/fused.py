@@ -9,7 +9,8 @@ and write it once, from the embedding matrices themselves.
 One loop per family of heads (heads.py), as word2vec.c's hierarchical softmax and negative sampling loops are one:
   h = the context word's input row (sg) or the mean of the context rows (cbow)
   logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
-      c = -lr dL/dΔ; grad += c out_r; then out_r += c h
+      c = -lr dL/dΔ; grad += c out_r; then out_r += c h (hs takes every Δ first: the same result, as a path's
+      nodes are distinct, and the independent scores overlap in the core)
   softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
       target]); grad += c out_r; out_r += c h
   every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
@@ -262,7 +263,6 @@ def logistic(delta, positive, need_loss):
 
 # The CPU kernels' copies; fused_cuda compiles the same functions for the GPU.
 _noise = _inline(noise_draw)
-_count = _inline(count)
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
 _logistic = _inline(logistic)
 
@@ -359,6 +359,61 @@ def _update_apart(o, p, h, grad, c):
         p[d] += c * h[d]
 
 
+@_inline
+def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, seed, shift, prob, alias, drop_hits,
+                   offsets, points, codes, width, learn_bias, bias_now, share):
+    """The logistic loss of example i over its target and noise words, each row updated right after its score (a
+    noise word drawn twice sees its first update); returns the example's loss."""
+    total, first = np.float32(0.0), i - i % share
+    prod = 1.0  # float64: the product of the terms' q (logistic)
+    for j in range(width):
+        r, positive, s, used = _candidate(first, j, width, target, NOISE, seed, shift, prob, alias, drop_hits,
+                                          offsets, points, codes)
+        rows[j] = r
+        if not used:
+            continue
+        g, hinge, q = _logistic(bias[r] + s + _dot(out[r], h), positive, need_loss)
+        total += hinge
+        prod *= q
+        if abs(g) < TINY:
+            continue
+        c = -lr * g
+        _update(out[r], h, grad, c)
+        coef[j] = c
+        if learn_bias and bias_now:
+            bias[r] += c
+    return total - np.float32(math.log(prod))
+
+
+@_inline
+def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes):
+    """The hs loss over the target's path: every score first, then every update. A path's nodes are distinct and h
+    is fixed within the example, so this is the sequential loop's result; but the scores, independent of each
+    other, overlap in the core (sg-hs 1.2x). Nodes at or above `top` are read and written as out + mine (the
+    changes this thread holds apart). Returns the example's loss; coef holds the coefficients."""
+    p0 = offsets[target]
+    m = offsets[target + 1] - p0
+    for j in range(m):
+        r = points[p0 + j]
+        rows[j] = r
+        coef[j] = bias[r] + (_dot_sum(out[r], mine[r - top], h) if r >= top else _dot(out[r], h))
+    total, prod = np.float32(0.0), 1.0
+    for j in range(m):
+        g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
+        total += hinge
+        prod *= q
+        coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
+    for j in range(m):
+        r, c = rows[j], coef[j]
+        if c == np.float32(0.0):
+            continue
+        if r >= top:
+            _update_apart(out[r], mine[r - top], h, grad, c)
+        else:
+            _update(out[r], h, grad, c)
+    return total - np.float32(math.log(prod))
+
+
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
@@ -380,30 +435,13 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
-            target, total, first = targets[i], np.float32(0.0), i - i % share
-            prod = 1.0  # float64: the product of the terms' q (logistic)
-            for j in range(_count(target, source, width, offsets)):
-                r, positive, s, used = _candidate(first, j, width, target, source, seed, shift, prob, alias,
-                                                  drop_hits, offsets, points, codes)
-                rows[i, j] = r
-                if not used:
-                    continue
-                near_root = r >= top
-                dot = _dot_sum(out[r], mine[r - top], h) if near_root else _dot(out[r], h)
-                g, hinge, q = _logistic(bias[r] + s + dot, positive, need_loss)
-                total += hinge
-                prod *= q
-                if abs(g) < TINY:
-                    continue
-                c = -lr * g
-                if near_root:
-                    _update_apart(out[r], mine[r - top], h, grad, c)
-                else:
-                    _update(out[r], h, grad, c)
-                coef[i, j] = c
-                if learn_bias and bias_now:
-                    bias[r] += c
-            loss[i] = total - np.float32(math.log(prod))
+            if source == TREE:
+                loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
+                                        offsets, points, codes)
+            else:
+                loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed,
+                                         shift, prob, alias, drop_hits, offsets, points, codes, width, learn_bias,
+                                         bias_now, share)
             _to_inputs(inp, ctx, valid, i, grad)
         for q in range(out.shape[0] - top):
             row = out[top + q]
@@ -437,16 +475,17 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 if used:
                     deltas[j] = bias[r] + s + _dot(out[r], h)
                     top = max(top, deltas[j])
-            z = np.float32(0.0)
+            z, target = np.float32(0.0), deltas[0]
             for j in range(width):
                 if kept[t, j]:
-                    z += math.exp(deltas[j] - top)
-            term = top + math.log(z) - deltas[0]  # -log softmax of the target (candidate 0)
+                    deltas[j] = math.exp(deltas[j] - top)  # kept for the gradients: one exp a candidate
+                    z += deltas[j]
+            term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
             loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
             for j in range(width):
                 if not kept[t, j]:
                     continue
-                g = math.exp(deltas[j] - top) / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
+                g = deltas[j] / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
                 if abs(g) < TINY:
                     continue
                 c = -lr * g
