@@ -2,8 +2,8 @@
 # BENCHMARKS.md section 4: the CPU step's levers against the exact step (`make bench-levers`), whole corpus, 5 epochs,
 # 2 threads, ours only. VARIANTS: the train flags of each variant, separated by '|' (default: the exact step,
 # --shared-noise 8, --block 4); MODELS; LOSSES (default neg nce); SEEDS (default 1 2). Prints one row per (model,
-# loss, variant): words/s (best and worst run) and the scores' means over the seeds; the JSON rows go to $OUT (default bench-levers.jsonl).
-# About 15 minutes a variant.
+# loss, variant): words/s (best and worst run) and the scores' means over the seeds; the JSON rows go to $OUT
+# (default bench-levers.jsonl). About 15 minutes a variant.
 set -euo pipefail
 CORPUS=${CORPUS:-../shared/corpora/wiki100m.txt.gz}
 VARIANTS=${VARIANTS:-"--block 1 --shared-noise 1|--shared-noise 8|--block 4"}
