@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-speed bench-continued bench-scale bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install test bench bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -33,9 +33,17 @@ bench-continued:
 	$(PYTHON) benchmarks/continued.py $(CORPUS) --model sg --loss neg --epochs 5 --threads 2 --out bench-continued.md
 
 # BENCHMARKS.md section 9: the vocabulary pass and one cbow-neg epoch on 1 GB of text and on a long-tail corpus
-# (about 5 minutes, 3 GB of disk in /tmp/w2v-scale)
+# (with --vocab-memory's default and without a bound), then the vocabulary pass alone (about 8 minutes, 3 GB of disk
+# in /tmp/w2v-scale)
 bench-scale:
-	CORPUS=$(CORPUS) bash benchmarks/scale.sh
+	CORPUS=$(CORPUS) PYTHON=$(PYTHON) bash benchmarks/scale.sh
+
+# BENCHMARKS.md section 10 (issue 24): phrases against word2vec.c's word2phrase and gensim's Phrases: equality and
+# speed on the corpus's first 20 MB, then 2 phrase passes + sg-neg and sg-nce (5 epochs) on all of it, scored on the
+# phrase analogies and questions-words (65 minutes here beside other jobs; 1 GB in /tmp/w2v-phrases). word2phrase and
+# word2vec (word2vec.c's) are taken from W2V (default /tmp/word2vec-c), or built there: W2V_SRC=path/to/word2vec
+bench-phrases:
+	CORPUS=$(CORPUS) PYTHON=$(PYTHON) bash benchmarks/phrases.sh
 
 # BENCHMARKS.md section 4: the CPU levers (shared noise) against the exact step, 2 seeds (about 15 minutes a variant)
 bench-levers:

@@ -115,6 +115,7 @@ def train(
     negatives: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Noise words k per example (neg, nce, infonce, sampled-softmax). Default: 5.")] = None,
     min_count: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Drop words rarer than this. Default: 5.")] = None,
     max_vocab: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Keep only the N most frequent words. Default: all.")] = None,
+    vocab_memory: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Memory for the vocabulary pass's table of distinct words (bytes, or 512M, 2G, ...). Past it the words are counted in parts on disk in the run directory and the text is read twice: the same vocabulary, slower. Default: 512M.")] = None,
     sample: Annotated[Optional[float], typer.Option(rich_help_panel="Data", help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
     noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p. Default: 0.75.")] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus. Default: 5.")] = None,
@@ -123,6 +124,7 @@ def train(
     shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default: 8 for sg with neg or nce on the CPU, else 1.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
+    phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token. Default: 0.")] = None,
     device: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
     kernel: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
     threads: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="CPU threads; 0 = all cores. Default: 0.")] = None,
@@ -150,9 +152,10 @@ def train(
     if not corpus:
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
     flags = dict(model=model, loss=loss, dim=dim, window=window, negatives=negatives, min_count=min_count,
-                 max_vocab=max_vocab, sample=sample, noise_power=noise_power, epochs=epochs, lr=lr,
+                 max_vocab=max_vocab, vocab_memory=vocab_memory, sample=sample, noise_power=noise_power,
+                 epochs=epochs, lr=lr,
                  batch_size=batch_size, shared_noise=shared_noise, lowercase=lowercase,
-                 encoding_errors=encoding_errors, device=device,
+                 encoding_errors=encoding_errors, phrases=phrases, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
                  sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
                  sync_hot_words=sync_hot_words, keep_corpus=keep_corpus)
@@ -163,6 +166,27 @@ def train(
     except UsageError as e:
         e.quiet = env_rank() > 0  # every rank checks the same flags: rank 0 says what is wrong
         raise
+
+
+@app.command("phrases")
+def phrases_cmd(
+    corpus: Annotated[list[Path], typer.Argument(help="UTF-8 text as train reads it: files, directories, quoted globs or - for standard input, read in order as one corpus.", show_default=False, metavar="CORPUS")],
+    out: Annotated[Path, typer.Option(help="The text to write: CORPUS with its phrases joined, line for line, tokens separated by one space.", show_default=False)],
+    min_count: Annotated[int, typer.Option(help="A pair seen fewer times never joins.")] = 5,
+    threshold: Annotated[Optional[list[float]], typer.Option(metavar="T", help="A pair joins when its score is above T. Given once, the last pass's T: each earlier pass takes twice the next one's with word2vec scoring (--passes 2: 200, then 100, as word2vec.c's demo-phrases.sh), the same with npmi. Or once per pass, the first pass's first. Default: 100 (word2vec); npmi needs one, in [-1, 1].", show_default=False)] = None,
+    passes: Annotated[int, typer.Option(help="Phrase passes, each on the last one's output: a pass joins two tokens, 2 passes up to 4.")] = 1,
+    scoring: Annotated[str, typer.Option(help="word2vec: word2phrase's (count(ab) - min_count) / (count(a) count(b)) x tokens, its output exactly; npmi: gensim's normalised PMI, in [-1, 1].")] = "word2vec",
+    delimiter: Annotated[str, typer.Option(help="What joins the tokens of a phrase.")] = "_",
+    lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase", help="Lower-case the text first.")] = False,
+    encoding_errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (stop) or replace.")] = "strict",
+):
+    """Join phrases ("new york" -> "new_york") as word2vec.c's word2phrase or gensim's Phrases do, into a text for
+    train (train --phrases N does it on the fly)."""
+    from . import phrases as phrases_mod
+
+    done = phrases_mod.build(corpus, out, min_count=min_count, threshold=threshold, passes=passes, scoring=scoring,
+                             delimiter=delimiter, lowercase=lowercase, encoding_errors=encoding_errors, log=_info)
+    _info(f"wrote {out}: {done['tokens']:,} tokens in, {done['tokens_out']:,} out, in {done['seconds']:.1f} s")
 
 
 @app.command("export")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -32,6 +33,9 @@ class Config:
     negatives: int = 5
     min_count: int = 5
     max_vocab: int | None = None
+    # bytes the vocabulary pass's table of distinct words may take (a number, or 512M, 2G, ...): past it the words
+    # are counted in partitions spilled to disk and the text read twice, with the same result (vocab.build)
+    vocab_memory: int | str = "512M"
     sample: float = 1e-3
     noise_power: float = 0.75
     epochs: int = 5
@@ -44,6 +48,9 @@ class Config:
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
     encoding_errors: str = "strict"
+    # phrase passes before the vocabulary (phrases.py): word2phrase's score, min_count, thresholds 100 for the last
+    # pass and twice the next one's for each earlier one (demo-phrases.sh's 200, 100); 0: none
+    phrases: int = 0
     device: str = "auto"
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
@@ -79,6 +86,7 @@ class Config:
         need(self.kernel in KERNELS, f"unknown kernel {self.kernel!r}: choose one of {', '.join(KERNELS)}")
         need(self.encoding_errors in ENCODING_ERRORS,
              f"unknown encoding-errors {self.encoding_errors!r}: choose strict or replace")
+        need(self.phrases >= 0, f"--phrases must be >= 0 (got {self.phrases}); 0 joins no phrases")
         for name in ("dim", "window", "chunk_tokens", "min_count"):
             need(getattr(self, name) > 0, f"--{name.replace('_', '-')} must be > 0 (got {getattr(self, name)})")
         # 0 is for continued training (--init): the earlier run's vectors, with the new words' added
@@ -89,6 +97,7 @@ class Config:
         if self.loss in NOISE_HEADS:
             need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
         need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")
+        parse_size(self.vocab_memory)
         need(self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be > 0 (got {self.lr})")
         need(self.sample >= 0 and math.isfinite(self.sample), f"--sample must be >= 0 (got {self.sample}); 0 turns it off")
         need(self.noise_power >= 0, f"--noise-power must be >= 0 (got {self.noise_power})")
@@ -122,6 +131,22 @@ def parse_gain(text: str | None) -> float | str | None:
         return float(text)
     except ValueError:
         raise UsageError(f"--sync-gain must be auto, per-row or a number >= 1 (got {text!r})") from None
+
+
+_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+MIN_VOCAB_MEMORY = 1 << 20  # the table's first size is about 2 MB: below 1M every table would spill at once
+
+
+def parse_size(value: int | str) -> int:
+    """--vocab-memory's bytes: a number of bytes, or one with K, M, G or T (powers of 1024; 512M, 1.5G, 2GB)."""
+    match = None if isinstance(value, bool) else re.fullmatch(r"(\d+(?:\.\d*)?)([KMGT]?)(?:I?B)?",
+                                                                   str(value).strip(), re.IGNORECASE)
+    if match is None:
+        raise UsageError(f"--vocab-memory must be a size such as 512M or 2G (got {value!r})")
+    size = int(float(match[1]) * _UNITS[match[2].upper()])
+    if size < MIN_VOCAB_MEMORY:
+        raise UsageError(f"--vocab-memory must be at least 1M (got {value!r})")
+    return size
 
 
 def presets() -> list[str]:

@@ -29,7 +29,6 @@ _MAGIC = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00",
 def expand(items: Iterable) -> list[Path]:
     """Each path, directory, glob or `-` given, as the files read in order (STDIN for `-`). Only rank 0 of a
     torchrun job reads the corpus: on the others a path that does not exist here is passed on as it is."""
-    from .distributed import env_rank
     out: list[Path] = []
     for item in items:
         text = str(item)
@@ -47,7 +46,7 @@ def expand(items: Iterable) -> list[Path]:
             if not matches:
                 raise W2VError(f"corpus {text} matches no file; check the pattern")
             out += matches
-        elif not path.exists() and env_rank() == 0:
+        elif not path.exists() and _rank() == 0:
             raise W2VError(f"corpus {path} does not exist; check the path")
         else:
             out.append(path)
@@ -68,6 +67,13 @@ def corpus_paths(corpus) -> list[Path] | None:
         raise UsageError(f"corpus must be a path, a list of paths or an iterable of sentences, not "
                          f"{type(corpus).__name__}")
     return None
+
+
+def _rank() -> int:
+    """This process's torchrun rank, 0 outside one; distributed.py imports torch (a second): only for a missing path,
+    so that `w2v-nce phrases` does without it."""
+    from .distributed import env_rank
+    return env_rank()
 
 
 def _is_glob(text: str) -> bool:

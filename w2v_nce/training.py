@@ -26,8 +26,8 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import backends, batches, distributed, rundir, vocab as vocab_mod
-from .config import Config, to_toml
+from . import backends, batches, distributed, phrases, rundir, vocab as vocab_mod
+from .config import Config, parse_size, to_toml
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
 from .heads import make_head
@@ -381,13 +381,25 @@ def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_si
         raise storage_error("write", run_dir, e, "choose another --out") from None
     paths = [Path(p) for p in corpus] if isinstance(corpus, (list, tuple)) else [Path(corpus)]
     name = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+    joined = phrases.for_run(cfg, paths, run_dir) if cfg.phrases else None  # then the vocabulary pass reads it
+    text = [run_dir / phrases.RUN_TEXT] if joined else paths
     # a bar in bytes of the files (compressed or not), shown only if the pass takes more than a second
-    size = sum(p.stat().st_size for p in paths) if all(p.is_file() for p in paths) else None
-    with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="vocabulary", delay=1.0,
-              disable=not progress, dynamic_ncols=True, leave=False) as bar:
-        vocab, stats = vocab_mod.build(paths, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
-                                       cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n),
-                                       prior=prior)
+    size = sum(p.stat().st_size for p in text) if all(p.is_file() for p in text) else None
+    try:
+        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="vocabulary", delay=1.0,
+                  disable=not progress, dynamic_ncols=True, leave=False) as bar:
+            vocab, stats = vocab_mod.build(text, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
+                                           cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n),
+                                           prior=prior, memory=parse_size(cfg.vocab_memory))
+    except W2VError as e:
+        if joined and str(text[0]) in str(e):  # the phrased text goes: name the corpus
+            raise W2VError(str(e).replace(str(text[0]), f"{name} (its phrases joined)"), e.code) from None
+        raise
+    finally:
+        if joined:
+            (run_dir / phrases.RUN_TEXT).unlink(missing_ok=True)
+    if joined:
+        stats["replaced_bytes"] = joined.pop("replaced_bytes")  # the phrase pass read the corpus
     if stats["kept_tokens"] < 2 * cfg.window + 1:
         raise W2VError(f"corpus {name} has only {stats['kept_tokens']} tokens in the vocabulary, fewer than one "
                        f"window ({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")
@@ -397,7 +409,7 @@ def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_si
     info = {"corpus": where[0] if len(where) == 1 else where, "tokens": stats["tokens"],
             "kept_tokens": stats["kept_tokens"], "vocab_size": len(vocab), "ids": stats["ids"],
             "vocab_seconds": round(stats["seconds"], 3), "replaced_bytes": stats["replaced_bytes"],
-            "world_size": world_size}
+            "world_size": world_size, "vocab_passes": stats["passes"], **(joined or {})}
     if init is not None:  # where the run started from (continued training)
         info["init"] = str(Path(init).resolve())
     if world_size > 1:  # the synchronisations' gain, and each process's learning rate in multiples of lr
@@ -561,6 +573,10 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run
         info = run.info
         log(f"vocabulary: {len(run.vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
             + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else "")
+            + (f" (two passes: its distinct words outgrew --vocab-memory {run.cfg.vocab_memory} and were counted "
+               "in parts on disk; the same vocabulary)" if info.get("vocab_passes", 1) > 1 else "")
+            + (f", after {run.cfg.phrases} phrase passes ({info['phrases_joined']:,} pairs joined in "
+               f"{info['phrase_seconds']:.1f} s)" if run.cfg.phrases else "")
             + (f"; {len(run.vocab) - len(prior):,} new words beside the {len(prior):,} of {init}" if prior else ""))
         if info["tokens"] < SMALL_CORPUS:
             log(f"note: {info['tokens']:,} words is little text for word vectors: on the analogies sg-neg scored 2.8% on "

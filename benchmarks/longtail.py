@@ -1,0 +1,52 @@
+"""The long-tail corpus of issue 23 (BENCHMARKS.md section 9, `make bench-scale`): N distinct tokens x0000001abc,
+x0000002abc, ... interleaved with the first N tokens of a real text, 2,000 tokens a line. Half its tokens are each
+seen once, so its distinct tokens are about N plus the real text's: what a crawl's misspellings, numbers and URLs
+do to the vocabulary pass.
+
+    python benchmarks/longtail.py ../shared/corpora/wiki100m.txt.gz /tmp/w2v-scale/longtail.txt --tokens 10000000
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import itertools
+from pathlib import Path
+
+
+def real_tokens(path: Path):
+    """The text's whitespace-separated tokens, in order (line breaks dropped)."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt", encoding="utf-8") as f:
+        for line in f:
+            yield from line.split()
+
+
+def write(tokens, out: Path, n: int, per_line: int = 2000) -> int:
+    """n tokens of `tokens`, each followed by a distinct x{i:07d}abc, per_line tokens a line; returns the tokens
+    written (fewer than 2n if `tokens` ends first)."""
+    real = itertools.islice(tokens, n)
+    written = 0
+    with open(out, "w", encoding="utf-8") as f:
+        while True:
+            chunk = list(itertools.islice(real, per_line // 2))
+            if not chunk:
+                return written
+            pairs = [f"{t} x{written // 2 + i + 1:07d}abc" for i, t in enumerate(chunk)]
+            f.write(" ".join(pairs) + "\n")
+            written += 2 * len(chunk)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("corpus", type=Path, help="the real text (.gz or plain)")
+    ap.add_argument("out", type=Path)
+    ap.add_argument("--tokens", type=int, default=10_000_000, help="real tokens, and as many distinct ones")
+    ap.add_argument("--per-line", type=int, default=2000)
+    args = ap.parse_args()
+    n = write(real_tokens(args.corpus), args.out, args.tokens, args.per_line)
+    print(f"{args.out}: {n:,} tokens, {args.out.stat().st_size / 1e6:.0f} MB")
+
+
+if __name__ == "__main__":
+    main()
