@@ -135,6 +135,7 @@ def test_plan_decides_the_step_and_its_batch_once():
     # shared noise: the default per model, a given one, and none where the PyTorch step runs
     assert cpu(model="sg").share == SHARED_NOISE["sg", "neg"] == 8 and cpu(model="sg", loss="nce").share == 8
     assert cpu(model="cbow").share == cpu(model="sg", loss="infonce").share == cpu(model="sg", loss="hs").share == 1
+    assert cpu(model="sg", loss="sampled-softmax").share == 4 and cpu(model="cbow", loss="sampled-softmax").share == 1
     assert cpu(model="cbow", shared_noise=4).share == 4
     assert cpu(kernel="torch").share == 1 and cpu(kernel="torch", shared_noise=1).share == 1
     with pytest.raises(UsageError, match="--shared-noise 8 runs on the fused steps only"):
