@@ -399,8 +399,10 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
         coef[j] = bias[r] + (_dot_sum(out[r], mine[r - top], h) if r >= top else _dot(out[r], h))
     total, prod = np.float32(0.0), 1.0
     for j in range(m):
-        g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
-        total += hinge
+        delta = coef[j]
+        g, hinge, q = _logistic(delta, codes[p0 + j] == 0, need_loss)
+        # the probe said outright: with numba 0.59 (the oldest supported) the 0·Δ of the score read back came out 0
+        total += hinge if need_loss or abs(delta) <= np.float32(3.4e38) else delta - delta
         prod *= q
         coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
     for j in range(m):
