@@ -187,7 +187,7 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
     sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
-    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe 0·Δ)."""
+    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe: 0, NaN if a score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
@@ -248,7 +248,7 @@ def logistic(delta, positive, need_loss):
     log1p(exp(-|x|)), and log1p(exp(-|Δ|)) = -log σ(|Δ|): so h = max(x, 0) and q = σ(|Δ|), which is σ(Δ) or 1 - σ(Δ),
     in [1/2, 1]. The kernels sum the h's and multiply the q's (in float64: a product of n of them is at least
     2^-n) and take one log an example, not one a term: the loss of every step cost sg 11-16% of its speed with a
-    log1p a term. With need_loss False, h = 0·Δ, which is NaN when Δ is not finite (the trainer's divergence
+    log1p a term. With need_loss False, h = 0, or NaN when Δ is not finite (the trainer's divergence
     probe), and q = 1; a non-finite Δ makes q NaN too."""
     one, zero = np.float32(1.0), np.float32(0.0)
     # float32 throughout (a float64 literal would promote); math's functions have float32 versions on both
@@ -258,7 +258,8 @@ def logistic(delta, positive, need_loss):
     g = sig - one if positive else sig
     if need_loss:
         return g, max(x, zero), sig if delta >= zero else one - sig
-    return g, zero * delta, one
+    # said outright, not as 0·Δ: numba 0.59's compiler turned 0·Δ into 0 in the hs kernel, losing the probe
+    return g, zero if abs(delta) <= np.float32(3.4e38) else np.float32(math.nan), one
 
 
 # The CPU kernels' copies; fused_cuda compiles the same functions for the GPU.
@@ -401,8 +402,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
     for j in range(m):
         delta = coef[j]
         g, hinge, q = _logistic(delta, codes[p0 + j] == 0, need_loss)
-        # the probe said outright: with numba 0.59 (the oldest supported) the 0·Δ of the score read back came out 0
-        total += hinge if need_loss or abs(delta) <= np.float32(3.4e38) else delta - delta
+        total += hinge
         prod *= q
         coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
     for j in range(m):
