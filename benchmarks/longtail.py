@@ -22,29 +22,36 @@ def real_tokens(path: Path):
             yield from line.split()
 
 
-def write(tokens, out: Path, n: int, per_line: int = 2000) -> int:
-    """n tokens of `tokens`, each followed by a distinct x{i:07d}abc, per_line tokens a line; returns the tokens
-    written (fewer than 2n if `tokens` ends first)."""
+def write(tokens, out: Path, n: int, per_line: int = 2000, every: int = 1) -> int:
+    """n tokens of `tokens`, a distinct x{i:07d}abc after every `every` of them, about per_line tokens a line;
+    returns the tokens written."""
     real = itertools.islice(tokens, n)
-    written = 0
+    written = distinct = 0
     with open(out, "w", encoding="utf-8") as f:
         while True:
-            chunk = list(itertools.islice(real, per_line // 2))
+            chunk = list(itertools.islice(real, per_line * every // (every + 1)))
             if not chunk:
                 return written
-            pairs = [f"{t} x{written // 2 + i + 1:07d}abc" for i, t in enumerate(chunk)]
-            f.write(" ".join(pairs) + "\n")
-            written += 2 * len(chunk)
+            line = []
+            for i, t in enumerate(chunk):
+                line.append(t)
+                if (i + 1) % every == 0:
+                    distinct += 1
+                    line.append(f"x{distinct:07d}abc")
+            f.write(" ".join(line) + "\n")
+            written += len(line)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("corpus", type=Path, help="the real text (.gz or plain)")
     ap.add_argument("out", type=Path)
-    ap.add_argument("--tokens", type=int, default=10_000_000, help="real tokens, and as many distinct ones")
+    ap.add_argument("--tokens", type=int, default=10_000_000, help="real tokens (and as many distinct ones, or 1/EVERY)")
     ap.add_argument("--per-line", type=int, default=2000)
+    ap.add_argument("--every", type=int, default=1, help="a distinct token after every EVERY real ones (phrases: 2, "
+                    "so that pairs of real tokens remain)")
     args = ap.parse_args()
-    n = write(real_tokens(args.corpus), args.out, args.tokens, args.per_line)
+    n = write(real_tokens(args.corpus), args.out, args.tokens, args.per_line, args.every)
     print(f"{args.out}: {n:,} tokens, {args.out.stat().st_size / 1e6:.0f} MB")
 
 

@@ -10,6 +10,9 @@
 #             --phrases 2`, 2 threads), word2phrase x2 + word2vec (sg, negative sampling) and gensim Phrases x2 +
 #             Word2Vec at the same settings; the phrase analogies and questions-words, with the coverage, under nice;
 #             and our two passes over the whole corpus against word2phrase's
+#   memory    --memory: a long-tail text (benchmarks/longtail.py --every 2: the first 10M tokens of the corpus, a
+#             distinct token after every second one) and the whole corpus in two passes, each at the default bound
+#             (512M), at a low one and with no bound in effect (64G): time, peak memory, and the outputs compared
 # word2vec.c's tools are taken from $W2V (default /tmp/word2vec-c); with W2V_SRC set to a checkout of
 # tmikolov/word2vec they are built there first. Work files in $WORK (default /tmp/w2v-phrases, about 1 GB).
 set -euo pipefail
@@ -19,7 +22,7 @@ WORK=${WORK:-/tmp/w2v-phrases}
 W2V=${W2V:-/tmp/word2vec-c}
 PYTHON=${PYTHON:-python3}
 W2V_NCE=${W2V_NCE:-w2v-nce}
-STAGES=${STAGES:-equality speed quality}
+STAGES=${STAGES:-equality speed quality memory}
 NICE=${NICE:-nice -n 10}
 PEERS="$PYTHON $(dirname "$0")/phrases_peers.py"
 mkdir -p "$WORK" "$W2V"
@@ -119,4 +122,25 @@ if [[ " $STAGES " == *" quality "* ]]; then
     echo "$f: $(grep -o '_' "$f" | wc -l) joins, $(wc -w < "$f") tokens"
   done
   grep -h "phrases_joined\|^tokens" "$WORK/ours-sg-neg/config.toml"
+fi
+
+if [[ " $STAGES " == *" memory "* ]]; then
+  TEXT=$WORK/corpus.txt
+  [ -s "$TEXT" ] || zcat -f "$CORPUS" > "$TEXT"
+  TAIL=$WORK/longtail2.txt
+  [ -s "$TAIL" ] || $PYTHON "$(dirname "$0")/longtail.py" "$CORPUS" "$TAIL" --tokens 10000000 --every 2
+  echo "| text, passes, --memory | seconds | words/s | peak memory |"
+  echo "|---|---|---|---|"
+  for case in "longtail2 1 64G" "longtail2 1 512M" "longtail2 1 128M" "corpus 2 64G" "corpus 2 512M" "corpus 2 64M"; do
+    read -r text passes memory <<< "$case"
+    TOKENS=$(wc -w < "$WORK/$text.txt")
+    timed "$text, $passes passes, --memory $memory" $W2V_NCE phrases "$WORK/$text.txt" --passes "$passes" \
+      --memory "$memory" --no-progress --out "$WORK/mem-$text-$memory.txt"
+    grep -o "the tables outgrew.*" "$WORK/$text, $passes passes, --memory $memory.log" | head -1 || true
+  done
+  for text in longtail2 corpus; do
+    for f in "$WORK/mem-$text"-*.txt; do
+      cmp -s "$f" "$WORK/mem-$text-64G.txt" && echo "$f: the same as without a bound" || echo "$f: DIFFERS"
+    done
+  done
 fi

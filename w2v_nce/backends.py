@@ -25,8 +25,8 @@ CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness
 # consecutive examples that share one draw of noise words in the fused CPU step, where --shared-noise is not given:
 # sg-neg and sg-nce at 8 are 1.5-2x faster with the exact step's scores; cbow lost 0.01 of analogy at 4; sg's
 # softmax heads lost 0.010-0.015 of SimLex at 8, and at 4 sampled-softmax kept its scores (1.2x) but infonce lost
-# 0.006 of SimLex (means of 2 seeds, BENCHMARKS.md section 4)
-SHARED_NOISE = {("sg", "neg"): 8, ("sg", "nce"): 8, ("sg", "sampled-softmax"): 4}
+# 0.006 of SimLex; infonce at 2 kept them (-0.004 SimLex, 1.7x) (means of 2 seeds, BENCHMARKS.md section 4)
+SHARED_NOISE = {("sg", "neg"): 8, ("sg", "nce"): 8, ("sg", "sampled-softmax"): 4, ("sg", "infonce"): 2}
 
 
 def largest_summed_batch(loss: str) -> int:

@@ -18,7 +18,7 @@ import typer
 from typer.core import TyperCommand, TyperGroup
 
 from . import __version__, rundir
-from .config import presets
+from .config import parse_size, presets
 from .errors import UsageError, W2VError
 
 
@@ -121,7 +121,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step. Default: 4096; on a GPU with neg/nce 1048576 per kernel launch.")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default on the CPU: 8 for sg with neg or nce, 4 for sg with sampled-softmax, else 1.")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default on the CPU: 8 for sg with neg or nce, 4 for sg with sampled-softmax, 2 for sg with infonce, else 1.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
     phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token. Default: 0.")] = None,
@@ -179,13 +179,16 @@ def phrases_cmd(
     delimiter: Annotated[str, typer.Option(help="What joins the tokens of a phrase.")] = "_",
     lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase", help="Lower-case the text first.")] = False,
     encoding_errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (stop) or replace.")] = "strict",
+    memory: Annotated[str, typer.Option(help="Memory for the tables of distinct words and pairs (bytes, or 512M, 2G, ...). Past it they are counted in parts on disk beside --out and the text is read three times: the same output, slower. train --phrases takes --vocab-memory's.")] = "512M",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar for each read of the text (default) or not.", show_default=False)] = True,
 ):
     """Join phrases ("new york" -> "new_york") as word2vec.c's word2phrase or gensim's Phrases do, into a text for
     train (train --phrases N does it on the fly)."""
     from . import phrases as phrases_mod
 
     done = phrases_mod.build(corpus, out, min_count=min_count, threshold=threshold, passes=passes, scoring=scoring,
-                             delimiter=delimiter, lowercase=lowercase, encoding_errors=encoding_errors, log=_info)
+                             delimiter=delimiter, lowercase=lowercase, encoding_errors=encoding_errors,
+                             memory=parse_size(memory, "--memory"), progress=progress, log=_info)
     _info(f"wrote {out}: {done['tokens']:,} tokens in, {done['tokens_out']:,} out, in {done['seconds']:.1f} s")
 
 

@@ -137,15 +137,16 @@ _UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
 MIN_VOCAB_MEMORY = 1 << 20  # the table's first size is about 2 MB: below 1M every table would spill at once
 
 
-def parse_size(value: int | str) -> int:
-    """--vocab-memory's bytes: a number of bytes, or one with K, M, G or T (powers of 1024; 512M, 1.5G, 2GB)."""
+def parse_size(value: int | str, option: str = "--vocab-memory") -> int:
+    """A memory bound's bytes (`option`'s): a number of bytes, or one with K, M, G or T (powers of 1024; 512M, 1.5G,
+    2GB)."""
     match = None if isinstance(value, bool) else re.fullmatch(r"(\d+(?:\.\d*)?)([KMGT]?)(?:I?B)?",
                                                                    str(value).strip(), re.IGNORECASE)
     if match is None:
-        raise UsageError(f"--vocab-memory must be a size such as 512M or 2G (got {value!r})")
+        raise UsageError(f"{option} must be a size such as 512M or 2G (got {value!r})")
     size = int(float(match[1]) * _UNITS[match[2].upper()])
     if size < MIN_VOCAB_MEMORY:
-        raise UsageError(f"--vocab-memory must be at least 1M (got {value!r})")
+        raise UsageError(f"{option} must be at least 1M (got {value!r})")
     return size
 
 

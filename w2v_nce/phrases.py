@@ -22,6 +22,7 @@ One deliberate difference from both: they count in one table keyed by strings, s
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import shutil
@@ -30,12 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
-from . import inputs
-from .config import ENCODING_ERRORS
+from . import inputs, vocab
+from .config import ENCODING_ERRORS, parse_size
 from .errors import UsageError, W2VError, storage_error
 from .files import atomic_path
-from .tokenize import iter_token_bytes
 from .vocab import _Index, _jit
 
 SCORINGS = ("word2vec", "npmi")
@@ -82,12 +83,14 @@ def check(min_count: int, threshold, passes: int, scoring: str, delimiter: str) 
 
 def build(corpus, out: str | os.PathLike, *, min_count: int = 5, threshold=None, passes: int = 1,
           scoring: str = "word2vec", delimiter: str = "_", lowercase: bool = False, encoding_errors: str = "strict",
-          log=None) -> dict:
+          memory: int | None = None, progress: bool = False, log=None) -> dict:
     """Write `corpus` (a path, directory, glob or `-`, or a list of them, read in order as train reads them) to `out`
     with its phrases joined by `delimiter`, after `passes` phrase passes (the thresholds: `thresholds`). The lines
     are kept; tokens are separated by one space. `out` is written atomically: a failure leaves no part of it.
+    `memory` (bytes; None: no bound) bounds the tables of distinct words and pairs: past it a pass counts in parts on
+    disk beside `out` and reads its text three times (phrase_spill), with the same output. `progress`: a bar per read.
 
-    Returns the figures: tokens read, tokens written, each pass's threshold, pairs joined and seconds."""
+    Returns the figures: tokens read, tokens written, each pass's threshold, pairs joined, reads and seconds."""
     levels = check(min_count, threshold, passes, scoring, delimiter)
     if encoding_errors not in ENCODING_ERRORS:
         raise UsageError(f"unknown encoding-errors {encoding_errors!r}: choose strict or replace")
@@ -100,10 +103,10 @@ def build(corpus, out: str | os.PathLike, *, min_count: int = 5, threshold=None,
         raise UsageError(f"--out {out} is the corpus itself; write the phrased text to another file")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # the ids and the passes between
+        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # ids, spills and the passes between
     except OSError as e:
         raise storage_error("write", out, e, "choose a writable path") from None
-    start, figures = time.perf_counter(), {"thresholds": levels, "joined": []}
+    start, figures = time.perf_counter(), {"thresholds": levels, "joined": [], "reads": []}
     try:
         if inputs.STDIN in paths:
             if paths.count(inputs.STDIN) > 1:
@@ -112,13 +115,16 @@ def build(corpus, out: str | os.PathLike, *, min_count: int = 5, threshold=None,
         for k, level in enumerate(levels):
             target = out if k == len(levels) - 1 else work / f"pass{k + 1}.txt"
             t = time.perf_counter()
-            done = _one_pass(paths, target, work / "ids", min_count, level, scoring, delimiter,
-                             lowercase if k == 0 else False, encoding_errors if k == 0 else "strict")
+            text = _Text(paths, lowercase if k == 0 else False, encoding_errors if k == 0 else "strict",
+                         f"phrases {k + 1}/{len(levels)}" if progress else None)
+            done = _one_pass(text, target, work, min_count, level, scoring, delimiter, memory)
             if k == 0:
-                figures.update(tokens=done["tokens"], replaced_bytes=done["replaced_bytes"])
+                figures.update(tokens=done["tokens"], replaced_bytes=text.stats.get("replaced_bytes", 0))
             figures["joined"].append(done["joined"])
+            figures["reads"].append(text.reads)
             log(f"phrases: pass {k + 1} of {len(levels)} (threshold {level:g}): {done['joined']:,} pairs joined in "
-                f"{done['tokens']:,} tokens ({done['pairs']:,} distinct pairs) in {time.perf_counter() - t:.1f} s")
+                f"{done['tokens']:,} tokens ({done['pairs']:,} distinct pairs{_bounded_note(done, memory)}) in "
+                f"{time.perf_counter() - t:.1f} s")
             if k > 0:
                 paths[0].unlink()  # the last pass's output, read
             paths = [target]
@@ -128,97 +134,135 @@ def build(corpus, out: str | os.PathLike, *, min_count: int = 5, threshold=None,
     return figures
 
 
-def for_run(cfg, paths: list[Path], run_dir: Path) -> dict:
-    """`train --phrases N`: the corpus after N passes (word2vec scoring, --min-count, the default thresholds) into
-    run_dir/RUN_TEXT; returns what config.toml's [run] table records, and the bytes --encoding-errors replaced."""
+def _bounded_note(done: dict, memory: int | None) -> str:
+    if not done.get("spilled"):
+        return ""
+    return (f" of words seen {done['min_count']} times or more; the tables outgrew {memory / 2 ** 20:,.0f} MiB: "
+            f"{done['spilled'] / 2 ** 20:,.0f} MiB counted in parts on disk, the text read 3 times")
+
+
+def for_run(cfg, paths: list[Path], run_dir: Path, progress: bool = False) -> dict:
+    """`train --phrases N`: the corpus after N passes (word2vec scoring, --min-count, the default thresholds, the
+    tables bounded by --vocab-memory) into run_dir/RUN_TEXT; returns what config.toml's [run] table records, and the
+    bytes --encoding-errors replaced."""
     done = build(paths, run_dir / RUN_TEXT, min_count=cfg.min_count, passes=cfg.phrases, lowercase=cfg.lowercase,
-                 encoding_errors=cfg.encoding_errors)
+                 encoding_errors=cfg.encoding_errors, memory=parse_size(cfg.vocab_memory), progress=progress)
     return {"phrases_joined": sum(done["joined"]), "phrase_seconds": round(done["seconds"], 3),
-            "replaced_bytes": done["replaced_bytes"]}
+            "phrase_reads": done["reads"], "replaced_bytes": done["replaced_bytes"]}
 
 
 def scores(corpus, min_count: int = 5, scoring: str = "word2vec", lowercase: bool = False) -> dict:
     """{(a, b): score} for every pair of consecutive tokens of `corpus` (a path or a list of paths) seen at least
     min_count times: what a pass compares with the threshold. For looking at a text's phrases and for the tests."""
     check(min_count, 0.0, 1, scoring, "_")
-    index, pairs, _, _ = _count(inputs.expand(corpus if isinstance(corpus, (list, tuple)) else [corpus]), None,
-                                scoring == "word2vec", lowercase, "strict")
-    words, counts = index.words(), index.counts()
+    text = _Text(inputs.expand(corpus if isinstance(corpus, (list, tuple)) else [corpus]), lowercase, "strict", None)
+    with text.read() as pieces:
+        index, pairs, _ = _count(pieces, None, scoring == "word2vec", None)
+    counts = index.counts()
     keys, ab = pairs.table[:, 0], pairs.table[:, 1]  # (slots,) each; key -1: an empty slot
     used = (keys >= 0) & (ab >= min_count)
     keys, ab = keys[used], ab[used]  # (P,) each
     a, b = (keys >> 32).astype(np.int64), (keys & 0xFFFFFFFF).astype(np.int64)
     values = _score_all(counts[a], counts[b], ab, int(counts.sum()), min_count, scoring == "npmi")  # (P,)
+    words = index.words()
     return {(words[i], words[j]): float(s) for i, j, s in zip(a.tolist(), b.tolist(), values.tolist())}
 
 
-def _one_pass(paths: list[Path], out: Path, ids_path: Path, min_count: int, threshold: float, scoring: str,
-              delimiter: str, lowercase: bool, encoding_errors: str) -> dict:
-    """One phrase pass of `paths` into `out`: count, then write."""
-    index, pairs, n_ids, stats = _count(paths, ids_path, scoring == "word2vec", lowercase, encoding_errors)
+class _Text:
+    """The text of a phrase pass, read as often as the pass needs: the pieces of vocab._pieces, each read with its
+    progress bar (in bytes of the files as stored) where `label` is given; the first read's stats kept."""
+
+    def __init__(self, paths: list[Path], lowercase: bool, encoding_errors: str, label: str | None):
+        self.paths, self.lowercase, self.encoding_errors, self.label = paths, lowercase, encoding_errors, label
+        self.stats: dict = {}
+        self.reads = 0
+        self.size = sum(p.stat().st_size for p in paths) if all(p.is_file() for p in paths) else None
+        self.name = paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+
+    @contextlib.contextmanager
+    def read(self):
+        self.reads += 1
+        desc = f"{self.label}" + (f" (read {self.reads})" if self.reads > 1 else "")
+        with tqdm(total=self.size, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, delay=1.0,
+                  disable=self.label is None, dynamic_ncols=True, leave=False) as bar:
+            yield vocab._pieces(self.paths, self.lowercase, self.encoding_errors,
+                                self.stats if self.reads == 1 else {}, lambda read: bar.update(read - bar.n))
+
+    def same(self, tokens: int, seen: int) -> None:
+        """A read that found another number of tokens than the first: the text changed."""
+        if seen != tokens:
+            raise W2VError(f"corpus {self.name} changed while it was read again ({tokens} tokens, then {seen}); "
+                           "join the phrases of text that does not change")
+
+
+def _one_pass(text: _Text, out: Path, work: Path, min_count: int, threshold: float, scoring: str, delimiter: str,
+              memory: int | None) -> dict:
+    """One phrase pass of `text` into `out`: count, then write; or, where the tables outgrow `memory`, phrase_spill's."""
+    ids_path, npmi = work / "ids", scoring == "npmi"
+    # word2phrase compares float32 with float32: the threshold as a float32, exactly, for the same verdicts
+    level = float(np.float32(threshold)) if scoring == "word2vec" else threshold
     try:
-        words, counts = index.words(), index.counts()
-        del index
-        total = int(counts.sum())
+        with text.read() as pieces:
+            index, pairs, got = _count(pieces, ids_path, not npmi, memory)
+            if pairs is None:  # the tables outgrew `memory`: the words are counted on, in partitions on disk
+                ids_path.unlink(missing_ok=True)
+                spill = vocab._spill_all(index, got, pieces, work / "words")
+                del index
+        if pairs is None:
+            from .phrase_spill import bounded  # (it imports this module's compiled loops)
+
+            return bounded(text, spill, out, work, min_count, level, npmi, delimiter, memory)
+        total = int(index.count[:index.n_words].sum())
         if total == 0:
-            name = paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
-            raise W2VError(f"corpus {name} has no tokens (it is empty or whitespace only); pass a text file")
-        # word2phrase compares float32 with float32: the threshold as a float32, exactly, for the same verdicts
-        level = float(np.float32(threshold)) if scoring == "word2vec" else threshold
+            raise W2VError(f"corpus {text.name} has no tokens (it is empty or whitespace only); pass a text file")
         # the pairs to join, decided once: the writer looks a pair up in this small set, not in the counts
-        joins = _joining(pairs.table, counts, total, min_count, level, scoring == "npmi")
-        joined = _write(ids_path, n_ids, words, joins, delimiter, out)
+        joins = _set_of(pairs.table[_above(pairs.table, index.count, total, min_count, level, npmi), 0])
+        n_pairs = pairs.n
+        del pairs
+        joined = _write(ids_path, got, index, joins, delimiter, out)
     finally:
         ids_path.unlink(missing_ok=True)
-    return {"tokens": total, "joined": joined, "pairs": pairs.n, "replaced_bytes": stats["replaced_bytes"]}
+    return {"tokens": total, "joined": joined, "pairs": n_pairs}
 
 
-def _count(paths: list[Path], ids_path: Path | None, cross_lines: bool, lowercase: bool, encoding_errors: str):
-    """Tokens and pairs counted in one read of `paths` (a line break between files, as the vocabulary pass reads
-    them); the provisional ids, -1 for a line break, written to ids_path unless it is None.
-    Returns (index, pairs, ids written, {"replaced_bytes": ...})."""
-    index, pairs = _Index(), _Pairs()
-    stats, n_ids = {"replaced_bytes": 0}, 0
+def _count(pieces, ids_path: Path | None, cross_lines: bool, memory: int | None) -> tuple:
+    """Tokens and pairs counted in one read of the pieces (an iterator); their provisional ids, -1 for a line break,
+    written to ids_path unless it is None. Returns (index, pairs, ids written); or, where the two tables together
+    would pass `memory` bytes, (index, None, the rest of the piece it stopped in), the rest of the pieces unread."""
+    index, pairs, n_ids = _Index(limit=memory), _Pairs(), 0
     try:
         raw = open(ids_path, "wb") if ids_path is not None else None
     except OSError as e:
         raise storage_error("write", ids_path, e) from None
     try:
-        for k, path in enumerate(paths):
-            part: dict = {}
-            piece = b"\n"
-            for piece in iter_token_bytes(path, lowercase, encoding_errors, stats=part):
-                n_ids += _take(index.encode(piece), pairs, cross_lines, raw)
-            if not piece.endswith(b"\n") and k + 1 < len(paths):  # a file's last line ends with the file
-                n_ids += _take(index.encode(b"\n"), pairs, cross_lines, raw)
-            stats["replaced_bytes"] += part.get("replaced_bytes", 0)
+        for piece in pieces:
+            if memory is not None:
+                index.limit = memory - pairs.table.nbytes
+            try:
+                ids = index.encode(piece)
+            except vocab._Full as full:
+                index.limit = memory  # the pairs go
+                return index, None, piece[full.pos:]
+            if not pairs.add(ids, cross_lines, None if memory is None else memory - index.nbytes()):
+                index.limit = memory
+                return index, None, b""
+            if raw is not None:
+                raw.write(ids.tobytes())
+            n_ids += len(ids)
     except OSError as e:
         raise storage_error("write", ids_path, e) from None
     finally:
         if raw is not None:
             raw.close()
-    return index, pairs, n_ids, stats
+    return index, pairs, n_ids
 
 
-def _take(ids: np.ndarray, pairs: "_Pairs", cross_lines: bool, raw) -> int:
-    """Count the pairs of one block of ids and keep the ids; returns how many."""
-    pairs.add(ids, cross_lines)
-    if raw is not None:
-        raw.write(ids.tobytes())
-    return len(ids)
-
-
-def _write(ids_path: Path, n_ids: int, words: list[str], joins: np.ndarray, delimiter: str, out: Path) -> int:
-    """The text of the ids in ids_path with the pairs in `joins` joined, into `out` (atomically); returns the pairs
-    joined."""
-    encoded = [w.encode("utf-8") for w in words]
-    lengths = np.fromiter(map(len, encoded), dtype=np.int64, count=len(encoded))  # (V,)
-    starts = np.zeros(len(encoded), dtype=np.int64)  # (V,) each token's bytes in `arena`
-    np.cumsum(lengths[:-1], out=starts[1:])
-    arena = np.frombuffer(b"".join(encoded), dtype=np.uint8)
-    del encoded
+def _write(ids_path: Path, n_ids: int, index: _Index, joins: np.ndarray, delimiter: str, out: Path) -> int:
+    """The text of the ids in ids_path (the words of `index`) with the pairs in `joins` joined, into `out`
+    (atomically); returns the pairs joined."""
+    lengths = index.lengths[:index.n_words]
     delim = np.frombuffer(delimiter.encode("utf-8"), dtype=np.uint8)
-    buf = np.empty(max(OUT_BYTES, 2 * (int(lengths.max()) + delim.size + 1)), dtype=np.uint8)
+    buf = np.empty(max(OUT_BYTES, 2 * (int(lengths.max(initial=0)) + delim.size + 1)), dtype=np.uint8)
     state = np.array([-1, 0, 0], dtype=np.int64)  # the last id on this line (-1: none), joined?, pairs joined
     ids = np.memmap(ids_path, dtype=np.int32, mode="r", shape=(n_ids,))
     with atomic_path(out) as tmp, open(tmp, "wb") as f:
@@ -226,29 +270,39 @@ def _write(ids_path: Path, n_ids: int, words: list[str], joins: np.ndarray, deli
             block = np.asarray(ids[s:s + READ_IDS])  # (B,) int32, -1: a line break
             pos = 0
             while pos < block.size:
-                pos, n_out = _write_block(block, pos, state, joins, arena, starts, lengths, delim, buf)
+                pos, n_out = _write_block(block, pos, state, joins, index.arena, index.starts, lengths, delim, buf)
                 f.write(buf[:n_out].data)
     del ids
     return int(state[2])
 
 
 class _Pairs:
-    """(a, b) -> how often token b followed token a, for provisional ids a, b: an open-addressing table (linear
-    probing, load <= 1/2) keyed by a << 32 | b, filled by a compiled loop over a whole block of ids per call.
+    """(a, b) -> how often token b followed token a, for ids a, b: an open-addressing table (linear probing, load
+    <= 1/2) keyed by a << 32 | b, filled by a compiled loop over a whole block of ids per call.
     A slot holds the key and its count side by side (one cache miss a token, not two): 16 bytes, 32 to 64 bytes a
     distinct pair."""
 
-    def __init__(self, slots: int = 1 << 20):
+    def __init__(self, slots: int = 1 << 16):
         self.table = np.full((slots, 2), -1, dtype=np.int64)  # (slots, 2): key (-1: empty), count
         self.n = 0
         self.prev = -1  # the id of the block's last token (-1: a line break, for counts within lines)
 
-    def add(self, ids: np.ndarray, cross_lines: bool) -> None:
+    def add(self, ids: np.ndarray, cross_lines: bool, room: int | None = None, spill=None) -> bool:
+        """Count the pairs of a block of ids (-1: a line break, DROPPED: a word whose pairs are not counted). Where
+        doubling the table would need more than `room` bytes (the old table and the new one): spill(self), then
+        the table is emptied and goes on; or, without `spill`, returns False (the block is counted in part)."""
         pos = 0
         while True:
             pos, self.prev, self.n, full = _count_pairs(ids, pos, self.prev, cross_lines, self.table, self.n)
             if not full:
-                return
+                return True
+            if room is not None and 3 * self.table.nbytes > room:
+                if spill is None:
+                    return False
+                spill(self)
+                self.table.fill(-1)
+                self.n = 0
+                continue
             old = self.table
             self.table = np.full((2 * len(old), 2), -1, dtype=np.int64)
             _rehash_pairs(old, self.table)
@@ -258,24 +312,32 @@ _MIX1, _MIX2 = np.uint64(0xBF58476D1CE4E5B9), np.uint64(0x94D049BB133111EB)
 
 
 @_jit
-def _pair_slot(key, mask):
-    """A packed pair's first slot: splitmix64's finaliser, since consecutive ids differ only in their low bits."""
+def _pair_hash(key):
+    """A packed pair's hash: splitmix64's finaliser (a bijection), since consecutive ids differ only in their low
+    bits."""
     z = np.uint64(key)
     z = (z ^ (z >> np.uint64(30))) * _MIX1
     z = (z ^ (z >> np.uint64(27))) * _MIX2
-    return np.int64((z ^ (z >> np.uint64(31))) & np.uint64(mask))
+    return z ^ (z >> np.uint64(31))
+
+
+@_jit
+def _pair_slot(key, mask):
+    """A packed pair's first slot: its hash's low bits (a spill's partitions take the high ones)."""
+    return np.int64(_pair_hash(key) & np.uint64(mask))
 
 
 @_jit
 def _count_pairs(ids, pos, prev, cross_lines, table, n_keys):
-    """Count the pairs of consecutive tokens in ids[pos:] (-1: a line break, which ends a pair unless cross_lines).
+    """Count the pairs of consecutive tokens in ids[pos:] (-1: a line break, which ends a pair unless cross_lines;
+    DROPPED: a token whose pairs are not counted).
     Stops before a new pair when the table is half full (full=True: grow it and call again from pos)."""
     mask = len(table) - 1
     limit = len(table) // 2
     while pos < ids.size:
         w = np.int64(ids[pos])
         if w < 0:
-            if not cross_lines:
+            if w != -1 or not cross_lines:  # a line break ends a pair unless cross_lines; a DROPPED word always
                 prev = -1
         else:
             if prev >= 0:
@@ -307,24 +369,30 @@ def _rehash_pairs(old, table):
 
 
 @_jit
-def _joining(table, counts, total, min_count, threshold, npmi):
-    """The keys of the pairs in `table` that score above the threshold, as an open-addressing set (-1: empty) of at
-    least twice as many slots."""
-    hit = np.zeros(len(table), dtype=np.bool_)  # (slots,)
+def _above(table, counts, total, min_count, threshold, npmi):
+    """(n,) bool: which pairs of the (n, 2) table (key, count; key -1: an empty slot) score above the threshold,
+    their tokens' counts in `counts` (by id)."""
+    hit = np.zeros(len(table), dtype=np.bool_)
     for i in range(len(table)):
         key = table[i, 0]
         if key >= 0:
             hit[i] = _score(counts[key >> 32], counts[key & 0xFFFFFFFF], table[i, 1], total, min_count,
                             npmi) > threshold
+    return hit
+
+
+@_jit
+def _set_of(keys):
+    """The keys (distinct, >= 0) as an open-addressing set (-1: empty) of at least twice as many slots."""
     size = 2
-    while size < 2 * hit.sum():
+    while size < 2 * keys.size:
         size *= 2
     joins = np.full(size, -1, dtype=np.int64)  # (size,)
-    for i in np.flatnonzero(hit):
-        slot = _pair_slot(table[i, 0], size - 1)
+    for key in keys:
+        slot = _pair_slot(key, size - 1)
         while joins[slot] >= 0:
             slot = (slot + 1) & (size - 1)
-        joins[slot] = table[i, 0]
+        joins[slot] = key
     return joins
 
 

@@ -381,7 +381,7 @@ def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_si
         raise storage_error("write", run_dir, e, "choose another --out") from None
     paths = [Path(p) for p in corpus] if isinstance(corpus, (list, tuple)) else [Path(corpus)]
     name = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
-    joined = phrases.for_run(cfg, paths, run_dir) if cfg.phrases else None  # then the vocabulary pass reads it
+    joined = phrases.for_run(cfg, paths, run_dir, progress) if cfg.phrases else None  # then the vocabulary pass reads it
     text = [run_dir / phrases.RUN_TEXT] if joined else paths
     # a bar in bytes of the files (compressed or not), shown only if the pass takes more than a second
     size = sum(p.stat().st_size for p in text) if all(p.is_file() for p in text) else None

@@ -333,6 +333,10 @@ class _Index:
             arena += max(arena, need_bytes)
         return room * per_word + arena > self.limit
 
+    def nbytes(self) -> int:
+        """The bytes its arrays hold."""
+        return self.table.nbytes + self.arena.nbytes + sum(getattr(self, a).nbytes for a in self.PER_WORD)
+
     def clear(self) -> None:
         """Forget every word, keeping the room."""
         self.table.fill(-1)
@@ -499,18 +503,14 @@ def _two_passes(spill: "_Spill", limit: int, reread, ids_path: Path, min_count: 
     as from one pass, and the text, read again (reread()), is encoded by looking its words up in a table of the kept
     ones only."""
     prior_index = _index_of(prior.words) if prior is not None else None
-    cands, total = _Tally(), {"distinct": 0, "tokens": 0}  # the kept words of every partition; all words' totals
 
-    def keep(tally: _Tally) -> None:
-        counts = tally.count[:tally.n_words]
-        wanted = counts >= min_count
+    def wanted(tally: _Tally) -> np.ndarray:
+        keep = tally.count[:tally.n_words] >= min_count
         if prior_index is not None:
-            wanted |= _found(prior_index, tally) >= 0
-        cands.add(tally.records(np.flatnonzero(wanted), tally.keys(0)))
-        total["distinct"] += tally.n_words
-        total["tokens"] += int(counts.sum())
+            keep |= _found(prior_index, tally) >= 0
+        return keep
 
-    _count_spilled(spill.folder, 0, limit, keep)
+    cands, total = _kept(spill, limit, wanted)
     order = np.argsort(cands.first[:cands.n_words])  # (C,) the candidates in first-seen order
     counts = cands.count[order]
     in_prior = (_found(prior_index, cands) >= 0)[order] if prior_index is not None else None
@@ -521,6 +521,20 @@ def _two_passes(spill: "_Spill", limit: int, reread, ids_path: Path, min_count: 
     n_ids = _encode_kept(reread(), cands, value, ids_path, total["tokens"], name)
     return vocab, dict(tokens=total["tokens"], kept_tokens=int(counts[kept].sum()), distinct=total["distinct"],
                        passes=2, spilled=spill.bytes, ids=n_ids)
+
+
+def _kept(spill: "_Spill", limit: int, wanted) -> tuple["_Tally", dict]:
+    """The words of a spill, each partition counted alone within `limit` (all of a word's records are in one), that
+    wanted(tally) keeps ((n_words,) bool), gathered in one table; and the distinct words and tokens of all of them."""
+    cands, total = _Tally(), {"distinct": 0, "tokens": 0}
+
+    def keep(tally: _Tally) -> None:
+        cands.add(tally.records(np.flatnonzero(wanted(tally)), tally.keys(0)))
+        total["distinct"] += tally.n_words
+        total["tokens"] += int(tally.count[:tally.n_words].sum())
+
+    _count_spilled(spill.folder, 0, limit, keep)
+    return cands, total
 
 
 class _Spill:
@@ -650,7 +664,7 @@ def _encode_kept(pieces, table: _Index, value: np.ndarray, ids_path: Path, token
             if out.size < buf.size:
                 out = np.zeros(buf.size, dtype=np.int32)
             n_out, n = _lookup(buf, out, _BYTE_KIND, table.table, table.hashes, table.starts, table.lengths,
-                               table.arena, value)
+                               table.arena, value, False)
             n_tokens += n
             ids.write(out[:n_out])
         if n_tokens != tokens:
@@ -683,10 +697,10 @@ def _tally(r_hashes, r_counts, r_first, r_starts, r_lengths, r_bytes, i, table, 
 
 
 @_jit
-def _lookup(buf, out, kind, table, hashes, starts, lengths, arena, value):
+def _lookup(buf, out, kind, table, hashes, starts, lengths, arena, value, keep_dropped):
     """Split buf into tokens and line breaks as _encode does, without adding words: out gets value[id] of each token
-    in the table (none for the others, or where it is DROPPED) and -1 for each line break. Returns how many it
-    wrote and how many tokens it read."""
+    in the table and -1 for each line break; for a token not in it (or of value DROPPED), DROPPED if keep_dropped,
+    else nothing. Returns how many it wrote and how many tokens it read."""
     pos = n_out = n_tokens = 0
     while pos < buf.size:
         k = kind[buf[pos]]
@@ -695,6 +709,9 @@ def _lookup(buf, out, kind, table, hashes, starts, lengths, arena, value):
             w = table[_probe(table, hashes, starts, lengths, arena, h, buf, pos, end - pos)]
             if w >= 0 and value[w] != DROPPED:
                 out[n_out] = value[w]
+                n_out += 1
+            elif keep_dropped:
+                out[n_out] = DROPPED
                 n_out += 1
             n_tokens += 1
             pos = end
