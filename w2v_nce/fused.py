@@ -35,10 +35,15 @@ last bits. With one thread the result is a function of the inputs: reproducible,
 One exception to sharing everything at once: in hs every example updates the root and the nodes below it, and
 two threads writing those rows for every term kept taking the cache lines from each other, so that 2 threads
 trained no faster than one (sg-hs, 20 MB slice: 330k words/s with 1 or 2 threads). So each thread keeps its
-changes to the TOP_NODES nodes nearest the root apart, reads those rows as the shared row plus its own changes
-(its own updates count at once, as in the sequential loop), and adds its changes to the shared rows at the end
-of its share of the batch; the other threads see them then. 2 threads then ran at 433k-457k words/s with the
-analogies, WS353 and SimLex of before (BENCHMARKS.md section 1b).
+changes to the TOP_NODES nodes nearest the root apart, in its own copy of those rows (its own updates count at
+once, as in the sequential loop); every SYNC examples and at the end of its share it adds its changes (the copy less
+the rows as it took them) to the shared rows and takes them again, the other threads' changes given so far
+included (_sync). With one thread there is nothing to give and the copy is the row (2 threads then ran at 433k-457k
+words/s with the analogies, WS353 and SimLex of before: BENCHMARKS.md section 1b). A first version read those rows
+as the shared row plus the changes held apart and gave them only at the end of the share: two loads for each element
+of a score and three for an update, where the copy takes one and two, and the other threads' changes seen up to a
+whole share late; the copy given every 1,024 examples is 1.09-1.12x faster, with a lower training loss
+(BENCHMARKS.md section 4).
 
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
 of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either. With
@@ -80,6 +85,7 @@ TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
 # the CPU kernels read ahead the output rows of the example 2 ahead (_touch): cbow 1.2x, sg with shared noise 1.1x
 AHEAD = 2
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart (module docstring)
+SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
 
 
 def unsupported(device: torch.device, loss: str, negatives: int = 1, dim: int = 0) -> str | None:
@@ -324,15 +330,6 @@ def _biases(bias, rows, coef):
 
 
 @_inline
-def _dot_sum(o, p, h):
-    """<o + p, h>: the score of a row whose recent changes p are still held apart."""
-    total = np.float32(0.0)
-    for d in range(h.shape[0]):
-        total += (o[d] + p[d]) * h[d]
-    return total
-
-
-@_inline
 def _touch(out, targets, e, width, source, seed, prob, alias, share):
     """Read one float of every cache line of example e's output rows (its target and noise words) and return their
     sum: a load that nothing waits on, so the core fetches the rows while it works on the examples before e.
@@ -350,14 +347,6 @@ def _touch(out, targets, e, width, source, seed, prob, alias, share):
         for d in range(0, out.shape[1], 16):
             total += o[d]
     return total
-
-
-@_inline
-def _update_apart(o, p, h, grad, c):
-    """_update for a row o whose changes are held in p: grad += c (o + p), then p += c h."""
-    for d in range(h.shape[0]):
-        grad[d] += c * (o[d] + p[d])
-        p[d] += c * h[d]
 
 
 @_inline
@@ -390,14 +379,14 @@ def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, see
 def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes):
     """The hs loss over the target's path: every score first, then every update. A path's nodes are distinct and h
     is fixed within the example, so this is the sequential loop's result; but the scores, independent of each
-    other, overlap in the core (sg-hs 1.2x). Nodes at or above `top` are read and written as out + mine (the
-    changes this thread holds apart). Returns the example's loss; coef holds the coefficients."""
+    other, overlap in the core (sg-hs 1.2x). Nodes at or above `top` are read and written in mine[r - top], this
+    thread's copy of those rows. Returns the example's loss; coef holds the coefficients."""
     p0 = offsets[target]
     m = offsets[target + 1] - p0
     for j in range(m):
         r = points[p0 + j]
         rows[j] = r
-        coef[j] = bias[r] + (_dot_sum(out[r], mine[r - top], h) if r >= top else _dot(out[r], h))
+        coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h)
     total, prod = np.float32(0.0), 1.0
     for j in range(m):
         delta = coef[j]
@@ -409,11 +398,21 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
         r, c = rows[j], coef[j]
         if c == np.float32(0.0):
             continue
-        if r >= top:
-            _update_apart(out[r], mine[r - top], h, grad, c)
-        else:
-            _update(out[r], h, grad, c)
+        _update(mine[r - top] if r >= top else out[r], h, grad, c)
     return total - np.float32(math.log(prod))
+
+
+@_inline
+def _sync(out, top, mine, base, give):
+    """hs's copy of the top rows (module docstring): with `give`, add its changes since it was taken (mine - base) to
+    the shared rows; then take the shared rows, the other threads' changes given so far included, as mine and base."""
+    for q in range(mine.shape[0]):
+        row = out[top + q]
+        for d in range(row.shape[0]):
+            value = row[d] + (mine[q, d] - base[q, d]) if give else row[d]
+            row[d] = value
+            mine[q, d] = value
+            base[q, d] = value
 
 
 @_jit
@@ -426,14 +425,19 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
     scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
     # hs: the TOP_NODES inner nodes nearest the root (the last created, so the highest rows) are on most paths;
-    # each thread keeps its changes to them apart (`apart`, read as out + apart) and adds them at the end of its
-    # share. See the module docstring.
+    # each thread works on its own copy of them (`copies`, from `base`: the rows as the batch found them) and adds its
+    # changes, copy - base, at the end of its share. See the module docstring.
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
-    apart = np.zeros((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
+    # (threads, n_top, dim + 32) each: the copy, and the rows as it was taken (+32: the threads' 128 bytes apart)
+    copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
+    bases = np.empty_like(copies)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        h, grad, mine = scratch[t, :dim], scratch[t, dim:2 * dim], apart[t]
+        h, grad, mine, base = scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t]
+        _sync(out, top, mine, base, False)
         end, warm = min(n, (t + 1) * per), np.float32(0.0)
         for i in range(t * per, end):
+            if threads > 1 and (i - t * per) % SYNC == SYNC - 1:
+                _sync(out, top, mine, base, True)  # give the changes, take the others'
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             _hidden(h, grad, inp, ctx, valid, i)
@@ -445,10 +449,7 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                                          shift, prob, alias, drop_hits, offsets, points, codes, width, learn_bias,
                                          bias_now, share)
             _to_inputs(inp, ctx, valid, i, grad)
-        for q in range(out.shape[0] - top):
-            row = out[top + q]
-            for d in range(dim):
-                row[d] += mine[q, d]
+        _sync(out, top, mine, base, True)
         scratch[t, 2 * dim] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
