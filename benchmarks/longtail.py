@@ -46,7 +46,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("corpus", type=Path, help="the real text (.gz or plain)")
     ap.add_argument("out", type=Path)
-    ap.add_argument("--tokens", type=int, default=10_000_000, help="real tokens (and as many distinct ones, or 1/EVERY)")
+    ap.add_argument("--tokens", type=int, default=10_000_000,
+                    help="real tokens (and as many distinct ones, or 1/EVERY)")
     ap.add_argument("--per-line", type=int, default=2000)
     ap.add_argument("--every", type=int, default=1, help="a distinct token after every EVERY real ones (phrases: 2, "
                     "so that pairs of real tokens remain)")

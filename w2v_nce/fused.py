@@ -193,7 +193,8 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
     sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
-    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe: 0, NaN if a score is not finite)."""
+    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe: 0, NaN if a
+    score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
@@ -389,8 +390,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
         coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h)
     total, prod = np.float32(0.0), 1.0
     for j in range(m):
-        delta = coef[j]
-        g, hinge, q = _logistic(delta, codes[p0 + j] == 0, need_loss)
+        g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
         total += hinge
         prod *= q
         coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
@@ -425,8 +425,8 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
     scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
     # hs: the TOP_NODES inner nodes nearest the root (the last created, so the highest rows) are on most paths;
-    # each thread works on its own copy of them (`copies`, from `base`: the rows as the batch found them) and adds its
-    # changes, copy - base, at the end of its share. See the module docstring.
+    # each thread works on its own copy of them and, every SYNC examples and at the end of its share, gives its
+    # changes (copy - base) and takes the rows again (_sync; the module docstring)
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
     # (threads, n_top, dim + 32) each: the copy, and the rows as it was taken (+32: the threads' 128 bytes apart)
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)

@@ -20,7 +20,7 @@ import numpy as np
 from . import vocab
 from .errors import storage_error
 from .files import atomic_path
-from .phrases import OUT_BYTES, _above, _member, _pair_hash, _Pairs, _set_of, _Text
+from .phrases import OUT_BYTES, _above, _pair_hash, _Pairs, _put, _set_of, _Text
 from .vocab import _Index, _jit, _probe, _token
 
 
@@ -161,10 +161,10 @@ def _pair_part(keys, shift):
 
 @_jit
 def _write_tokens(src, pos, kind, table, hashes, starts, lengths, arena, joins, state, delim, out):
-    """phrases._write_block for bounded(): the tokens of src[pos:] (UTF-8 text split as vocab._encode splits it), copied from
-    it, each looked up in the table of kept words; a word not in it never joins. Stops when out is full; returns
-    (the next position, bytes written). state: [last kept id on the line or -1, joined?, pairs joined, a token on
-    this line?, tokens read]."""
+    """phrases._write_block for bounded(): the tokens of src[pos:] (UTF-8 text split as vocab._encode splits it),
+    copied from it, each looked up in the table of kept words; a word not in it never joins. Stops when out is
+    full; returns (the next position, bytes written). state: [last kept id on the line or -1, joined?, pairs
+    joined, a token on this line?, tokens read]."""
     prev, joined, n_joined, on_line, n_tokens = state[0], state[1], state[2], state[3], state[4]
     n_out = 0
     while pos < src.size:
@@ -185,16 +185,8 @@ def _write_tokens(src, pos, kind, table, hashes, starts, lengths, arena, joins, 
         if n_out + delim.size + 1 + length > out.size:
             break
         w = np.int64(table[_probe(table, hashes, starts, lengths, arena, h, src, pos, length)])
-        join = prev >= 0 and w >= 0 and joined == 0 and _member(joins, (prev << 32) | w)
-        if join:
-            out[n_out:n_out + delim.size] = delim
-            n_out += delim.size
-            n_joined += 1
-        elif on_line:
-            out[n_out] = 32
-            n_out += 1
-        out[n_out:n_out + length] = src[pos:end]
-        n_out += length
+        n_out, join = _put(out, n_out, src, pos, length, prev, w, joined, on_line, joins, delim)
+        n_joined += 1 if join else 0
         prev, joined, on_line = w, 1 if join else 0, 1
         n_tokens += 1
         pos = end

@@ -31,12 +31,12 @@ import time
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from . import inputs, vocab
 from .config import ENCODING_ERRORS, parse_size
 from .errors import UsageError, W2VError, storage_error
 from .files import atomic_path
+from .tokenize import describe, reading_bar
 from .vocab import _Index, _jit
 
 SCORINGS = ("word2vec", "npmi")
@@ -176,15 +176,13 @@ class _Text:
         self.paths, self.lowercase, self.encoding_errors, self.label = paths, lowercase, encoding_errors, label
         self.stats: dict = {}
         self.reads = 0
-        self.size = sum(p.stat().st_size for p in paths) if all(p.is_file() for p in paths) else None
-        self.name = paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+        self.name = describe(paths)
 
     @contextlib.contextmanager
     def read(self):
         self.reads += 1
         desc = f"{self.label}" + (f" (read {self.reads})" if self.reads > 1 else "")
-        with tqdm(total=self.size, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, delay=1.0,
-                  disable=self.label is None, dynamic_ncols=True, leave=False) as bar:
+        with reading_bar(self.paths, desc, self.label is not None) as bar:
             yield vocab._pieces(self.paths, self.lowercase, self.encoding_errors,
                                 self.stats if self.reads == 1 else {}, lambda read: bar.update(read - bar.n))
 
@@ -197,7 +195,8 @@ class _Text:
 
 def _one_pass(text: _Text, out: Path, work: Path, min_count: int, threshold: float, scoring: str, delimiter: str,
               memory: int | None) -> dict:
-    """One phrase pass of `text` into `out`: count, then write; or, where the tables outgrow `memory`, phrase_spill's."""
+    """One phrase pass of `text` into `out`: count, then write; or, where the tables outgrow `memory`,
+    phrase_spill's."""
     ids_path, npmi = work / "ids", scoring == "npmi"
     # word2phrase compares float32 with float32: the threshold as a float32, exactly, for the same verdicts
     level = float(np.float32(threshold)) if scoring == "word2vec" else threshold
@@ -431,6 +430,23 @@ def _score_all(a, b, ab, total, min_count, npmi):
 
 
 @_jit
+def _put(out, n_out, src, s, length, prev, w, joined, on_line, joins, delim):
+    """The token src[s:s + length], of id w (-1: a word that never joins), into out[n_out:], after the last token
+    on its line (prev: its id, -1 if none or one that never joins; on_line: whether there is one): joined to it by
+    the delimiter when their pair is in `joins` and the last one did not just join, else after a space. Returns
+    where the bytes written end, and whether it joined."""
+    join = prev >= 0 and w >= 0 and joined == 0 and _member(joins, (prev << 32) | w)
+    if join:
+        out[n_out:n_out + delim.size] = delim
+        n_out += delim.size
+    elif on_line:
+        out[n_out] = 32
+        n_out += 1
+    out[n_out:n_out + length] = src[s:s + length]
+    return n_out + length, join
+
+
+@_jit
 def _write_block(ids, pos, state, joins, arena, starts, lengths, delim, out):
     """The UTF-8 text of ids[pos:] into out: a token joined to the last one by the delimiter when their pair is in
     `joins` and the last one did not just join, else after a space; b"\\n" for a line break. Stops when out is
@@ -449,19 +465,9 @@ def _write_block(ids, pos, state, joins, arena, starts, lengths, delim, out):
             length = lengths[w]
             if n_out + delim.size + length > out.size:
                 break
-            join = False
-            if prev >= 0 and joined == 0:
-                join = _member(joins, (np.int64(prev) << 32) | np.int64(w))
-            if join:
-                out[n_out:n_out + delim.size] = delim
-                n_out += delim.size
-                n_joined += 1
-            elif prev >= 0:
-                out[n_out] = 32
-                n_out += 1
-            s = starts[w]
-            out[n_out:n_out + length] = arena[s:s + length]
-            n_out += length
+            n_out, join = _put(out, n_out, arena, starts[w], length, prev, np.int64(w), joined, prev >= 0, joins,
+                               delim)
+            n_joined += 1 if join else 0
             prev, joined = w, 1 if join else 0
         pos += 1
     state[0], state[1], state[2] = prev, joined, n_joined

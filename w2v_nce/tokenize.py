@@ -16,6 +16,8 @@ import os
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
+from tqdm import tqdm
+
 from .errors import W2VError
 
 BLOCK_BYTES = 1 << 20
@@ -121,6 +123,19 @@ def iter_tokens(path: str | os.PathLike, lowercase: bool = False, encoding_error
     """Yield lists of tokens (str), with LINE_BREAK (None) between lines; lists are block-sized."""
     for piece in iter_pieces(path, lowercase, encoding_errors, block_bytes, stats):
         yield _split_lines(piece)
+
+
+def describe(paths: list) -> str:
+    """The corpus's name in messages: its file, or its first file and how many more."""
+    return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+
+
+def reading_bar(paths: list[Path], desc: str, show: bool) -> tqdm:
+    """A progress bar for a pass over the files, in bytes as stored (compressed or not), shown only if the pass takes
+    more than a second; without a total where a path is not a file. Update it with the bytes read so far."""
+    size = sum(p.stat().st_size for p in paths) if all(p.is_file() for p in paths) else None
+    return tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc=desc, delay=1.0, disable=not show,
+                dynamic_ncols=True, leave=False)
 
 
 def iter_token_bytes(path: str | os.PathLike, lowercase: bool = False, encoding_errors: str = "strict",

@@ -35,6 +35,7 @@ from .model import Word2Vec
 from .replicas import SAFE_GAIN, Replicas, rule
 from .rundir import CHECKPOINT, INCOMPLETE, History
 from .sampling import AliasSampler, keep_probs
+from .tokenize import describe, reading_bar
 from .continued import carry, prior as _prior
 
 
@@ -380,14 +381,12 @@ def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_si
     except OSError as e:
         raise storage_error("write", run_dir, e, "choose another --out") from None
     paths = [Path(p) for p in corpus] if isinstance(corpus, (list, tuple)) else [Path(corpus)]
-    name = str(paths[0]) if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
-    joined = phrases.for_run(cfg, paths, run_dir, progress) if cfg.phrases else None  # then the vocabulary pass reads it
+    name = describe(paths)
+    # then the vocabulary pass reads the phrased text
+    joined = phrases.for_run(cfg, paths, run_dir, progress) if cfg.phrases else None
     text = [run_dir / phrases.RUN_TEXT] if joined else paths
-    # a bar in bytes of the files (compressed or not), shown only if the pass takes more than a second
-    size = sum(p.stat().st_size for p in text) if all(p.is_file() for p in text) else None
     try:
-        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, desc="vocabulary", delay=1.0,
-                  disable=not progress, dynamic_ncols=True, leave=False) as bar:
+        with reading_bar(text, "vocabulary", progress) as bar:
             vocab, stats = vocab_mod.build(text, run_dir / rundir.IDS, cfg.min_count, cfg.max_vocab, cfg.lowercase,
                                            cfg.encoding_errors, progress=lambda read: bar.update(read - bar.n),
                                            prior=prior, memory=parse_size(cfg.vocab_memory))

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import W2VError, storage_error
 from .files import atomic_path
-from .tokenize import ASCII_SPACE, iter_token_bytes
+from .tokenize import ASCII_SPACE, describe, iter_token_bytes
 
 try:
     import numba
@@ -126,7 +126,7 @@ def build(corpus, ids_path: str | os.PathLike, min_count: int = 5, max_vocab: in
     or not) after each block, from 0 again in a second pass.
     """
     paths = list(corpus) if isinstance(corpus, (list, tuple)) else [corpus]
-    name = paths[0] if len(paths) == 1 else f"{paths[0]} (and {len(paths) - 1} more files)"
+    name = describe(paths)
     start = time.perf_counter()
     stats: dict = {"bytes": 0, "read": 0, "replaced_bytes": 0}
     ids_path = Path(ids_path)
