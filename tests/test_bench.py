@@ -40,12 +40,14 @@ def test_markdown_reports_ratio_device_and_the_gpu_section():
 def test_each_head_is_compared_with_gensim_s_same_head_where_it_has_one():
     meta = {"machine": "test", "threads": 2, "date": "2026-11-29", "corpus": "c.txt", "heldout_fraction": 0.005,
             "settings": dataclasses.asdict(make_config())}
-    rows = [row(loss="hs", batch_size=4096), row(loss="infonce", batch_size=4096),
+    rows = [row(loss="hs", batch_size=4096, shared_noise=1), row(loss="infonce", batch_size=4096, shared_noise=2),
             row(tool="gensim 4.4.0", train_words_per_s=5e5), row(tool="gensim 4.4.0", loss="hs", train_words_per_s=2.5e5)]
     text = markdown(rows, meta, "w2v-nce bench c.txt --loss hs --loss infonce")
     assert "| w2v-nce | cpu | sg | hs | 1,000,000 | 4.00x |" in text  # against gensim's hs
     assert "| w2v-nce | cpu | sg | infonce | 1,000,000 | 2.00x |" in text  # against gensim's neg
     assert "Ours: batch 4096 examples per call of the step" in text
+    assert "noise words shared by 2 examples in sg-infonce;" in text  # each head's, not the last row's
+    assert "noise words not shared;" in markdown(rows[:1], meta, "w2v-nce bench c.txt --loss hs")
 
 
 def test_gpu_order_puts_example_t_of_every_share_in_one_step():

@@ -101,10 +101,14 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr, bias_now=False):
 
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
 @pytest.mark.parametrize("loss", SAMPLED)
-def test_kernel_equals_the_sequential_reference(arch, loss):
-    model, ctx, valid, targets = make_problem(arch, loss)
+@pytest.mark.parametrize("dim", [16, 100])  # 100: the kernel compiled for the rows' length (fused.FIXED_FROM)
+def test_kernel_equals_the_sequential_reference(arch, loss, dim):
+    model, ctx, valid, targets = make_problem(arch, loss, dim=dim)
     head = model.head
     inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.3)
+    kernel = fused._logistic_step if head.family == fused.LOGISTIC else fused._softmax_step
+    fixed = [len(sig[13]) for sig in kernel.signatures]  # the 14th argument: the tuple whose length is the dim
+    assert (dim in fixed) == (dim >= fused.FIXED_FROM)
     cand = candidates_of(head, targets, rows)
     assert (rows == cand.rows.numpy()).all()  # the kernel's candidates are the head's (hs: its paths)
     if loss != "hs":

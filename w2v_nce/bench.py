@@ -284,15 +284,16 @@ def markdown(rows: list[dict], meta: dict, command: str) -> str:
     batches = {r.get("device", "cpu"): r.get("batch_size", s["batch_size"]) for r in rows if r["tool"] == "w2v-nce"}
     batch = (", ".join(f"{b} on {d}" for d, b in batches.items()) if len(batches) > 1
              else str(next(iter(batches.values()), s["batch_size"])))
-    shares = {r["model"]: r["shared_noise"] for r in rows if r.get("shared_noise")}  # backends.plan's
-    share = (", ".join(f"{b} for {m}" for m, b in shares.items()) if len(set(shares.values())) > 1
-             else str(next(iter(shares.values()), 1)))
+    # backends.plan's, per head (sg's differ by loss)
+    shares = {f"{r['model']}-{r['loss']}": r["shared_noise"] for r in rows if r.get("shared_noise", 1) > 1}
+    share = ("noise words shared by " + ", ".join(f"{b} examples in {h}" for h, b in shares.items()) if shares
+             else "noise words not shared")
     out = [f"Command: `{command}`  ", f"Machine: {meta['machine']}; {meta['threads']} threads  ",
            f"Date: {meta['date']}; corpus {meta['corpus']} ({meta['heldout_fraction']:.1%} held out)  ",
            f"Both tools: dim {s['dim']}, window {s['window']}, negatives {s['negatives']}, sample {s['sample']}, "
            f"min_count {s['min_count']}, epochs {s['epochs']}, lr {s['lr']} decayed linearly to lr*{s['min_lr_ratio']}, "
            f"noise unigram^{s['noise_power']}, seed {s['seed']}. Ours: batch {batch} examples per call of the step, "
-           f"kernel {s['kernel']}, noise words shared by {share} examples; "
+           f"kernel {s['kernel']}, {share}; "
            "gensim: LineSentence, cbow_mean=1; neg: negative=k, hs=0; hs: negative=0, hs=1.", "",
            "| tool | device | model | loss | train words/s | vs gensim | vocab s | analogy | WS353 | SimLex | mean log Z | held-out NLL |",
            "|---|---|---|---|---|---|---|---|---|---|---|---|"]

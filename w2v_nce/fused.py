@@ -45,6 +45,12 @@ of a score and three for an update, where the copy takes one and two, and the ot
 whole share late; the copy given every 1,024 examples is 1.09-1.12x faster, with a lower training loss
 (BENCHMARKS.md section 4).
 
+The length of the rows: a kernel given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple by
+its length), and its loops over a row have a constant trip count, which the compiler unrolls and vectorises whole;
+with the length read from the array each loop had a vector body, a scalar remainder (100 = 3·32 + 4) and the checks
+between them. 1.20x for sg-hs, 1.29x sg-infonce, 1.16x sg-neg (BENCHMARKS.md section 4). Each dim is compiled once
+(numba's cache keeps it); dims below FIXED_FROM, the tests', share one kernel that reads the length.
+
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
 of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either. With
 --shared-noise N (Tables.share), example i takes the draws of example i - i mod N: N consecutive examples share
@@ -86,6 +92,7 @@ TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
 AHEAD = 2
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart (module docstring)
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
+FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length (the module docstring)
 
 
 def unsupported(device: torch.device, loss: str, negatives: int = 1, dim: int = 0) -> str | None:
@@ -197,14 +204,18 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
     score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
+    # a tuple of dim zeros: numba types a tuple by its length, so the kernel is compiled for this dim (module
+    # docstring)
+    fixed = (0,) * inp.shape[1] if inp.shape[1] >= FIXED_FROM else ()
     kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
-           np.uint64(seed), *tab)
+           np.uint64(seed), fixed, *tab)
 
 
 def warm_up(head) -> None:
     """Compile the kernel of this head's family (or load it from numba's cache) before training is timed."""
     family, tab, width = tables(head)
-    emb, vec = np.zeros((1, 1), dtype=np.float32), np.zeros(1, dtype=np.float32)
+    # the head's dim: the kernel compiled for it (step's `fixed`)
+    emb, vec = np.zeros((1, head.weight.shape[1]), dtype=np.float32), np.zeros(1, dtype=np.float32)
     one = np.zeros(1, dtype=np.int64)
     step(family, emb, emb.copy(), vec.copy(), one[:, None], np.ones((1, 1), dtype=np.bool_), one,
          np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
@@ -276,12 +287,22 @@ _logistic = _inline(logistic)
 
 
 @_inline
-def _hidden(h, grad, inp, ctx, valid, i):
-    """h = the mean of example i's valid context rows; grad = 0."""
-    dim = h.shape[0]
+def _dims(fixed, row):
+    """The length of the rows: len(fixed), a constant of the compiled kernel, or if fixed is empty the row's."""
+    return len(fixed) if len(fixed) else row.shape[0]
+
+
+@_inline
+def _hidden(h, grad, inp, ctx, valid, i, fixed):
+    """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
+    cbow's mean of example i's valid context rows, in h."""
+    dim = _dims(fixed, h)
+    for d in range(dim):
+        grad[d] = np.float32(0.0)
+    if ctx.shape[1] == 1:
+        return inp[ctx[i, 0]]
     for d in range(dim):
         h[d] = np.float32(0.0)
-        grad[d] = np.float32(0.0)
     used = 0
     for s in range(ctx.shape[1]):
         if valid[i, s]:
@@ -293,30 +314,31 @@ def _hidden(h, grad, inp, ctx, valid, i):
         scale = np.float32(1.0) / np.float32(used)
         for d in range(dim):
             h[d] *= scale
+    return h
 
 
 @_inline
-def _update(o, h, grad, c):
+def _update(o, h, grad, c, fixed):
     """grad += c out_r, with the row before its update (as the gradient needs); then out_r += c h."""
-    for d in range(h.shape[0]):
+    for d in range(_dims(fixed, h)):
         grad[d] += c * o[d]
         o[d] += c * h[d]
 
 
 @_inline
-def _to_inputs(inp, ctx, valid, i, grad):
+def _to_inputs(inp, ctx, valid, i, grad, fixed):
     """Every context row of example i gets the hidden vector's full gradient (word2vec's CBOW rule)."""
     for s in range(ctx.shape[1]):
         if valid[i, s]:
             row = inp[ctx[i, s]]
-            for d in range(grad.shape[0]):
+            for d in range(_dims(fixed, grad)):
                 row[d] += grad[d]
 
 
 @_inline
-def _dot(o, h):
+def _dot(o, h, fixed):
     total = np.float32(0.0)
-    for d in range(h.shape[0]):
+    for d in range(_dims(fixed, h)):
         total += o[d] * h[d]
     return total
 
@@ -352,7 +374,7 @@ def _touch(out, targets, e, width, source, seed, prob, alias, share):
 
 @_inline
 def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, seed, shift, prob, alias, drop_hits,
-                   offsets, points, codes, width, learn_bias, bias_now, share):
+                   offsets, points, codes, width, learn_bias, bias_now, share, fixed):
     """The logistic loss of example i over its target and noise words, each row updated right after its score (a
     noise word drawn twice sees its first update); returns the example's loss."""
     total, first = np.float32(0.0), i - i % share
@@ -363,13 +385,13 @@ def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, see
         rows[j] = r
         if not used:
             continue
-        g, hinge, q = _logistic(bias[r] + s + _dot(out[r], h), positive, need_loss)
+        g, hinge, q = _logistic(bias[r] + s + _dot(out[r], h, fixed), positive, need_loss)
         total += hinge
         prod *= q
         if abs(g) < TINY:
             continue
         c = -lr * g
-        _update(out[r], h, grad, c)
+        _update(out[r], h, grad, c, fixed)
         coef[j] = c
         if learn_bias and bias_now:
             bias[r] += c
@@ -377,7 +399,8 @@ def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, see
 
 
 @_inline
-def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes):
+def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes,
+                  fixed):
     """The hs loss over the target's path: every score first, then every update. A path's nodes are distinct and h
     is fixed within the example, so this is the sequential loop's result; but the scores, independent of each
     other, overlap in the core (sg-hs 1.2x). Nodes at or above `top` are read and written in mine[r - top], this
@@ -387,7 +410,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
     for j in range(m):
         r = points[p0 + j]
         rows[j] = r
-        coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h)
+        coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h, fixed)
     total, prod = np.float32(0.0), 1.0
     for j in range(m):
         g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
@@ -398,7 +421,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
         r, c = rows[j], coef[j]
         if c == np.float32(0.0):
             continue
-        _update(mine[r - top] if r >= top else out[r], h, grad, c)
+        _update(mine[r - top] if r >= top else out[r], h, grad, c, fixed)
     return total - np.float32(math.log(prod))
 
 
@@ -416,7 +439,7 @@ def _sync(out, top, mine, base, give):
 
 
 @_jit
-def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
+def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed, fixed,
                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     n, width = rows.shape
     dim = inp.shape[1]
@@ -432,7 +455,7 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
     bases = np.empty_like(copies)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        h, grad, mine, base = scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t]
+        hidden, grad, mine, base = scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t]
         _sync(out, top, mine, base, False)
         end, warm = min(n, (t + 1) * per), np.float32(0.0)
         for i in range(t * per, end):
@@ -440,15 +463,15 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 _sync(out, top, mine, base, True)  # give the changes, take the others'
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            _hidden(h, grad, inp, ctx, valid, i)
+            h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             if source == TREE:
                 loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
-                                        offsets, points, codes)
+                                        offsets, points, codes, fixed)
             else:
                 loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed,
                                          shift, prob, alias, drop_hits, offsets, points, codes, width, learn_bias,
-                                         bias_now, share)
-            _to_inputs(inp, ctx, valid, i, grad)
+                                         bias_now, share, fixed)
+            _to_inputs(inp, ctx, valid, i, grad, fixed)
         _sync(out, top, mine, base, True)
         scratch[t, 2 * dim] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
@@ -456,7 +479,7 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
 
 
 @_jit
-def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed,
+def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed, fixed,
                   source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     n, width = rows.shape
     dim = inp.shape[1]
@@ -464,19 +487,19 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
     scratch = np.zeros((threads, 2 * dim + width + 32), dtype=np.float32)  # see _logistic_step
     kept = np.zeros((threads, width + 128), dtype=np.bool_)
     for t in prange(threads):
-        h, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
+        hidden, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
         end, warm = min(n, (t + 1) * per), np.float32(0.0)
         for i in range(t * per, end):
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            _hidden(h, grad, inp, ctx, valid, i)
+            h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             top, first = np.float32(-np.inf), i - i % share
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
                 r, positive, s, used = _candidate(first, j, width, targets[i], source, seed, shift, prob, alias,
                                                   drop_hits, offsets, points, codes)
                 rows[i, j], kept[t, j] = r, used
                 if used:
-                    deltas[j] = bias[r] + s + _dot(out[r], h)
+                    deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
                     top = max(top, deltas[j])
             z, target = np.float32(0.0), deltas[0]
             for j in range(width):
@@ -492,11 +515,11 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 if abs(g) < TINY:
                     continue
                 c = -lr * g
-                _update(out[rows[i, j]], h, grad, c)
+                _update(out[rows[i, j]], h, grad, c, fixed)
                 coef[i, j] = c
                 if learn_bias and bias_now:
                     bias[rows[i, j]] += c
-            _to_inputs(inp, ctx, valid, i, grad)
+            _to_inputs(inp, ctx, valid, i, grad, fixed)
         scratch[t, 2 * dim + width] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
