@@ -48,8 +48,9 @@ whole share late; the copy given every 1,024 examples is 1.09-1.12x faster, with
 The length of the rows: a kernel given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple by
 its length), and its loops over a row have a constant trip count, which the compiler unrolls and vectorises whole;
 with the length read from the array each loop had a vector body, a scalar remainder (100 = 3·32 + 4) and the checks
-between them. 1.20x for sg-hs, 1.29x sg-infonce, 1.16x sg-neg (BENCHMARKS.md section 4). Each dim is compiled once
-(numba's cache keeps it); dims below FIXED_FROM, the tests', share one kernel that reads the length.
+between them. The kernel alone: sg-hs 1.11-1.21x, sg-infonce 1.39-1.42x, sg-neg 1.11-1.27x, cbow 1.07-1.12x
+(BENCHMARKS.md section 4). Each dim is compiled once (numba's cache keeps it); dims below FIXED_FROM, the tests',
+share one kernel that reads the length.
 
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
 of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either. With
@@ -204,8 +205,7 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
     score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
-    # a tuple of dim zeros: numba types a tuple by its length, so the kernel is compiled for this dim (module
-    # docstring)
+    # numba types a tuple by its length: the kernel compiled for this dim (the module docstring)
     fixed = (0,) * inp.shape[1] if inp.shape[1] >= FIXED_FROM else ()
     kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr), bool(need_loss), threads,
            np.uint64(seed), fixed, *tab)
