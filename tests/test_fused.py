@@ -266,6 +266,44 @@ def test_shared_noise_draws_once_for_each_run_of_examples(arch, loss):
         np.testing.assert_allclose(got, r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
 
 
+@pytest.mark.parametrize("loss", ["nce", "infonce"])
+def test_shared_draws_across_the_threads_shares(loss):
+    """With 2 shares of 45 examples and draws shared by 4, the second share begins inside a shared draw (example 44's):
+    its first examples draw the words themselves (the softmax loop reads the others from the draw's first example's
+    rows, fused._draw); every example's candidates are still those of its draw."""
+    model, ctx, valid, targets = make_problem("sg", loss, n=90)
+    head = model.head
+    family, tab, width = fused.tables(head)
+    arrays = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    rows = np.zeros((90, width), np.int64)
+    fused.step(family, *arrays, ctx, valid, targets, rows, np.zeros((90, width), np.float32), np.zeros(90, np.float32),
+               0.3, True, tab._replace(share=4), 77, threads=2)
+    prob, alias = head.sampler.prob.numpy(), head.sampler.alias.numpy()
+    for i in range(90):
+        assert rows[i, 1:].tolist() == [fused._noise(np.uint64(77), (i - i % 4) * width + j, prob, alias)
+                                        for j in range(1, width)]
+
+
+@pytest.mark.parametrize("loss", ["neg", "hs", "infonce"])
+def test_train_step_reuses_its_buffers_exactly(loss):
+    """train_step keeps a model's arrays and its output buffers between calls (fused._bind); the kernels zero each
+    example's coefficients. Batches of 300, then 100, then 300 examples give what fresh zeroed arrays give."""
+    model, ctx, valid, targets = make_problem("cbow", loss, n=300)
+    fresh = [t.numpy().copy() for t in (model.input, model.head.weight, model.head.bias)]
+    family, tab, width = fused.tables(model.head)
+    gen, seeds = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
+    for n in (300, 100, 300):
+        got = fused.train_step(model, torch.from_numpy(ctx[:n]), torch.from_numpy(targets[:n]), 0.1,
+                               torch.from_numpy(valid[:n]), gen)
+        seed = np.uint64(int(torch.randint(2**62, (1,), generator=seeds)))
+        loss = np.zeros(n, np.float32)
+        fused.step(family, *fresh, ctx[:n], valid[:n], targets[:n], np.zeros((n, width), np.int64),
+                   np.zeros((n, width), np.float32), loss, 0.1, True, tab, seed)
+        assert float(got) == pytest.approx(float(loss.sum(dtype=np.float64)), rel=1e-6)
+    for t, want in zip((model.input, model.head.weight, model.head.bias), fresh):
+        assert np.array_equal(t.numpy(), want)
+
+
 @pytest.mark.parametrize("loss", ["nce", "hs", "sampled-softmax"])
 def test_reading_ahead_changes_nothing(loss):
     """The kernels read the rows of the example 2 ahead (fused._touch) only to bring them into the cache."""

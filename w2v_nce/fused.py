@@ -55,13 +55,16 @@ share one kernel that reads the length.
 Noise: the k noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash (splitmix64)
 of one seed per batch, taken from the run's torch generator; so they do not depend on the threads either. With
 --shared-noise N (Tables.share), example i takes the draws of example i - i mod N: N consecutive examples share
-one draw, so that each noise row is fetched from memory once for them (BENCHMARKS.md section 4).
+one draw, so that each noise row is fetched from memory once for them (BENCHMARKS.md section 4). The softmax loop
+reads the draw's words from the rows of its first example rather than drawing them again (_draw: sg-infonce 1.11x,
+sg-sampled-softmax 1.09-1.16x, the kernel alone); in the logistic loop that was no faster.
 """
 
 from __future__ import annotations
 
 import functools
 import math
+import weakref
 from typing import NamedTuple
 
 import numpy as np
@@ -173,36 +176,63 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
                                head.learns_bias), head.k + 1
 
 
+class _Bound(NamedTuple):
+    """What train_step needs of a model, made once (the arrays are views of its tensors, which train in place) and
+    the kernel's output buffers, reused: a step's Python work was 60 µs, 8% of sg-infonce's (BENCHMARKS.md section
+    4). The kernels zero each example's coefficients themselves."""
+    key: tuple  # the tensors and noise tables it was made from, and the batch it holds
+    family: str
+    tab: Tables
+    width: int
+    arrays: tuple  # inp (V, D), out (R, D), bias (R,)
+    rows: np.ndarray  # (B, C) int64: each example's candidates, written by the kernel
+    coef: np.ndarray  # (B, C) float32: -lr dL/dΔ of each, for the biases at the end of the batch
+    loss: np.ndarray  # (B,) float32
+    ones: np.ndarray  # (B, 1) bool: skip-gram's one valid context slot
+
+
+_BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Bound
+
+
+def _bind(model, share: int, n: int) -> _Bound:
+    head = model.head
+    key = (model.input.data_ptr(), head.weight.data_ptr(), head.bias.data_ptr(), getattr(head, "sampler", None), share)
+    bound = _BOUND.get(model)
+    if bound is None or bound.key[:-1] != key or bound.key[-1] < n:
+        family, tab, width = tables(head)
+        bound = _Bound(key + (n,), family, tab._replace(share=share), width,
+                       (model.input.numpy(), head.weight.numpy(), head.bias.numpy()),
+                       np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32),
+                       np.ones((n, 1), np.bool_))
+        _BOUND[model] = bound
+    return bound
+
+
 @torch.no_grad()
 def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True,
                share: int = 1):
     """One step of the compiled CPU loops (backends.Plan.step); same arguments and return value as torch_step, and
     the consecutive examples that share a draw of noise words."""
-    head = model.head
-    family, tab, width = tables(head)
-    tab = tab._replace(share=share)
+    n = len(targets)
+    b = _bind(model, share, n)
     # One seed per batch from the run's generator keeps a run reproducible and its resume exact; the k
     # noise words of example i are draws i(1+k)+1 .. i(1+k)+k of a counter-based hash of that seed.
     seed = np.uint64(int(torch.randint(2**62, (1,), generator=generator)))
-    n = len(targets)
-    rows = np.zeros((n, width), dtype=np.int64)  # (B, C): each example's candidates, written by the kernel
-    coef = np.zeros((n, width), dtype=np.float32)  # -lr dL/dΔ of each, for the biases at the end of the batch
     if mask is None:  # skip-gram: one context slot, the centre word
-        ctx, valid = inputs[:, None].numpy(), np.ones((n, 1), dtype=np.bool_)
+        ctx, valid = inputs[:, None].numpy(), b.ones[:n]
     else:  # CBOW: (B, 2W) context ids and which slots are real
         ctx, valid = inputs.numpy(), mask.numpy()
-    loss = np.zeros(n, dtype=np.float32)  # (B,)
-    step(family, model.input.numpy(), head.weight.numpy(), head.bias.numpy(), ctx, valid, targets.numpy(), rows,
-         coef, loss, lr, need_loss, tab, seed)
+    loss = b.loss[:n]
+    step(b.family, *b.arrays, ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss, lr, need_loss, b.tab, seed)
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
 
 def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
-    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C), zero,
-    receive each example's candidates and -lr dL/dΔ; loss (B,) each example's loss (or the probe: 0, NaN if a
-    score is not finite)."""
+    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C) receive
+    each example's candidates and -lr dL/dΔ (0 where a term is skipped); loss (B,) each example's loss (or the
+    probe: 0, NaN if a score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     # numba types a tuple by its length: the kernel compiled for this dim (the module docstring)
@@ -373,10 +403,24 @@ def _touch(out, targets, e, width, source, seed, prob, alias, share):
 
 
 @_inline
+def _draw(rows, i, first, start, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points,
+          codes):
+    """_candidate of example i (rows: (B, C), the batch's): a noise word of a shared draw is read from the rows of the
+    draw's first example where this thread wrote them (first in its share, which begins at start), not drawn again
+    (the hash and two reads of the alias table)."""
+    if source == NOISE and j > 0 and first != i and first >= start:
+        r = rows[first, j]
+        return r, False, shift[r], not (drop_hits and r == target)
+    return _candidate(first, j, width, target, source, seed, shift, prob, alias, drop_hits, offsets, points, codes)
+
+
+@_inline
 def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, seed, shift, prob, alias, drop_hits,
                    offsets, points, codes, width, learn_bias, bias_now, share, fixed):
     """The logistic loss of example i over its target and noise words, each row updated right after its score (a
-    noise word drawn twice sees its first update); returns the example's loss."""
+    noise word drawn twice sees its first update); returns the example's loss. (Its noise words are drawn again
+    for each example of a shared draw: reading them from the first example's rows, as _softmax_step does, was no
+    faster here.)"""
     total, first = np.float32(0.0), i - i % share
     prod = 1.0  # float64: the product of the terms' q (logistic)
     for j in range(width):
@@ -463,6 +507,7 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 _sync(out, top, mine, base, True)  # give the changes, take the others'
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
+            coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             if source == TREE:
                 loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
@@ -492,11 +537,12 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
         for i in range(t * per, end):
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
+            coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             top, first = np.float32(-np.inf), i - i % share
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
-                r, positive, s, used = _candidate(first, j, width, targets[i], source, seed, shift, prob, alias,
-                                                  drop_hits, offsets, points, codes)
+                r, positive, s, used = _draw(rows, i, first, t * per, j, width, targets[i], source, seed, shift, prob,
+                                             alias, drop_hits, offsets, points, codes)
                 rows[i, j], kept[t, j] = r, used
                 if used:
                     deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
