@@ -179,8 +179,8 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
 class _Bound(NamedTuple):
     """What train_step needs of a model, made once (the arrays are views of its tensors, which train in place) and
     the kernel's output buffers, reused: a step's Python work was 60 µs, 8% of sg-infonce's (BENCHMARKS.md section
-    4). The kernels zero each example's coefficients themselves."""
-    key: tuple  # the tensors and noise tables it was made from, and the batch it holds
+    4). The kernels zero each example's coefficients themselves where the biases read them."""
+    key: tuple  # the tensors and noise tables it was made from
     family: str
     tab: Tables
     width: int
@@ -198,9 +198,9 @@ def _bind(model, share: int, n: int) -> _Bound:
     head = model.head
     key = (model.input.data_ptr(), head.weight.data_ptr(), head.bias.data_ptr(), getattr(head, "sampler", None), share)
     bound = _BOUND.get(model)
-    if bound is None or bound.key[:-1] != key or bound.key[-1] < n:
+    if bound is None or bound.key != key or len(bound.loss) < n:
         family, tab, width = tables(head)
-        bound = _Bound(key + (n,), family, tab._replace(share=share), width,
+        bound = _Bound(key, family, tab._replace(share=share), width,
                        (model.input.numpy(), head.weight.numpy(), head.bias.numpy()),
                        np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32),
                        np.ones((n, 1), np.bool_))
@@ -231,8 +231,8 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
          threads: int | None = None):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
     sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C) receive
-    each example's candidates and -lr dL/dΔ (0 where a term is skipped); loss (B,) each example's loss (or the
-    probe: 0, NaN if a score is not finite)."""
+    each example's candidates and -lr dL/dΔ (0 where a term is skipped, where the biases learn); loss (B,) each
+    example's loss (or the probe: 0, NaN if a score is not finite)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     # numba types a tuple by its length: the kernel compiled for this dim (the module docstring)
@@ -507,7 +507,8 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                 _sync(out, top, mine, base, True)  # give the changes, take the others'
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            coef[i, :] = np.float32(0.0)
+            if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
+                coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             if source == TREE:
                 loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
@@ -537,7 +538,8 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
         for i in range(t * per, end):
             if ahead and i + ahead < end:
                 warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            coef[i, :] = np.float32(0.0)
+            if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
+                coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
             top, first = np.float32(-np.inf), i - i % share
             for j in range(width):  # every score first: each gradient needs the softmax of all of them
