@@ -234,6 +234,29 @@ def test_noise_follows_q():
     assert (rows2[:, 1:] != draws).mean() > 0.9
 
 
+@fused.numba.njit
+def _exp32_all(xs, out):
+    for i in range(len(xs)):
+        out[i] = fused._exp32(xs[i])
+
+
+def test_exp32_is_within_2_ulp_of_exp_and_keeps_nan():
+    """The CPU kernels' exp (fused.exp32) against float64's over the whole range the
+    kernels meet, on 2M points and at the powers of 2 of its range reduction; and its ends and NaN."""
+    xs = np.concatenate([np.linspace(-87, 88, 2_000_001, dtype=np.float32),
+                         np.float32(np.log(2.0) * np.arange(-125, 127)), np.float32([0.0, -0.0, 1e-30, -1e-30])])
+    got = np.empty_like(xs)
+    _exp32_all(xs, got)
+    exact = np.exp(xs.astype(np.float64))
+    assert np.abs(got / exact - 1).max() < 2.4e-7  # float32's ulp is 2^-23 = 1.19e-7 of the value, at most
+    assert got[-4:].tolist() == [1.0, 1.0, 1.0, 1.0]
+    ends = np.float32([-np.inf, -1000, np.inf, 1000, np.nan])
+    _exp32_all(ends, got[:5])
+    assert got[0] == got[1] == pytest.approx(1.18e-38, rel=0.01)  # only ever added to 1 or more
+    assert got[2] == got[3] == pytest.approx(np.exp(88.0), rel=1e-6)
+    assert np.isnan(got[4])
+
+
 @pytest.mark.parametrize("loss", SAMPLED)
 def test_non_finite_score_is_reported(loss):
     model, ctx, valid, targets = make_problem("sg", loss, n=10)

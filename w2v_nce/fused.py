@@ -78,6 +78,34 @@ except ImportError:  # the PyTorch step is used instead
     numba = None
 
 if numba is not None:
+    from llvmlite import ir
+    from numba.core import cgutils
+    from numba.extending import intrinsic
+
+    @intrinsic
+    def _float32_bits(typingctx, bits):
+        """The float32 whose bits are the int32 `bits` (numba has no scalar bit cast): exp32's 2^n."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.FloatType())
+        return numba.float32(numba.int32), codegen
+
+    @intrinsic
+    def _prefetch(typingctx, array, row, col):
+        """Ask the core to fetch the cache line of array[row, col] (2-d) and go on: a load that nothing waits on
+        still holds up the retiring of every instruction after it until it arrives, a prefetch does not."""
+        def codegen(context, builder, signature, args):
+            ary = context.make_array(signature.args[0])(context, builder, args[0])
+            ptr = builder.bitcast(cgutils.get_item_pointer(context, builder, signature.args[0], ary, args[1:]),
+                                  ir.IntType(8).as_pointer())
+            # the intrinsic's name carries the pointer's type: "p0" where LLVM's pointers are opaque (LLVM >= 15)
+            name = "llvm.prefetch.p0" if getattr(ptr.type, "is_opaque", False) else "llvm.prefetch.p0i8"
+            i32 = ir.IntType(32)
+            fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [ptr.type, i32, i32, i32]),
+                                                name)
+            builder.call(fn, [ptr, i32(0), i32(3), i32(1)])  # a read, kept in every cache level, of data
+            return context.get_dummy_value()
+        return numba.void(array, row, col), codegen
+
     # 'fast' minus nnan/ninf: the compiler may reorder sums (vectorising the dot products) but must keep
     # NaN and inf, because a non-finite score is how divergence is detected
     _MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
@@ -92,8 +120,8 @@ else:  # keep the module importable; unsupported() says numba is missing
 
 NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or the target's Huffman path
 TINY = 1e-6  # |dL/dΔ| below this is skipped (see the module docstring)
-# the CPU kernels read ahead the output rows of the example 2 ahead (_touch): cbow 1.2x, sg with shared noise 1.1x
-AHEAD = 2
+# the CPU kernels prefetch the output rows of the next example (_touch); 2 ahead was 0.96-0.98x of 1 (section 4)
+AHEAD = 1
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart (module docstring)
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length (the module docstring)
@@ -154,7 +182,7 @@ class Tables(NamedTuple):
     learn_bias: bool  # update the biases (all heads but hs)
     bias_now: bool = False  # each bias change at once (the GPU), not summed to the end of the batch (the CPU)
     share: int = 1  # consecutive examples that share one draw of noise words (--shared-noise; 1: each its own)
-    ahead: int = AHEAD  # the CPU kernels touch the output rows of the example this many ahead (_touch); 0: none
+    ahead: int = AHEAD  # the CPU kernels prefetch the output rows of the example this many ahead (_touch); 0: none
 
 
 @functools.lru_cache(maxsize=None)
@@ -290,30 +318,59 @@ def candidate_function(draw):
     return candidate
 
 
-def logistic(delta, positive, need_loss):
-    """One term of a logistic head's loss at score Δ, as (d loss / dΔ, h, q) with the loss h - log q. Label 1's loss
-    is softplus(-Δ), with d/dΔ = σ(Δ) - 1; label 0's is softplus(Δ), with d/dΔ = σ(Δ). softplus(x) = max(x, 0) +
-    log1p(exp(-|x|)), and log1p(exp(-|Δ|)) = -log σ(|Δ|): so h = max(x, 0) and q = σ(|Δ|), which is σ(Δ) or 1 - σ(Δ),
-    in [1/2, 1]. The kernels sum the h's and multiply the q's (in float64: a product of n of them is at least
-    2^-n) and take one log an example, not one a term: the loss of every step cost sg 11-16% of its speed with a
-    log1p a term. With need_loss False, h = 0, or NaN when Δ is not finite (the trainer's divergence
-    probe), and q = 1; a non-finite Δ makes q NaN too."""
-    one, zero = np.float32(1.0), np.float32(0.0)
-    # float32 throughout (a float64 literal would promote); math's functions have float32 versions on both
-    # targets, numpy's ufuncs only on the CPU
-    sig = one / (one + math.exp(-delta))
-    x = -delta if positive else delta
-    g = sig - one if positive else sig
-    if need_loss:
-        return g, max(x, zero), sig if delta >= zero else one - sig
-    # said outright, not as 0·Δ: numba 0.59's compiler turned 0·Δ into 0 in the hs kernel, losing the probe
-    return g, zero if abs(delta) <= np.float32(3.4e38) else np.float32(math.nan), one
+def exp32(x):
+    """e^x in float32 without a call (the CPU kernels'): within 1.2e-7 (2 ulp) of e^x for x in [-87, 88], NaN for
+    NaN; below -87.3 it gives 1.2e-38 and above 88 e^88, where the kernels only add e^x to 1 (σ) or to a sum of at
+    least 1 (a softmax). Why: libm's expf is a call, around which the compiler spills the vector registers; the
+    kernel alone ran sg-infonce 1.07-1.08x, sg-hs 1.07-1.10x, cbow-nce 1.03-1.06x faster with this (BENCHMARKS.md
+    section 4). Cephes's expf: e^x = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), e^r by its
+    polynomial, 2^n made from its bits. The comparisons keep NaN (NaN < lo is false), as the divergence probe
+    needs. (libm's logf, once an example, was no slower than the same done so.)"""
+    lo, hi = np.float32(-87.33654), np.float32(88.0)
+    x = lo if x < lo else x
+    x = hi if x > hi else x
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # float32 (math.floor gives an int)
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    return (p * r * r + r + np.float32(1.0)) * _float32_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+def logistic_function(exp):
+    """`logistic` for a target whose exponential is `exp`: math.exp on the GPU, exp32 on the CPU."""
+    def logistic(delta, positive, need_loss):
+        """One term of a logistic head's loss at score Δ, as (d loss / dΔ, h, q) with the loss h - log q. Label 1's
+        loss is softplus(-Δ), with d/dΔ = σ(Δ) - 1; label 0's is softplus(Δ), with d/dΔ = σ(Δ). softplus(x) =
+        max(x, 0) + log1p(exp(-|x|)), and log1p(exp(-|Δ|)) = -log σ(|Δ|): so h = max(x, 0) and q = σ(|Δ|), which is
+        σ(Δ) or 1 - σ(Δ), in [1/2, 1]. The kernels sum the h's and multiply the q's (in float64: a product of n of
+        them is at least 2^-n) and take one log an example, not one a term: the loss of every step cost sg 11-16% of
+        its speed with a log1p a term. With need_loss False, h = 0, or NaN when Δ is not finite (the trainer's
+        divergence probe), and q = 1; a NaN Δ makes q NaN too."""
+        one, zero = np.float32(1.0), np.float32(0.0)
+        # float32 throughout (a float64 literal would promote); math's functions have float32 versions on both
+        # targets, numpy's ufuncs only on the CPU
+        sig = one / (one + exp(-delta))
+        x = -delta if positive else delta
+        g = sig - one if positive else sig
+        if need_loss:
+            return g, max(x, zero), sig if delta >= zero else one - sig
+        # said outright, not as 0·Δ: numba 0.59's compiler turned 0·Δ into 0 in the hs kernel, losing the probe
+        return g, zero if abs(delta) <= np.float32(3.4e38) else np.float32(math.nan), one
+    return logistic
+
+
+logistic = logistic_function(math.exp)  # the GPU's (fused_cuda)
 
 
 # The CPU kernels' copies; fused_cuda compiles the same functions for the GPU.
 _noise = _inline(noise_draw)
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
-_logistic = _inline(logistic)
+_exp32 = _inline(exp32)
+_logistic = _inline(logistic_function(_exp32))
 
 
 @_inline
@@ -384,22 +441,22 @@ def _biases(bias, rows, coef):
 
 @_inline
 def _touch(out, targets, e, width, source, seed, prob, alias, share):
-    """Read one float of every cache line of example e's output rows (its target and noise words) and return their
-    sum: a load that nothing waits on, so the core fetches the rows while it works on the examples before e.
-    Without it each noise row is a miss that the example waits for (the step is bound by memory latency)."""
-    total = np.float32(0.0)
-    if source != NOISE:  # hs: the rows are inner nodes, the upper ones in cache
-        return total
-    o = out[targets[e]]
+    """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
+    the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
+    a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
+    retiring of everything after it until its line arrives (BENCHMARKS.md section 4: sg-infonce 1.11-1.14x,
+    cbow-nce 1.04x). hs prefetches nothing: its upper nodes are in cache, and prefetching its paths was slower."""
+    if source != NOISE:
+        return
+    r = targets[e]
     for d in range(0, out.shape[1], 16):
-        total += o[d]
-    if e % share != 0:  # shared draws: touched with the first example that draws them
-        return total
+        _prefetch(out, r, d)
+    if e % share != 0:  # shared draws: prefetched with the first example that draws them
+        return
     for j in range(1, width):
-        o = out[_noise(seed, e * width + j, prob, alias)]
+        r = _noise(seed, e * width + j, prob, alias)
         for d in range(0, out.shape[1], 16):
-            total += o[d]
-    return total
+            _prefetch(out, r, d)
 
 
 @_inline
@@ -501,12 +558,12 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
         hidden, grad, mine, base = scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t]
         _sync(out, top, mine, base, False)
-        end, warm = min(n, (t + 1) * per), np.float32(0.0)
+        end = min(n, (t + 1) * per)
         for i in range(t * per, end):
             if threads > 1 and (i - t * per) % SYNC == SYNC - 1:
                 _sync(out, top, mine, base, True)  # give the changes, take the others'
             if ahead and i + ahead < end:
-                warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
+                _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
                 coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
@@ -519,7 +576,6 @@ def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
                                          bias_now, share, fixed)
             _to_inputs(inp, ctx, valid, i, grad, fixed)
         _sync(out, top, mine, base, True)
-        scratch[t, 2 * dim] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
 
@@ -534,10 +590,10 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
     kept = np.zeros((threads, width + 128), dtype=np.bool_)
     for t in prange(threads):
         hidden, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
-        end, warm = min(n, (t + 1) * per), np.float32(0.0)
+        end = min(n, (t + 1) * per)
         for i in range(t * per, end):
             if ahead and i + ahead < end:
-                warm += _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
+                _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
             if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
                 coef[i, :] = np.float32(0.0)
             h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
@@ -552,7 +608,7 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
             z, target = np.float32(0.0), deltas[0]
             for j in range(width):
                 if kept[t, j]:
-                    deltas[j] = math.exp(deltas[j] - top)  # kept for the gradients: one exp a candidate
+                    deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
                     z += deltas[j]
             term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
             loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
@@ -568,6 +624,5 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
                 if learn_bias and bias_now:
                     bias[rows[i, j]] += c
             _to_inputs(inp, ctx, valid, i, grad, fixed)
-        scratch[t, 2 * dim + width] = warm  # kept, so that the compiler keeps the loads
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
