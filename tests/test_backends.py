@@ -125,8 +125,10 @@ def test_plan_decides_the_step_and_its_batch_once():
         return plan(make_config(device="cpu", **kw))
 
     for loss in SAMPLED:  # every sampled or tree head has the compiled step
-        # hs: its per-example updates make the batch only how often Python calls the loop (backends.HS_CPU_BATCH)
-        assert (cpu(loss=loss).kernel, cpu(loss=loss).batch_size) == ("fused", 65536 if loss == "hs" else 4096)
+        # sg-hs: its per-example updates make the batch only how often Python calls the loop (backends.HS_CPU_BATCH)
+        for model in ("sg", "cbow"):
+            got = cpu(loss=loss, model=model)
+            assert (got.kernel, got.batch_size) == ("fused", 65536 if (model, loss) == ("sg", "hs") else 4096)
         assert cpu(loss=loss, kernel="torch").kernel == "torch"
     assert (cpu(loss="softmax").kernel, cpu(loss="softmax").batch_size) == ("torch", 4096)
     assert cpu(loss="hs", kernel="torch").batch_size == 256  # the root's summed update (backends.py)

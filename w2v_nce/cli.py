@@ -120,7 +120,7 @@ def train(
     noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p. Default: 0.75.")] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus. Default: 5.")] = None,
     lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step. Default: 4096 (hs: 65536 on the compiled CPU step, 256 with --kernel torch); on a GPU 1048576 per kernel launch.")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step. Default: 4096 (sg with hs: 65536 on the compiled CPU step; hs: 256 with --kernel torch); on a GPU 1048576 per kernel launch.")] = None,
     shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default on the CPU: 8 for sg with neg or nce, 4 for sg with sampled-softmax, 2 for sg with infonce, else 1.")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text. Default: no.")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
