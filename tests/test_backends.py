@@ -125,7 +125,7 @@ def test_plan_decides_the_step_and_its_batch_once():
         return plan(make_config(device="cpu", **kw))
 
     for loss in SAMPLED:  # every sampled or tree head has the compiled step
-        # sg-hs: its per-example updates make the batch only how often Python calls the loop (backends.HS_CPU_BATCH)
+        # sg-hs: its per-example updates make the batch only how often Python calls the loop (backends.CPU_BATCHES)
         for model in ("sg", "cbow"):
             got = cpu(loss=loss, model=model)
             assert (got.kernel, got.batch_size) == ("fused", 65536 if (model, loss) == ("sg", "hs") else 4096)

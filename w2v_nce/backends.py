@@ -21,11 +21,11 @@ from .errors import UsageError
 from .heads import EXACT, LOGISTIC
 
 CPU_BATCH = 4096  # examples per call of the CPU step, or per SGD step of the PyTorch step
-# sg-hs on the fused CPU step: its updates are all per example (its nodes have no biases, which the step sums over a
-# batch), so the batch only sets how often the Python loop runs: sg-hs 1.09x at 65,536, its scores kept. The rest keep
-# 4,096: at 65,536 the scores moved, cbow-hs WS353 -0.008 (means of 2 seeds), cbow-nce WS353 0.570 against 0.589
-# (seed 1; BENCHMARKS.md section 4)
-HS_CPU_BATCH = 65536
+# the fused CPU step's batch where it is not CPU_BATCH, by (model, loss). sg-hs's updates are all per example (its
+# nodes have no biases, which the step sums over a batch), so the batch only sets how often the Python loop runs:
+# 1.09x at 65,536, its scores kept. The rest keep 4,096: at 65,536 the scores moved, cbow-hs WS353 -0.008 (means of
+# 2 seeds), cbow-nce WS353 0.570 against 0.589 (seed 1; BENCHMARKS.md section 4)
+CPU_BATCHES = {("sg", "hs"): 65536}
 CUDA_LAUNCH = 1 << 20  # examples per launch of the CUDA kernel, whose staleness is set by its workers instead
 # consecutive examples that share one draw of noise words in the fused CPU step, where --shared-noise is not given:
 # sg-neg and sg-nce at 8 are 1.5-2x faster with the exact step's scores; cbow lost 0.01 of analogy at 4; sg's
@@ -92,8 +92,7 @@ def plan(cfg: Config) -> Plan:
     # the CUDA kernel's launch is large, its staleness set by its workers; the PyTorch step sums a batch's
     # gradients, and larger sums overshoot (fused_cuda.py)
     if kernel == "fused":
-        default = CUDA_LAUNCH if device.type == "cuda" else HS_CPU_BATCH if (cfg.model, cfg.loss) == ("sg", "hs") \
-            else CPU_BATCH
+        default = CUDA_LAUNCH if device.type == "cuda" else CPU_BATCHES.get((cfg.model, cfg.loss), CPU_BATCH)
     else:
         default = min(CPU_BATCH, largest_summed_batch(cfg.loss))
     if cfg.shared_noise is not None and cfg.shared_noise > 1 and kernel != "fused":
