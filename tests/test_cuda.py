@@ -7,7 +7,7 @@ import torch
 from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
-from w2v_nce.evaluate import load_vectors
+from w2v_nce.vectorfiles import load_vectors
 from w2v_nce.backends import gradients
 from w2v_nce.heads import make_head
 from w2v_nce.sampling import AliasSampler

@@ -13,7 +13,7 @@ import pytest
 from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
-from w2v_nce.evaluate import load_vectors
+from w2v_nce.vectorfiles import load_vectors
 from w2v_nce.training import train
 
 PAIRS = [("bin", "laden"), ("al", "qaeda"), ("osama", "laden"), ("yasser", "arafat"), ("tora", "bora"),

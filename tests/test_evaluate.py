@@ -11,7 +11,8 @@ from gensim.test.utils import datapath
 
 from w2v_nce import evaluate
 from w2v_nce.errors import W2VError
-from w2v_nce.evaluate import analogies, format_analogies, format_similarity, load_vectors, similarity
+from w2v_nce.evaluate import analogies, format_analogies, format_similarity, similarity
+from w2v_nce.vectorfiles import load_vectors
 from w2v_nce.export import save_kv
 
 QUESTIONS = datapath("questions-words.txt")

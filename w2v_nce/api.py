@@ -31,12 +31,15 @@ _FIELDS = {f.name for f in dataclasses.fields(Config)}
 class Run:
     """A run directory: `path`, its resolved hyperparameters (`config`), its vectors (gensim KeyedVectors: the
     finished run's, or during training and for a stopped run the latest state's), `metrics` (metrics.jsonl's rows)
-    and whether it is `finished`. `summary` is the training summary of the call that returned it, if any."""
+    and whether it is `finished`. `summary` is the training summary of the call that returned it, if any.
+    `trust_pickle`: read vectors.kv with gensim's own loader, which runs whatever the pickle names (only for a run
+    from someone you trust); otherwise only what a gensim KeyedVectors file holds is admitted."""
 
-    def __init__(self, path: str | os.PathLike, trainer=None, summary=None):
+    def __init__(self, path: str | os.PathLike, trainer=None, summary=None, trust_pickle: bool = False):
         self.path = Path(path)
         self._trainer = trainer  # while training: the live model, for the callbacks
         self.summary = summary
+        self.trust_pickle = trust_pickle
 
     def __repr__(self) -> str:
         return f"Run({str(self.path)!r}, finished={self.finished})"
@@ -61,23 +64,23 @@ class Run:
 
     @property
     def vectors(self):
-        from . import evaluate, export
+        from . import export, vectorfiles
         if self._trainer is not None:
             return self._trainer.keyed_vectors()
         if self.finished:
-            return evaluate.load_vectors(self.path / rundir.VECTORS)
+            return vectorfiles.load_vectors(self.path / rundir.VECTORS, self.trust_pickle)
         run = rundir.load_run(self.path)  # a stopped run: its checkpoint's
         return export.to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
 
 
-def load(path: str | os.PathLike | Run) -> Run:
-    """An existing run directory (finished or not)."""
+def load(path: str | os.PathLike | Run, trust_pickle: bool = False) -> Run:
+    """An existing run directory (finished or not). trust_pickle: see Run."""
     path = Path(path.path if isinstance(path, Run) else path)
     if not (path / rundir.CONFIG).is_file():
         raise W2VError(f"{path} is not a run directory (it has no {rundir.CONFIG}); pass one written by "
                        "w2v_nce.train or `w2v-nce train`")
     rundir.read_config(path)  # a damaged one says so now
-    return Run(path)
+    return Run(path, trust_pickle=trust_pickle)
 
 
 def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: str | os.PathLike | None = None,

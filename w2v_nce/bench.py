@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import evaluate, heldout
+from . import evaluate, heldout, vectorfiles
 from .config import NOISE_HEADS, Config, make_config
 from .heads import HSHead, OutputHead
 from .files import atomic_path
@@ -117,7 +117,7 @@ def run_ours(cfg: Config, train_txt: Path, held: Path, workdir: Path, max_contex
            "vocab_seconds": summary.vocab_seconds, "vocab_size": summary.vocab_size,
            "examples_per_s": summary.examples / max(summary.seconds, 1e-9), "gpu_peak_mib": summary.gpu_peak_mib,
            "batch_size": summary.batch_size, "shared_noise": read_config(run_dir)[0].shared_noise}
-    row.update(evaluate.scores(evaluate.load_vectors(run_dir)))
+    row.update(evaluate.scores(vectorfiles.load_vectors(run_dir)))
     row.update(held_stats(run["words"], run["input"], run["head"], cfg.model, cfg, held, max_contexts))
     shutil.rmtree(run_dir, ignore_errors=True)
     return row

@@ -192,17 +192,23 @@ def phrases_cmd(
     _info(f"wrote {out}: {done['tokens']:,} tokens in, {done['tokens_out']:,} out, in {done['seconds']:.1f} s")
 
 
+TRUST_HELP = ("Read a .kv pickle with gensim's own loader, which runs whatever code the file names: only for a file "
+              "from someone you trust. Without it, a .kv file that asks for more than gensim's KeyedVectors is refused.")
+TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help=TRUST_HELP)]
+
+
 @app.command("export")
 def export_cmd(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False, metavar="RUN")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix. Default: RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv).")] = None,
     format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary or projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them).")] = None,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="Write the vectors of the run's checkpoint: the latest state of an interrupted run (default out: RUN_DIR/checkpoint-vectors.txt).")] = False,
+    trust_pickle: TrustPickle = False,
 ):
     """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary."""
     from .export import export
 
-    path, fmt = export(rundir.resolve(run_dir), out, format, checkpoint)
+    path, fmt = export(rundir.resolve(run_dir), out, format, checkpoint, trust_pickle)
     _info(f"wrote {path} ({fmt})")
 
 
@@ -213,15 +219,16 @@ def eval_analogies(
     restrict_vocab: Annotated[int, typer.Option(help="Only the N most frequent words are candidates and in vocabulary.")] = 30000,
     method: Annotated[str, typer.Option(help="3cosadd (word2vec's) or 3cosmul (Levy & Goldberg).")] = "3cosadd",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    trust_pickle: TrustPickle = False,
 ):
     """Analogy accuracy (a:b :: c:?), per section and in total, as gensim's evaluate_word_analogies."""
-    from . import evaluate
+    from . import evaluate, vectorfiles
 
     if method not in ("3cosadd", "3cosmul"):
         raise typer.BadParameter(f"{method!r}: choose 3cosadd or 3cosmul", param_hint="--method")
     if restrict_vocab <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--restrict-vocab")
-    kv = evaluate.load_vectors(rundir.resolve(vectors))
+    kv = vectorfiles.load_vectors(rundir.resolve(vectors), trust_pickle)
     result = evaluate.analogies(kv, questions, restrict_vocab=restrict_vocab, method=method)
     typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
 
@@ -231,11 +238,12 @@ def eval_similarity(
     vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False, metavar="VECTORS")] = None,
     pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.")] = "ws353",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
+    trust_pickle: TrustPickle = False,
 ):
     """Spearman and Pearson correlation with human similarity judgements, and the OOV ratio."""
-    from . import evaluate
+    from . import evaluate, vectorfiles
 
-    kv = evaluate.load_vectors(rundir.resolve(vectors))
+    kv = vectorfiles.load_vectors(rundir.resolve(vectors), trust_pickle)
     result = evaluate.similarity(kv, pairs)
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
@@ -266,13 +274,14 @@ def similar_cmd(
     vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
     topn: Annotated[int, typer.Option(help="Neighbours per word.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: each word -> [[word, cosine], ...].")] = False,
+    trust_pickle: TrustPickle = False,
 ):
     """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Without WORD, a prompt:
     one query a line until end of input, the vectors loaded once."""
     from . import query
 
     source = rundir.resolve(vectors)
-    kv = query.load(source)
+    kv = query.load(source, trust_pickle)
 
     def answer(query_words: list[str]) -> str:
         result = query.similar(kv, query_words, topn, source)
@@ -288,6 +297,7 @@ def analogy_cmd(
     vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
     topn: Annotated[int, typer.Option(help="Answers to show.")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON list [[word, score], ...].")] = False,
+    trust_pickle: TrustPickle = False,
 ):
     """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A])).
     Without A B C, a prompt: three words a line until end of input, the vectors loaded once."""
@@ -297,7 +307,7 @@ def analogy_cmd(
     if given and len(given) != 3:
         raise typer.BadParameter("give three words, A B C, or none for a prompt", param_hint="A B C")
     source = rundir.resolve(vectors)
-    kv = query.load(source)
+    kv = query.load(source, trust_pickle)
 
     def answer(w: list[str]) -> str:
         result = query.analogy(kv, *w, topn, source)

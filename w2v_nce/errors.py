@@ -27,6 +27,10 @@ class UsageError(W2VError):
         super().__init__(message, code=2)
 
 
+class UnsafePickle(W2VError):
+    """A pickled file (a gensim .kv) asks for code that such a file never holds; nothing of it was run."""
+
+
 class StorageError(W2VError):
     """Reading or writing `path` failed (disk full, permissions, I/O error); `errno` is the OS's code."""
 

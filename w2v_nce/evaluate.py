@@ -1,4 +1,4 @@
-"""Evaluate: load vectors in any supported format, score word analogies and word-pair similarity.
+"""Evaluate: score word analogies and word-pair similarity (vectorfiles.py reads the vectors).
 
 The numbers match gensim's `evaluate_word_analogies` (3CosAdd) and `evaluate_word_pairs` exactly,
 so results compare with published gensim figures. Gensim solves analogies one question at a time in
@@ -13,94 +13,18 @@ import math
 from pathlib import Path
 
 import numpy as np
-from gensim import matutils, utils
+from gensim import matutils
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from scipy import stats
 
-from . import rundir
-from .errors import UsageError, W2VError, storage_error
+from .errors import UsageError, W2VError
 
 METHODS = ("3cosadd", "3cosmul")
 PAIR_SETS = {"ws353": "wordsim353.tsv", "simlex999": "simlex999.txt"}
 WINDOW = 5  # gensim looks at the top 5 candidates (after dropping the question words' own rows)
 TIE_EPS = 1e-5  # float32 cosines differ from gensim's by ~2e-7; closer candidates go to gensim itself
 COSMUL_EPS = 1e-6  # gensim's most_similar_cosmul guard against division by zero
-
-
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split()) or type(e).__name__
-
-
-# ---------------------------------------------------------------------------------------------
-# Loading
-
-
-def _sniff(path: Path) -> str:
-    """'kv', 'word2vec' or 'word2vec-binary', from the content (the suffix may lie)."""
-    with utils.open(str(path), "rb") as f:  # smart_open: .gz/.bz2 word2vec files work too
-        first = f.readline(4096)
-        if first[:1] == b"\x80":  # the PROTO opcode every pickle of protocol >= 2 starts with
-            return "kv"
-        try:
-            count, dim = (int(x) for x in first.decode("ascii").split())
-        except (UnicodeDecodeError, ValueError):
-            count = dim = -1
-        if count < 0 or dim < 1:
-            raise W2VError(
-                f"{path} is not a vectors file: a gensim .kv file or a word2vec file starting with a "
-                f"'COUNT DIM' line; re-export it with `w2v-nce export`"
-            )
-        # A text record is `word v1 ... vD` on one line; the first record of a binary file is not.
-        # Text is decided on that shape alone, so that a text file with the wrong number of values
-        # per line fails in gensim's text reader instead of being misread as binary.
-        record = f.readline(1 << 20)
-        if count == 0 or not record:
-            return "word2vec"  # nothing to tell them apart; gensim's text reader reports truncation
-        try:
-            parts = record.rstrip().decode("utf-8").split(" ")  # gensim's text parsing
-            _ = [float(x) for x in parts[1:]]  # ValueError unless the rest are numbers
-        except (UnicodeDecodeError, ValueError):
-            return "word2vec-binary"
-        return "word2vec" if len(parts) >= 2 else "word2vec-binary"
-
-
-def load_vectors(path: str | Path) -> KeyedVectors:
-    """Load a run directory (its vectors.kv), a gensim .kv file, or a word2vec text or binary file."""
-    path, run = Path(path), None
-    fix = "re-export it with `w2v-nce export`"
-    if path.is_dir():
-        run, path = path, path / rundir.VECTORS
-        if not path.exists() and rundir.interrupted(run):
-            raise rundir.not_finished(run)
-        if not path.exists() and not (run / rundir.CONFIG).exists():
-            raise W2VError(f"{run} has no {rundir.VECTORS}; pass a run directory made by `w2v-nce train` or a "
-                           "vectors file")
-        # a finished run's vectors are its checkpoint's input matrix: they can be written again from it
-        fix = f"write it again from the run's checkpoint with: w2v-nce export {run} --checkpoint --out {path}"
-    if not path.exists():
-        raise W2VError(f"{path} does not exist; "
-                       + (fix if run else "pass a run directory or a vectors file (.kv, .txt, .bin)"))
-    try:
-        fmt = _sniff(path)
-    except OSError as e:
-        raise storage_error("read", path, e, "check the path") from None
-    try:
-        if fmt == "kv":
-            kv = KeyedVectors.load(str(path))
-        else:
-            kv = KeyedVectors.load_word2vec_format(str(path), binary=(fmt == "word2vec-binary"))
-    # Whatever gensim's reader trips over (EOFError, UnpicklingError, ValueError, ...) means the same
-    # thing to the user: the file is damaged.
-    except Exception as e:
-        raise W2VError(f"cannot read {path} as {fmt}: {_one_line(e)}; the file is truncated or corrupt: {fix}") from e
-    if not isinstance(kv, KeyedVectors):
-        raise W2VError(f"{path} holds a {type(kv).__name__}, not gensim KeyedVectors; save model.wv instead")
-    if kv.vectors.shape != (len(kv.index_to_key), kv.vector_size):
-        raise W2VError(f"{path} is inconsistent (vectors {kv.vectors.shape} for {len(kv.index_to_key)} words); {fix}")
-    if not np.isfinite(kv.vectors).all():  # a corrupt file, or the vectors of a diverged model
-        raise W2VError(f"{path} holds values that are not finite numbers (corrupt); {fix}")
-    return kv
 
 
 def scores(kv: KeyedVectors) -> dict:

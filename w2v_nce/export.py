@@ -1,7 +1,7 @@
 """Export: turn trained vectors into a gensim KeyedVectors and write them in the formats people load.
 
 A run directory holds `vectors.kv` (a gensim pickle). `export` converts it, or any vectors file
-`evaluate.load_vectors` accepts, into the C word2vec text or binary format. Those two outputs are
+`vectorfiles.load_vectors` accepts, into the C word2vec text or binary format. Those two outputs are
 written by gensim's own `save_word2vec_format`, so they are byte-for-byte what gensim would write.
 With checkpoint=True it writes the input vectors of a run's checkpoint instead: the latest state of an
 interrupted run, or a finished run's vectors again.
@@ -17,6 +17,7 @@ from gensim.models import KeyedVectors
 from . import rundir
 from .errors import UsageError, W2VError
 from .files import atomic_path
+from .vectorfiles import load_vectors
 
 FORMATS = ("kv", "word2vec", "word2vec-binary", "projector")
 _SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin", "projector": ""}
@@ -88,15 +89,15 @@ def format_from_suffix(path: str | Path) -> str:
     return fmt
 
 
-def export(source: Path, out: Path | None = None, fmt: str | None = None, checkpoint: bool = False) -> tuple[Path, str]:
+def export(source: Path, out: Path | None = None, fmt: str | None = None, checkpoint: bool = False,
+           trust_pickle: bool = False) -> tuple[Path, str]:
     """Write the vectors of `source` (a run directory or a vectors file) to `out` in format `fmt`.
 
     Defaults: fmt from out's suffix, else word2vec text; out is `<run dir>/vectors.<ext>` for a run
     directory (`checkpoint-vectors.<ext>` with checkpoint=True), or `source` with the format's extension
-    for a file. Returns (written path, fmt).
+    for a file. A .kv source is read by vectorfiles' restricted unpickler unless trust_pickle. Returns (written
+    path, fmt).
     """
-    from .evaluate import load_vectors  # evaluate owns format sniffing; imported here to keep modules acyclic
-
     source = Path(source)
     if fmt is not None and fmt not in FORMATS:
         raise UsageError(f"unknown export format {fmt!r}; choose one of {', '.join(FORMATS)}")
@@ -115,7 +116,7 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None, checkp
         run = rundir.load_run(source)
         kv = to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
     else:
-        kv = load_vectors(source)
+        kv = load_vectors(source, trust_pickle)
     if fmt == "kv":
         save_kv(kv, out)
     elif fmt == "projector":

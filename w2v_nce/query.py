@@ -8,14 +8,12 @@ the query words themselves left out.
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import numpy as np
 
+from . import vectorfiles
 from .errors import UsageError, W2VError
-
-_KV = ("gensim.models.keyedvectors", "KeyedVectors")
 
 
 class Vectors:
@@ -49,30 +47,22 @@ class Vectors:
         return [(self.index_to_key[i], float(dists[i])) for i in best if i not in skip][:topn]
 
 
-class _Unpickler(pickle.Unpickler):
-    def find_class(self, module: str, name: str):
-        if (module, name) == _KV:
-            return Vectors
-        if module.split(".")[0] == "numpy":
-            return super().find_class(module, name)
-        raise pickle.UnpicklingError(f"{module}.{name}")
-
-
-def load(source: Path):
-    """The vectors of a run directory or a .kv file, without gensim when they are a plain KeyedVectors pickle;
-    anything else (word2vec files, other pickles) through evaluate.load_vectors, gensim's loaders and checks."""
+def load(source: Path, trust_pickle: bool = False):
+    """The vectors of a run directory or a .kv file: a plain KeyedVectors pickle without gensim, into Vectors;
+    anything else (word2vec files, other gensim classes) through vectorfiles.load_vectors, gensim's loaders and
+    checks. Both read a pickle only through vectorfiles' restricted unpickler, unless trust_pickle."""
     path = Path(source) / "vectors.kv" if Path(source).is_dir() else Path(source)
-    if path.suffix == ".kv":
+    if path.suffix == ".kv" and not trust_pickle:
         try:
             with open(path, "rb") as f:
-                kv = _Unpickler(f).load()
-            if (isinstance(kv, Vectors) and kv.vectors.ndim == 2 and len(kv.index_to_key) == len(kv.vectors)
-                    and np.isfinite(kv.vectors).all()):
+                kv = vectorfiles.unpickle(path, f, stand_in=Vectors)
+            if isinstance(kv, Vectors) and vectorfiles.well_formed(kv) and np.isfinite(kv.vectors).all():
                 return kv
-        except Exception:  # anything unexpected: gensim's loader says what is wrong, or loads it
+        except W2VError:  # an unsafe file: refused, not read again
+            raise
+        except Exception:  # anything unexpected: the full loader says what is wrong, or loads it
             pass
-    from .evaluate import load_vectors
-    return load_vectors(source)
+    return vectorfiles.load_vectors(source, trust_pickle)
 
 
 def _check(kv, words: list[str], source) -> None:
