@@ -198,6 +198,7 @@ def equal_to_gensims(path: Path):
     return want
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # gensim's own load of a numpy 1 file under numpy 2
 @pytest.mark.parametrize("path", sorted(FIXTURES.glob("*.kv")), ids=lambda p: p.name)
 def test_files_of_gensim_4_3_and_4_4_and_of_w2v_nce_load(path, tmp_path):
     """The files in tests/data/kv (gensim 4.3.0 with numpy 1, gensim 4.4.0 with numpy 2, small and with side

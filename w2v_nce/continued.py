@@ -26,7 +26,10 @@ def prior(init: Path, cfg: Config):
     if not (init / rundir.CONFIG).is_file():
         raise UsageError(f"--init {init}: not a run directory written by `w2v-nce train`")
     if rundir.interrupted(init):
-        raise UsageError(f"--init {init}: the run is not finished; finish it first: {rundir.resume_command(init)}")
+        by = rundir.writer(init)
+        raise UsageError(f"--init {init}: the run is not finished; "
+                         + (f"it is being trained by {by}: wait for it" if by else
+                            f"finish it first: {rundir.resume_command(init)}"))
     old, info = rundir.read_config(init)
     if old.dim != cfg.dim:
         raise UsageError(f"--init {init} has --dim {old.dim}; continue it with --dim {old.dim}")

@@ -9,6 +9,7 @@ interrupted run, or a finished run's vectors again.
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import numpy as np
@@ -117,11 +118,15 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None, checkp
         kv = to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
     else:
         kv = load_vectors(source, trust_pickle)
-    if fmt == "kv":
-        save_kv(kv, out)
-    elif fmt == "projector":
-        return save_projector(kv, out), fmt
-    else:
-        with atomic_path(out) as tmp:
-            kv.save_word2vec_format(str(tmp), binary=(fmt == "word2vec-binary"))
+    # a file written into a run directory is a write of that run: not while another process trains it
+    into_run = (out.parent / rundir.CONFIG).is_file()
+    with rundir.hold(out.parent, "wait for it to finish, or write elsewhere with --out FILE") if into_run \
+            else contextlib.nullcontext():
+        if fmt == "kv":
+            save_kv(kv, out)
+        elif fmt == "projector":
+            return save_projector(kv, out), fmt
+        else:
+            with atomic_path(out) as tmp:
+                kv.save_word2vec_format(str(tmp), binary=(fmt == "word2vec-binary"))
     return out, fmt

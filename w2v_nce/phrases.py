@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import inputs, vocab
+from . import inputs, lock, vocab
 from .config import ENCODING_ERRORS, parse_size
 from .errors import UsageError, W2VError, storage_error
 from .files import atomic_path
@@ -101,35 +101,38 @@ def build(corpus, out: str | os.PathLike, *, min_count: int = 5, threshold=None,
         raise UsageError(f"--out {out} is a directory; pass the name of the file to write")
     if any(p != inputs.STDIN and out.exists() and os.path.samefile(p, out) for p in paths):
         raise UsageError(f"--out {out} is the corpus itself; write the phrased text to another file")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))  # ids, spills and the passes between
-    except OSError as e:
-        raise storage_error("write", out, e, "choose a writable path") from None
-    start, figures = time.perf_counter(), {"thresholds": levels, "joined": [], "reads": []}
-    try:
-        if inputs.STDIN in paths:
-            if paths.count(inputs.STDIN) > 1:
-                raise UsageError("standard input (-) can be read once: give it once")
-            paths[paths.index(inputs.STDIN)] = inputs.write_stdin(work)
-        for k, level in enumerate(levels):
-            target = out if k == len(levels) - 1 else work / f"pass{k + 1}.txt"
-            t = time.perf_counter()
-            text = _Text(paths, lowercase if k == 0 else False, encoding_errors if k == 0 else "strict",
-                         f"phrases {k + 1}/{len(levels)}" if progress else None)
-            done = _one_pass(text, target, work, min_count, level, scoring, delimiter, memory)
-            if k == 0:
-                figures.update(tokens=done["tokens"], replaced_bytes=text.stats.get("replaced_bytes", 0))
-            figures["joined"].append(done["joined"])
-            figures["reads"].append(text.reads)
-            log(f"phrases: pass {k + 1} of {len(levels)} (threshold {level:g}): {done['joined']:,} pairs joined in "
-                f"{done['tokens']:,} tokens ({done['pairs']:,} distinct pairs{_bounded_note(done, memory)}) in "
-                f"{time.perf_counter() - t:.1f} s")
-            if k > 0:
-                paths[0].unlink()  # the last pass's output, read
-            paths = [target]
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    # one writer an output: a second `phrases` into the same file is refused before it writes anything
+    with lock.hold(lock.file_lock(out), f"the output {out}", "wait for it to finish, or write another --out"):
+        try:
+            out.parent.mkdir(parents=True, exist_ok=True)
+            # the ids, spills and passes between
+            work = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+        except OSError as e:
+            raise storage_error("write", out, e, "choose a writable path") from None
+        start, figures = time.perf_counter(), {"thresholds": levels, "joined": [], "reads": []}
+        try:
+            if inputs.STDIN in paths:
+                if paths.count(inputs.STDIN) > 1:
+                    raise UsageError("standard input (-) can be read once: give it once")
+                paths[paths.index(inputs.STDIN)] = inputs.write_stdin(work)
+            for k, level in enumerate(levels):
+                target = out if k == len(levels) - 1 else work / f"pass{k + 1}.txt"
+                t = time.perf_counter()
+                text = _Text(paths, lowercase if k == 0 else False, encoding_errors if k == 0 else "strict",
+                             f"phrases {k + 1}/{len(levels)}" if progress else None)
+                done = _one_pass(text, target, work, min_count, level, scoring, delimiter, memory)
+                if k == 0:
+                    figures.update(tokens=done["tokens"], replaced_bytes=text.stats.get("replaced_bytes", 0))
+                figures["joined"].append(done["joined"])
+                figures["reads"].append(text.reads)
+                log(f"phrases: pass {k + 1} of {len(levels)} (threshold {level:g}): {done['joined']:,} pairs joined in "
+                    f"{done['tokens']:,} tokens ({done['pairs']:,} distinct pairs{_bounded_note(done, memory)}) in "
+                    f"{time.perf_counter() - t:.1f} s")
+                if k > 0:
+                    paths[0].unlink()  # the last pass's output, read
+                paths = [target]
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
     figures.update(tokens_out=figures["tokens"] - sum(figures["joined"]), seconds=time.perf_counter() - start)
     return figures
 

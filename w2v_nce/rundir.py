@@ -7,6 +7,7 @@
     metrics.jsonl  the training history, one JSON object a line, appended as training goes
     vectors.kv     the input vectors as gensim KeyedVectors, once the run is finished
     INCOMPLETE     present while the run is in progress or was interrupted
+    .lock          while a process writes the run (lock.py): the one writer's lock, and who it is
 
 runs/latest points at the newest complete run. Each reader checks what it can afford to (sizes, shapes,
 id ranges, the checkpoint's checksum), so that a missing, truncated, corrupt or unreadable file is reported
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import lock
 from .config import Config, train_values
 from .errors import StorageError, UsageError, W2VError, storage_error
 from .files import save_torch
@@ -39,22 +41,44 @@ DAMAGED = "the run directory is damaged: train the run again"
 RUN_FACTS = ("corpus", "tokens", "kept_tokens", "vocab_size", "vocab_seconds", "replaced_bytes")
 
 
-def default_run_dir(corpus: Path, cfg: Config) -> Path:
-    """runs/<corpus stem>-<model>-<loss>, with -2, -3, ... so an earlier run is never overwritten."""
+def default_run_dir(corpus: Path, cfg: Config, make: bool = False) -> Path:
+    """runs/<corpus stem>-<model>-<loss>, with -2, -3, ... so an earlier run is never overwritten. make=True creates
+    it, atomically: of two runs started at the same moment, the second takes the next name."""
     stem = corpus.name.split(".")[0] or "corpus"
     base = RUNS / f"{stem}-{cfg.model}-{cfg.loss}"
-    run, n = base, 1
-    while run.exists():
+    n = 1
+    while True:
+        run = base if n == 1 else base.with_name(f"{base.name}-{n}")
+        if make:
+            try:
+                run.mkdir(parents=True)
+                return run
+            except FileExistsError:
+                pass
+            except OSError as e:
+                raise storage_error("write", run, e, "pass --out (out=) elsewhere") from None
+        elif not run.exists():
+            return run
         n += 1
-        run = base.with_name(f"{base.name}-{n}")
-    return run
 
 
 def occupied(run_dir: Path) -> bool:
     """Whether a new run cannot go to run_dir: it is a file, or a directory with something in it (other than the
-    sentences the API streamed there for this run)."""
+    sentences the API streamed there for this run, and the lock this process may hold)."""
     run_dir = Path(run_dir)
-    return run_dir.exists() and (not run_dir.is_dir() or any(p.name != SENTENCES for p in run_dir.iterdir()))
+    return run_dir.exists() and (not run_dir.is_dir()
+                                 or any(p.name not in (SENTENCES, lock.RUN_LOCK) for p in run_dir.iterdir()))
+
+
+def hold(run_dir: Path, advice: str):
+    """The run directory's lock, for a process that writes it (a context manager); held elsewhere: lock.Busy,
+    '{run directory X} is in use by process N (...); {advice}'."""
+    return lock.hold(lock.run_lock(run_dir), f"run directory {run_dir}", advice)
+
+
+def writer(run_dir: Path) -> str | None:
+    """The process training run_dir now ('process N (command, started T)'), or None."""
+    return lock.holder(lock.run_lock(run_dir))
 
 
 def point_latest(run_dir: Path) -> None:
@@ -92,6 +116,10 @@ def resume_command(run_dir: Path) -> str:
 
 def not_finished(run_dir: Path) -> W2VError:
     """For a command that needs a finished run's vectors."""
+    by = writer(run_dir)
+    if by is not None:
+        return W2VError(f"run {run_dir} is being trained by {by} and has no vectors yet; they are written when it "
+                        f"finishes; its latest checkpoint's now: w2v-nce export {run_dir} --checkpoint --out FILE")
     return W2VError(f"run {run_dir} is interrupted and has no vectors yet; continue it with: "
                     f"{resume_command(run_dir)}, or write its latest checkpoint's vectors with: "
                     f"w2v-nce export {run_dir} --checkpoint")

@@ -12,6 +12,7 @@ this loop on its shard while replicas.py keeps the copies of the model in step.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
@@ -519,13 +520,13 @@ class _Run:
 
 def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, init=None) -> Summary:
     rank = world.rank if world is not None else 0
-    with _Signals() as sig:
+    with _Signals() as sig, contextlib.ExitStack() as held:  # held: rank 0's lock on the run directory
         # The ranks of a distributed run stop together, at a synchronisation, so a signal only sets the flag once
         # rank 0 has read the corpus: when torchrun stops the others because one died, the meetings before
         # training name the dead rank rather than report an interruption.
         sig.training = rank > 0
-        run = _open(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, init) if rank == 0 else \
-            _Run(cfg, run_dir, resume=resume)
+        run = _open(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, init, held) if rank == 0 \
+            else _Run(cfg, run_dir, resume=resume)
         trainer, replicas = _start(world, run, hooks, timeout, init)
         start_words = trainer.global_words()
         _loop(trainer, replicas, run, sig, hooks, progress)
@@ -536,29 +537,46 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
     return _summary(trainer, replicas, run, start_words, hooks.log)
 
 
-def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run:
-    """Rank 0: the run directory made (the vocabulary, corpus.ids, config.toml) or reopened for a resume."""
+def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init, held: contextlib.ExitStack) -> _Run:
+    """Rank 0: the run directory made (the vocabulary, corpus.ids, config.toml) or reopened for a resume, its lock
+    taken first (held to the end of `held`)."""
     run_dir = Path(run_dir) if run_dir else None
     if not resume and world is not None and world.attempt > 0 and run_dir is not None \
             and rundir.interrupted(run_dir) and (run_dir / CHECKPOINT).exists():
         log(f"restart {world.attempt} of the torchrun job: resuming {run_dir}")
         resume = True
     if resume:
+        if run_dir is None or not run_dir.is_dir():
+            raise UsageError(f"cannot resume {run_dir}: not a directory")
+        try:
+            held.enter_context(rundir.hold(run_dir, "wait for it to finish, or stop it and then run this again"))
+        except StorageError as e:  # the lock file cannot be made there (read-only): nor can a checkpoint
+            raise StorageError(f"{e}, then continue with: {_resume_command(world, run_dir)}", e.errno,
+                               e.path) from None
         cfg, vocab, info, state = _open_for_resume(run_dir, world)
         run = _Run(cfg, run_dir, backends.plan(cfg), vocab, info, state, resume=True)
     else:
         first = Path(corpus[0] if isinstance(corpus, (list, tuple)) else corpus)
-        run_dir = run_dir or rundir.default_run_dir(first, cfg)
-        if rundir.occupied(run_dir):
-            raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another "
-                             "--out (out=) or --resume it (resume=True)")
         plan = backends.plan(cfg)  # usage errors before any work
         if cfg.epochs == 0 and init is None:
             raise UsageError("--epochs 0 trains nothing; it is for --init RUN (RUN's vectors, with the new words')")
         prior = _prior(init, cfg) if init is not None else None
+        if run_dir is None:  # made here: a run started at the same moment takes the next name
+            run_dir, created = rundir.default_run_dir(first, cfg, make=True), True
+        else:
+            _vacant(run_dir)
+            created = not run_dir.exists()
+        try:
+            held.enter_context(rundir.hold(run_dir, "pass another --out (out=)"))
+            _vacant(run_dir)  # another process may have filled it since
+        except BaseException:
+            if created:
+                with contextlib.suppress(OSError):
+                    run_dir.rmdir()  # only if empty: a directory another process has begun is left to it
+            raise
         # config.toml records the step's batch and shared noise
         run = _Run(dataclasses.replace(cfg, batch_size=plan.batch_size, shared_noise=plan.share), run_dir, plan,
-                   created=not run_dir.exists())
+                   created=created)
         try:
             run.vocab, run.info = prepare(run.cfg, corpus, run_dir, progress, world.size if world else 1, prior,
                                           init)
@@ -583,6 +601,12 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init) -> _Run
     # a resumed run's ids are checked against the vocabulary: an id outside it would crash the kernel
     run.ids = rundir.open_ids(run.run_dir, run.info.get("ids"), len(run.vocab), check_range=run.resume)
     return run
+
+
+def _vacant(run_dir: Path) -> None:
+    if rundir.occupied(run_dir):
+        raise UsageError(f"run directory {run_dir} already exists and is not empty; pass another --out (out=) or "
+                         "--resume it (resume=True)")
 
 
 def _start(world, run: _Run, hooks: Hooks, timeout, init) -> tuple[Trainer, Replicas | None]:
@@ -814,8 +838,6 @@ def _resume_command(world: distributed.World | None, run_dir) -> str:
 def _open_for_resume(run_dir: Path | None, world: distributed.World | None = None):
     """An interrupted run's config, vocabulary, [run] facts and checkpoint, each checked; a distributed run
     continues only with as many processes (each rank continues its own shard and random stream)."""
-    if run_dir is None or not run_dir.is_dir():
-        raise UsageError(f"cannot resume {run_dir}: not a directory")
     if not (run_dir / INCOMPLETE).exists():
         if (run_dir / rundir.VECTORS).exists():
             raise UsageError(f"{run_dir} is a finished run; there is nothing to resume")
