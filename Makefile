@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install test bench bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install demo test bench bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -10,6 +10,30 @@ CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 install:
 	$(PYTHON) -c "import torch" 2>/dev/null || $(PYTHON) -m pip install torch==2.13.0
 	$(PYTHON) -m pip install -e ".[plot]"
+
+# the whole job on the corpus that ships (corpora/wiki10m.txt.gz: 10 MB of English Wikipedia), offline: what is
+# missing installed, the default preset trained into runs/demo (replaced when the demo runs again), the analogies and
+# similarities scored, a few queries answered, the picture drawn. About 1 minute on 2 cores (the first time in an
+# installation: the compiled step too). EPOCHS=1 for a quick look.
+ROOT := $(dir $(abspath $(lastword $(MAKEFILE_LIST))))
+DEMO ?= runs/demo
+EPOCHS ?= 5
+W2V = $(PYTHON) -m w2v_nce
+demo:
+	@$(PYTHON) -c "import w2v_nce, torch, gensim, numba, matplotlib" 2>/dev/null || $(MAKE) -C $(ROOT) install
+	$(W2V) train $(ROOT)corpora/wiki10m.txt.gz --out $(DEMO) --overwrite --epochs $(EPOCHS)
+	$(W2V) eval analogies $(DEMO)
+	$(W2V) eval similarity $(DEMO) --pairs ws353
+	$(W2V) eval similarity $(DEMO) --pairs simlex999
+	$(W2V) similar king computer --each --vectors $(DEMO) --topn 5
+	$(W2V) similar france germany --vectors $(DEMO) --topn 5
+	$(W2V) analogy man king woman --vectors $(DEMO) --topn 3
+	$(W2V) plot $(DEMO)
+	@echo; echo "Everything is in $(DEMO)/: vectors.kv (gensim KeyedVectors), config.toml (every setting), metrics.jsonl"
+	@echo "(the training history), training.png (the picture), vocab.tsv; runs/latest points at it. Next:"
+	@echo "  w2v-nce export $(DEMO) --out vectors.bin   # for word2vec's tools; .txt for text, --format projector"
+	@echo "  w2v-nce similar WORD                       # nearest words to any word of the vocabulary"
+	@echo "  w2v-nce train YOUR-TEXT.txt                # your own corpus (README: presets, heads, continued training)"
 
 # the test tools (pytest; setuptools for the packaging test), installed when missing, then the tests
 test:
@@ -138,8 +162,7 @@ gpu-check:
 # text8 (Matt Mahoney's 100 MB Wikipedia sample) for real training; tests never need it.
 text8: corpora/text8
 corpora/text8:
-	mkdir -p corpora
-	$(PYTHON) -c "import urllib.request, zipfile, io; z = zipfile.ZipFile(io.BytesIO(urllib.request.urlopen('http://mattmahoney.net/dc/text8.zip').read())); z.extract('text8', 'corpora')"
+	@$(PYTHON) benchmarks/text8.py corpora/text8
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache

@@ -141,5 +141,5 @@ def test_init_keeps_the_old_vectors_at_epochs_0_and_adds_new_words(tmp_path):
     assert counts["the"] > old_counts["the"]  # counts summed over both texts
     more = w2v_nce.train(b, tmp_path / "more", init=first, **SMALL)  # trained further: the old vectors move
     assert more.finished and not np.array_equal(more.vectors["government"], old["government"])
-    with pytest.raises(w2v_nce.UsageError, match="--dim 8"):
+    with pytest.raises(w2v_nce.UsageError, match="has dim 8 and dim 9 was asked"):
         w2v_nce.train(b, tmp_path / "bad", init=first, **{**SMALL, "dim": 9})

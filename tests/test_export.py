@@ -138,3 +138,31 @@ def test_export_errors(run_dir, tmp_path):
     with pytest.raises(W2VError, match="does not exist"):
         export(tmp_path / "no-such-run")
     assert sorted(tmp_path.rglob("*")) == before  # no temp files left behind
+
+
+def test_write_kv_is_what_gensim_saves_without_gensim(tmp_path):
+    """A run's vectors.kv (write_kv, no gensim import) loads in gensim with every field save_kv's file has, equal."""
+    import subprocess
+    import sys
+
+    from w2v_nce.export import write_kv
+    rng = np.random.default_rng(0)
+    words, counts, vectors = [f"w{i}" for i in range(300)], np.arange(300, 0, -1), rng.standard_normal((300, 7))
+    write_kv(words, counts, vectors, tmp_path / "ours.kv")
+    save_kv(to_keyed_vectors(words, counts, vectors), tmp_path / "gensim.kv")
+    ours, theirs = (KeyedVectors.load(str(tmp_path / f)) for f in ("ours.kv", "gensim.kv"))
+    assert set(ours.__dict__) == set(theirs.__dict__)  # (lifecycle_events: gensim adds "loaded" to both)
+    for k, v in theirs.__dict__.items():
+        if k == "expandos":
+            assert ours.expandos.keys() == v.keys() and np.array_equal(ours.expandos["count"], v["count"])
+        elif isinstance(v, np.ndarray):
+            assert np.array_equal(ours.__dict__[k], v) and ours.__dict__[k].dtype == v.dtype
+        elif k != "lifecycle_events":
+            assert ours.__dict__[k] == v, k
+    ours.save_word2vec_format(str(tmp_path / "a.txt"))
+    theirs.save_word2vec_format(str(tmp_path / "b.txt"))
+    assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
+    code = (f"import sys, numpy as np; from w2v_nce.export import write_kv; "
+            f"write_kv(['a', 'b'], np.array([2, 1]), np.ones((2, 3)), {str(tmp_path / 'x.kv')!r}); "
+            "assert 'gensim' not in sys.modules")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0

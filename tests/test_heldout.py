@@ -95,3 +95,38 @@ def test_heldout_cli_json(lee_runs):
     assert r.exit_code == 0, r.output
     got = json.loads(r.stdout)
     assert set(got) >= {"mean_log_z", "std_log_z", "nll", "perplexity", "contexts"} and got["contexts"] == 500
+
+
+@pytest.mark.parametrize("mean, std, key", [
+    (0.0, 0.0, "normalised"), (2e-7, 5e-8, "normalised"),  # hs: 0 to rounding
+    (-0.10, 0.19, "self-normalised"), (-0.27, 0.43, "self-normalised"), (0.5, 0.5, "self-normalised"),  # nce, ssm
+    (7.25, 0.21, "not-normalised"), (-0.7, 0.1, "not-normalised"),  # neg; a model whose exp(s) is too small
+    (0.1, 0.8, "not-normalised"), (1.9, 3.2, "not-normalised"),  # a mean near 0 does not hide a wide spread
+])
+def test_verdict_thresholds(mean, std, key):
+    got, line = heldout.verdict(mean, std)
+    assert got == key and "\n" not in line
+    assert line.startswith(key.replace("not-", "not ") + f" (mean log Z(c) {mean:+.3f}, std {std:.3f}): exp(score) is ")
+
+
+def test_verdict_says_how_far_off_and_what_to_use():
+    _, line = heldout.verdict(7.9, 0.2)
+    assert "too large by a factor of about e^7.9 (2,697x) on average" in line and "use the normalised NLL" in line
+    assert "context to another" not in line
+    _, line = heldout.verdict(-0.1, 1.5)
+    assert "off by a factor of e^1.5 more or less from one context to another" in line and "on average" not in line
+
+
+def test_heldout_cli_ends_with_the_verdict(lee_runs):
+    runs, held = lee_runs
+    for loss, key, says in (("nce", "self-normalised", "is a probability without computing Z"),
+                            ("neg", "not-normalised", "too large by a factor of about e^")):
+        args = ["eval", "heldout", str(runs[loss]), "--corpus", str(held), "--max-contexts", "500"]
+        r = CliRunner().invoke(app, args)
+        assert r.exit_code == 0, r.output
+        last = r.output.strip().splitlines()[-1]
+        assert last.startswith(f"verdict: {key.replace('not-', 'not ')} (mean log Z(c) ") and says in last, r.output
+        r = CliRunner().invoke(app, args + ["--json"])
+        got = json.loads(r.output)
+        assert got["verdict"] == key and got["normalised"] is (key != "not-normalised")
+        assert got["verdict"] == heldout.verdict(got["mean_log_z"], got["std_log_z"])[0]  # the numbers it prints

@@ -151,12 +151,110 @@ def test_each_family_of_heads_gets_its_own_loss_panel(tmp_path, monkeypatch):
     for name, loss in (("a", "neg"), ("b", "nce"), ("c", "hs")):
         write_metrics(tmp_path / name, history(2, scores=False))
         (tmp_path / name / "config.toml").write_text(f'[train]\nloss = "{loss}"\n')
-    monkeypatch.setattr(plot, "_family", lambda run: plot.FAMILIES[
-        (run / "config.toml").read_text().split('"')[1]])
+    monkeypatch.setattr(plot, "_facts", lambda run: (plot.FAMILIES[
+        (run / "config.toml").read_text().split('"')[1]], None))
     drawn = {}
     save = plot._save
     monkeypatch.setattr(plot, "_save", lambda fig, out: (drawn.setdefault("fig", fig), save(fig, out))[1])
     plot.training([tmp_path / n for n in "abc"], tmp_path / "t.png")
     labels = [ax.get_ylabel() for ax in drawn["fig"].axes]
-    assert labels == ["loss per example (neg, nce)", "loss per example (hs)", "learning rate"]
+    assert labels == ["loss per example (neg, nce)", "loss per example (hs)", "learning\nrate"]
     assert_png(tmp_path / "t.png")
+
+
+def test_projector_export_names_both_files(tmp_path):
+    """Here with the pictures (tests/test_newcomer.py checks the files themselves): the projector is a picture too,
+    and its message must name both files it wrote and where they go."""
+    from typer.testing import CliRunner
+
+    from w2v_nce.cli import app
+    (tmp_path / "v.txt").write_text("2 3\nking 0.1 0.2 0.3\nqueen 0.3 0.2 0.1\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["export", str(tmp_path / "v.txt"), "--format", "projector", "--out",
+                                 str(tmp_path / "p")])
+    assert r.exit_code == 0, r.output
+    tensor, meta = tmp_path / "p_tensor.tsv", tmp_path / "p_metadata.tsv"
+    assert meta.read_text(encoding="utf-8") == "king\nqueen\n" and len(tensor.read_text().splitlines()) == 2
+    assert r.output.strip() == f"wrote {tensor} and {meta} (projector): load them at projector.tensorflow.org"
+
+
+def drawn_figure(monkeypatch):
+    """Keeps the figure plot.training saves, for its axes."""
+    drawn = {}
+    save = plot._save
+    monkeypatch.setattr(plot, "_save", lambda fig, out: (drawn.__setitem__("fig", fig), save(fig, out))[1])
+    return drawn
+
+
+def scaled(records, factor):
+    return [{**r, "words": r["words"] * factor} for r in records]
+
+
+def test_the_learning_rate_is_a_thin_strip_under_the_loss_and_scores(tmp_path, monkeypatch):
+    """A straight line took half the figure: it is a strip at the bottom, a third of a loss panel's height or less."""
+    write_metrics(tmp_path / "run", history(2, scores=True))
+    drawn = drawn_figure(monkeypatch)
+    plot.training([tmp_path / "run"], tmp_path / "t.png")
+    loss_ax, score_ax, lr_ax = drawn["fig"].axes
+    labels = [a.get_ylabel() for a in drawn["fig"].axes]
+    assert labels == ["loss per example", "score after each epoch", "learning\nrate"]
+    assert lr_ax.get_subplotspec().get_gridspec().get_height_ratios() == [1, 1, plot.LR_HEIGHT]
+    # as drawn, after the layout: the strip is much lower than the panels above it
+    heights = [a.get_position().height for a in (loss_ax, score_ax, lr_ax)]
+    assert heights[2] < 0.4 * heights[0] and heights[0] == pytest.approx(heights[1], rel=0.05)
+    assert lr_ax.get_xlabel() == "words trained (millions)"
+    assert lr_ax.get_lines()[0].get_ydata()[0] == pytest.approx(0.025 * (1 - 0.2 / 2))  # the lr itself, unscaled
+    assert_png(tmp_path / "t.png")
+
+
+def test_x_axis_is_words_unless_the_runs_sizes_differ_more_than_tenfold():
+    assert plot.x_axis([5e6, 1e6], [5e6, 1e6]) == (None, "words trained (millions)")
+    assert plot.x_axis([3e6], [None])[0] is None
+    assert plot.x_axis([1e6, 0.0], [None, None])[0] is None  # a run with no progress yet draws nothing
+    totals, label = plot.x_axis([1e8, 1e6, 2e5], [1e8, 1e6, 1e6])
+    assert totals == [1e8, 1e6, 1e6]  # each run's planned words: an unfinished run stops short of 1
+    assert label.startswith("fraction of each run's training") and "10x" in label
+    assert plot.x_axis([1e8, 1e6], [None, None])[0] == [1e8, 1e6]  # no config: the words trained so far
+
+
+def test_runs_of_very_different_sizes_each_span_the_axis(tmp_path, monkeypatch):
+    """A run of 100x the words of another squashed it at x = 0: both are drawn against their fraction of training,
+    their sizes in the legend; the small one's scores too."""
+    write_metrics(tmp_path / "big", scaled(history(2, scores=False), 100))
+    write_metrics(tmp_path / "small", history(2, scores=True))
+    drawn = drawn_figure(monkeypatch)
+    plot.training([tmp_path / "big", tmp_path / "small"], tmp_path / "t.png")
+    loss_ax, score_ax, lr_ax = drawn["fig"].axes
+    assert lr_ax.get_xlabel().startswith("fraction of each run's training")
+    for ax in (loss_ax, lr_ax):
+        big, small = (ax.get_lines()[i].get_xdata() for i in ((0, 2) if ax is loss_ax else (0, 1)))
+        assert max(big) == pytest.approx(1.0) and max(small) == pytest.approx(1.0)
+        assert min(small) == pytest.approx(0.1)  # the first record of 10 per run
+    assert max(score_ax.get_lines()[0].get_xdata()) == pytest.approx(1.0)
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()][:2] == ["big (200.0M words)", "small (2.0M words)"]
+    assert_png(tmp_path / "t.png")
+    # 10x is still one words axis, with the runs' names alone
+    write_metrics(tmp_path / "tenfold", scaled(history(2, scores=False), 10))
+    plot.training([tmp_path / "tenfold", tmp_path / "small"], tmp_path / "u.png")
+    loss_ax, lr_ax = drawn["fig"].axes[0], drawn["fig"].axes[-1]
+    assert lr_ax.get_xlabel() == "words trained (millions)"
+    assert max(loss_ax.get_lines()[0].get_xdata()) == pytest.approx(20.0)
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()][:2] == ["tenfold", "small"]
+
+
+def test_an_unfinished_run_stops_short_of_the_end(tmp_path, monkeypatch):
+    """The fraction is of the words the run was set to train (corpus tokens x epochs, from config.toml)."""
+    write_metrics(tmp_path / "big", scaled(history(2, scores=False), 100))
+    write_metrics(tmp_path / "half", history(1, scores=False))  # 1 of its 2 epochs
+    monkeypatch.setattr(plot, "_facts", lambda run: ("", 2e6 if run.name == "half" else None))
+    drawn = drawn_figure(monkeypatch)
+    plot.training([tmp_path / "big", tmp_path / "half"], tmp_path / "t.png")
+    assert max(drawn["fig"].axes[-1].get_lines()[1].get_xdata()) == pytest.approx(0.5)
+
+
+def test_planned_words_come_from_the_runs_config(tmp_path):
+    run = tmp_path / "run"
+    train(make_config(epochs=2, min_count=3, dim=8), LEE, run, progress=False, log=lambda *_: None)
+    family, planned = plot._facts(run)
+    assert family == "neg, nce" and planned == 2 * 59890  # lee_background.cor's tokens, twice
+    assert planned == plot.read_metrics(run)[-1]["words"]  # as metrics.jsonl counts them
+    assert plot._facts(tmp_path) == ("", None)  # no config.toml

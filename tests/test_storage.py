@@ -233,7 +233,7 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_one(small_disk, monkeypatch, r
 
 def test_disk_full_writing_the_vectors(small_disk, monkeypatch, reference):
     run = small_disk.path / "run"
-    fill_before(monkeypatch, small_disk, export, "save_kv", 1)
+    fill_before(monkeypatch, small_disk, export, "write_kv", 1)
     with pytest.raises(W2VError, match=r"^training finished, but cannot write .*vectors\.kv: No space"):
         train_mod.train(config(epochs=3), LEE, run, **QUIET)
     assert (run / INCOMPLETE).exists() and not (run / VECTORS).exists()

@@ -10,9 +10,9 @@ The API (api.py) is imported on first use, so that `import w2v_nce` and the CLI'
 
 __version__ = "0.3.0"
 
-from .errors import UnsafePickle, UsageError, W2VError  # noqa: E402,F401
+from .errors import Interrupted, UnsafePickle, UsageError, W2VError  # noqa: E402,F401
 
-__all__ = ["train", "load", "Run", "W2VError", "UsageError", "UnsafePickle", "__version__"]
+__all__ = ["train", "load", "Run", "W2VError", "UsageError", "Interrupted", "UnsafePickle", "__version__"]
 
 
 def __getattr__(name: str):
@@ -20,3 +20,7 @@ def __getattr__(name: str):
         from . import api
         return getattr(api, name)
     raise AttributeError(f"module 'w2v_nce' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

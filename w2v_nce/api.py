@@ -20,9 +20,9 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-from . import rundir
-from .inputs import corpus_paths, write_sentences, write_stdin, STDIN
-from .config import Config, make_config
+from . import continued, rundir
+from .inputs import corpus_paths, inputs_note, write_sentences, write_stdin, STDIN
+from .config import Config, find_config, load_toml, make_config, train_values
 from .errors import UsageError, W2VError
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
@@ -85,15 +85,18 @@ def load(path: str | os.PathLike | Run, trust_pickle: bool = False) -> Run:
 
 def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: str | os.PathLike | None = None,
           init: str | os.PathLike | Run | None = None, on_epoch: Callable | None = None,
-          on_progress: Callable | None = None, resume: bool = False, progress: bool = True,
-          log: Callable | None = None, **options) -> Run:
+          on_progress: Callable | None = None, resume: bool = False, overwrite: bool = False,
+          progress: bool = True, log: Callable | None = None, **options) -> Run:
     """Train a model and return its Run.
 
     corpus: a path, a list of paths (read in order), or an iterable of sentences (each a list of token strings, or
-    a string split at whitespace), read once and streamed into the run directory. out: the run directory (default
-    runs/<name>-<model>-<loss>). config: a preset name or a TOML file, as --config; options: the training flags by
-    their Python names (model="cbow", loss="nce", epochs=5, min_count=2, ...), over it. init: a finished run to
-    continue from (the vocabulary grows by the corpus's words). resume=True: continue the stopped run `out`.
+    a string split at whitespace), read once and streamed into the run directory. out: the run directory (default: a
+    new one each call, runs/<name>-<model>-<loss>, then -2, -3, ...; to train a notebook cell again into one
+    directory, pass out= and overwrite=True, which replaces the run there, under its lock). config: a preset name or
+    a TOML file, as --config; options: the training flags by their Python names (model="cbow", loss="nce",
+    epochs=5, min_count=2, ...), over it, each checked before any work. init: a finished run to continue from (the
+    vocabulary grows by the corpus's words; its model, head, dim, window, min_count, lr, sample and tokenisation
+    are taken unless config or an option sets them). resume=True: continue the stopped run `out`.
     on_epoch(run, epoch, metrics) after each epoch's checkpoint, on_progress(run, metrics) at each progress report,
     in this thread; one that returns False stops training with a checkpoint (the run stays resumable), one that
     raises stops the same way and its exception propagates. log: a function for the one-line messages the CLI
@@ -101,27 +104,43 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
     from . import training
 
     log = log or (lambda *_: None)
-    timeout = None
+    timeout, taken, facts = None, (), None
+    init_dir = Path(init.path if isinstance(init, Run) else init) if init is not None else None
     if resume:
         if out is None:
             raise UsageError("resume=True needs out=, the run directory to continue")
-        if set(options) - {"sync_timeout"} or config is not None or init is not None:
+        if set(options) - {"sync_timeout"} or config is not None or init is not None or overwrite:
             raise UsageError("a resumed run continues with its own options (config.toml); pass only out= and, "
                              "under torchrun, sync_timeout=")
-        timeout = options.get("sync_timeout")
+        timeout = train_values({k: v for k, v in options.items() if v is not None},
+                               "the options of w2v_nce.train").get("sync_timeout")
         if timeout is not None:
             Config(sync_timeout=timeout).validate()
         cfg, paths, run_dir = None, None, Path(out.path if isinstance(out, Run) else out)
     else:
-        cfg = configure(config, options)
+        cfg, taken = configure(config, options, init_dir)
+        if taken:
+            log(f"--init {init_dir}: its {', '.join(f'{k} {_show(getattr(cfg, k))}' for k in taken)} (what "
+                "--config and the flags did not set)")
         run_dir = Path(out.path if isinstance(out, Run) else out) if out is not None else None
-        paths = corpus_paths(corpus)
+        if overwrite and run_dir is None:
+            raise UsageError("overwrite needs out=, the run directory to replace (--out)")
+        skipped: list = []
+        paths = corpus_paths(corpus, skipped)  # a wrong corpus is said before a run is overwritten
+        if paths is not None and paths.count(STDIN) > 1:
+            raise UsageError("standard input (-) can be read once: give it once")
+        note = inputs_note(paths or [], skipped)
+        if note:
+            log(note)
+        facts = {"init_settings": list(taken)} if init_dir is not None else {}
+        if skipped:  # the files read are [run] corpus
+            facts["skipped"] = [f"{p}: {why}" for p, why in skipped]
+        if overwrite and rundir.clear(run_dir):
+            log(f"overwriting {run_dir}")
         if paths is None:  # sentences: into the run directory first
             run_dir = run_dir or rundir.default_run_dir(Path("sentences"), cfg)
             paths = [write_sentences(corpus, run_dir)]
         elif STDIN in paths:  # standard input: likewise
-            if paths.count(STDIN) > 1:
-                raise UsageError("standard input (-) can be read once: give it once")
             run_dir = run_dir or rundir.default_run_dir(Path("stdin"), cfg)
             paths[paths.index(STDIN)] = write_stdin(run_dir)
     hooks = training.Hooks(log)
@@ -129,11 +148,10 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
         hooks.on_progress = lambda row: on_progress(_live(hooks), row)
     if on_epoch is not None:
         hooks.on_epoch = lambda epoch, row: on_epoch(_live(hooks), epoch, row)
-    init_dir = Path(init.path if isinstance(init, Run) else init) if init is not None else None
     sentences = paths[0] if paths and paths[0].name == rundir.SENTENCES and paths[0].parent == run_dir else None
     try:
         summary = training.train(cfg, paths, run_dir, resume=resume, progress=progress, log=log,
-                                 timeout=timeout, init=init_dir, hooks=hooks)
+                                 timeout=timeout, init=init_dir, hooks=hooks, facts=facts)
     except training.Interrupted:
         if hooks.error is not None:
             raise hooks.error
@@ -153,15 +171,48 @@ def _live(hooks) -> Run:
     return Run(hooks.run_dir, trainer=hooks.trainer)
 
 
-def configure(config, options: dict) -> Config:
-    """The run's Config: the preset or TOML file, then the options; an unknown option is a UsageError."""
+# gensim Word2Vec's names for what ours are called otherwise: the error for one of them names ours
+GENSIM_NAMES = {"vector_size": "dim", "size": "dim", "sg": "model='sg' (sg=1) or model='cbow' (sg=0)",
+                "negative": "negatives", "workers": "threads", "alpha": "lr", "iter": "epochs",
+                "min_alpha": "nothing: the rate decays to lr * 1e-4, as word2vec's", "hs": "loss='hs'",
+                "ns_exponent": "noise_power", "max_final_vocab": "max_vocab", "max_vocab_size": "vocab_memory",
+                "sentences": "the corpus argument", "corpus_file": "the corpus argument",
+                "callbacks": "on_epoch= and on_progress=", "compute_loss": "nothing: run.metrics has the loss"}
+# what --init takes from its run unless --config or a flag sets it: what its rows were trained as, and how its text
+# was read (the new text is read the same way)
+INHERITED = ("model", "loss", "negatives", "noise_power", "dim", "window", "min_count", "lr", "sample", "lowercase",
+             "encoding_errors", "phrases")
+
+
+def configure(config, options: dict, init: Path | None = None) -> tuple[Config, tuple[str, ...]]:
+    """The run's Config: (init's settings,) the preset or TOML file, then the options, each checked (UsageError
+    naming the option, the value and what it takes); and the names of the settings taken from init."""
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
-        raise UsageError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}; "
-                         f"the options are the training flags' names: {', '.join(sorted(_FIELDS))}")
+        hints = [f"{k!r} is gensim's name, ours is {GENSIM_NAMES[k]}" for k in unknown if k in GENSIM_NAMES]
+        raise UsageError(f"unknown option{'s' if len(unknown) > 1 else ''} {', '.join(map(repr, unknown))}"
+                         + (f" ({'; '.join(hints)})" if hints else "")
+                         + f"; the options are the training flags' names: {', '.join(sorted(_FIELDS))}")
+    options = train_values({k: v for k, v in options.items() if v is not None}, "the options of w2v_nce.train")
     from .backends import plan
-    cfg = make_config(config, **options)
+    base, taken = (_inherited(init, config, options) if init is not None else ({}, ()))
+    cfg = make_config(config, base=base, **options)
     plan(cfg)  # the device and the step's errors, before any work
-    return cfg
+    return cfg, taken
 
 
+def _inherited(init: Path, config, options: dict) -> tuple[dict, tuple[str, ...]]:
+    """init's settings that neither config nor the options set; a dim that differs from init's is an error."""
+    old, _ = continued.settings(init)
+    asked = {**(load_toml(find_config(config)) if config else {}), **options}
+    if "dim" in asked and asked["dim"] != old.dim:
+        raise UsageError(f"--init {init} has dim {old.dim} and dim {asked['dim']} was asked: a run's rows continue "
+                         f"only at its dim; leave --dim out (it is taken from {init})")
+    taken = [k for k in INHERITED if k not in asked]
+    if "lr" in taken and asked.get("model", old.model) != old.model:
+        taken.remove("lr")  # another model: its own default rate, not init's
+    return {k: getattr(old, k) for k in taken}, tuple(taken)
+
+
+def _show(value) -> str:
+    return ("yes" if value else "no") if isinstance(value, bool) else str(value)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
@@ -53,9 +54,26 @@ def _plain_arguments() -> None:
         arg._usage_display_name = usage
 
 
+def _whole_words() -> None:
+    """Help text wrapped at spaces only: click's wrapper also breaks at hyphens (`sg-` / `neg`, `--sync-` /
+    `hot-words`), which cuts the names a user types."""
+    import importlib
+    package = TyperCommand.__mro__[1].__module__.rsplit(".", 1)[0]  # click, or the copy newer Typers carry
+    textwrap = importlib.import_module(f"{package}._textwrap")  # which click's wrap_text imports at each call
+    if getattr(textwrap.TextWrapper, "whole_words", False):
+        return
+
+    class Wrapper(textwrap.TextWrapper):
+        whole_words = True
+
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **{**kwargs, "break_on_hyphens": False})
+    textwrap.TextWrapper = Wrapper
+
+
 class _Panels(TyperCommand):
     """Help with the options in groups (their rich_help_panel), as Typer's rich help draws them, in the plain help
-    this CLI prints."""
+    this CLI prints; every default as `[default: X]` (click writes a default given as text in parentheses)."""
 
     def format_options(self, ctx, formatter) -> None:
         groups: dict[str, list] = {}
@@ -63,6 +81,7 @@ class _Panels(TyperCommand):
             record = param.get_help_record(ctx)
             if record is not None:
                 default = "Arguments" if param.param_type_name == "argument" else "Options"
+                record = (record[0], re.sub(r"\[default: \((.*)\)\]$", r"[default: \1]", record[1]))
                 groups.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
         order = ("Arguments", "Model", "Head", "Data", "Run")  # then the others as they come, Options last
         for name in sorted(groups, key=lambda g: (g == "Options", order.index(g) if g in order else len(order))):
@@ -72,11 +91,13 @@ class _Panels(TyperCommand):
 
 
 _plain_arguments()
+_whole_words()
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
-                  help="Train word2vec embeddings (CBOW / skip-gram) with full softmax, negative sampling "
-                       "or true noise-contrastive estimation, on CPU or CUDA; evaluate and export them.")
-eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Score vectors the way published word2vec results are scored.")
+                  help="Train word2vec embeddings (CBOW or skip-gram) with negative sampling, true noise-contrastive "
+                       "estimation, hierarchical softmax, InfoNCE, sampled softmax or the exact softmax, on the CPU "
+                       "or CUDA; evaluate, query and export them.")
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, short_help="Score vectors: analogies, similarities, held-out likelihood.", help="Score vectors the way published word2vec results are scored.")
 app.add_typer(eval_app, name="eval")
 
 _debug = False
@@ -104,50 +125,52 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     _debug = debug
 
 
-@app.command(cls=_Panels)
+@app.command(cls=_Panels, short_help="Train vectors on a corpus into a run directory.")
 def train(
     corpus: Annotated[Optional[list[Path]], typer.Argument(help="UTF-8 text, whitespace-tokenised, .gz/.bz2/.xz read transparently: files, directories (their .txt/.text/.tok/.gz/.bz2/.xz files and those without a suffix, in name order), quoted globs, or - for standard input (compressed too); read in order as one corpus.", show_default=False, metavar="CORPUS")] = None,
-    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Run", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
-    model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="sg (skip-gram) or cbow. Default: sg.")] = None,
-    loss: Annotated[Optional[str], typer.Option(rich_help_panel="Head", help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact). Default: neg.")] = None,
-    dim: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Vector size. Default: 100.")] = None,
-    window: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Maximum window; each centre draws 1..W. Default: 5.")] = None,
-    negatives: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Noise words k per example (neg, nce, infonce, sampled-softmax). Default: 5.")] = None,
-    min_count: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Drop words rarer than this. Default: 5.")] = None,
-    max_vocab: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Keep only the N most frequent words. Default: all.")] = None,
-    vocab_memory: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Memory for the vocabulary pass's table of distinct words (bytes, or 512M, 2G, ...). Past it the words are counted in parts on disk in the run directory and the text is read twice: the same vocabulary, slower. Default: 512M.")] = None,
-    sample: Annotated[Optional[float], typer.Option(rich_help_panel="Data", help="Sub-sampling threshold t; 0 turns it off. Default: 1e-3.")] = None,
-    noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p. Default: 0.75.")] = None,
-    epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus. Default: 5.")] = None,
-    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4. Default: 0.025 sg, 0.05 cbow.")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step. Default: 4096 (sg with hs: 65536 on the compiled CPU step; hs: 256 with --kernel torch); on a GPU 1048576 per kernel launch.")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec). Default on the CPU: 8 for sg with neg or nce, 4 for sg with sampled-softmax, 2 for sg with infonce, else 1.")] = None,
-    lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text. Default: no.")] = None,
-    encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace. Default: strict.")] = None,
-    phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token. Default: 0.")] = None,
-    device: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="auto (CUDA when available), cpu or cuda. Default: auto.")] = None,
-    kernel: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it). Default: auto.")] = None,
-    threads: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="CPU threads; 0 = all cores. Default: 0.")] = None,
-    seed: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch). Default: 1.")] = None,
-    out: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Run directory. Default: runs/<corpus>-<model>-<loss>.")] = None,
-    resume: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue an interrupted run directory.")] = None,
-    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. --epochs 0 gives its vectors back, with the new words'.")] = None,
-    eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", rich_help_panel="Run", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl. Default: no.")] = None,
-    sync_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives). Default: 1000000.")] = None,
-    sync: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation). Default: full.")] = None,
-    sync_gain: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0, and each process trains at (processes / gain) x --lr, which to first order is one process's training. A number G: that gain (1 averages the replicas, the number of processes sums their changes; above 2 it can diverge). auto: (processes + 2) / 4, at most 2 (2 processes: the average at 2 x --lr; 4: 1.5 x the mean at 2.67 x --lr; 8: 2 x the mean at 4 x --lr). per-row: --lr, and each row its own gain, from 1 where the replicas changed it alike to the number of processes where independently. Default: auto.")] = None,
-    sync_hot_rows: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off. Default: 2000.")] = None,
-    sync_hot_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between combinations of the hot rows. Default: 50000.")] = None,
-    sync_timeout: Annotated[Optional[float], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume. Default: 300.")] = None,
-    keep_corpus: Annotated[Optional[bool], typer.Option("--keep-corpus/--no-keep-corpus", rich_help_panel="Run", help="Keep corpus.ids (the tokenised corpus, 4 bytes a word) once the run has finished; a resume needs it only while the run is unfinished. Default: no.")] = None,
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel="Run", help="Show the progress bar (default) or not.", show_default=False)] = True,
+    config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Run", metavar="PRESET|FILE", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
+    model: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="sg (skip-gram) or cbow.", show_default="sg", metavar="[sg|cbow]")] = None,
+    loss: Annotated[Optional[str], typer.Option(rich_help_panel="Head", help="Output head: neg (negative sampling), nce, hs (hierarchical softmax), infonce, sampled-softmax or softmax (exact).", show_default="neg", metavar="[neg|nce|hs|infonce|sampled-softmax|softmax]")] = None,
+    dim: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Vector size.", show_default="100", metavar="INTEGER")] = None,
+    window: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Maximum window; each centre draws 1..W.", show_default="5", metavar="INTEGER")] = None,
+    negatives: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Noise words k per example (neg, nce, infonce, sampled-softmax).", show_default="5", metavar="INTEGER")] = None,
+    min_count: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Drop words rarer than this.", show_default="5", metavar="INTEGER")] = None,
+    max_vocab: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Keep only the N most frequent words.", show_default="all", metavar="INTEGER")] = None,
+    vocab_memory: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Memory for the vocabulary pass's table of distinct words (bytes, or 512M, 2G, ...). Past it the words are counted in parts on disk in the run directory and the text is read twice: the same vocabulary, slower.", show_default="512M", metavar="SIZE")] = None,
+    sample: Annotated[Optional[float], typer.Option(rich_help_panel="Data", help="Sub-sampling threshold t; 0 turns it off.", show_default="1e-3", metavar="FLOAT")] = None,
+    noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p.", show_default="0.75", metavar="FLOAT")] = None,
+    epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus.", show_default="5", metavar="INTEGER")] = None,
+    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4.", show_default="0.025 sg, 0.05 cbow", metavar="FLOAT")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step (sg with hs: 65536 on the compiled CPU step; hs: 256 with --kernel torch; on a GPU 1048576 per kernel launch).", show_default="4096", metavar="INTEGER")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec; on the CPU sg shares 8 with neg or nce, 4 with sampled-softmax, 2 with infonce).", show_default="1", metavar="INTEGER")] = None,
+    lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text.", show_default="no")] = None,
+    encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace.", show_default="strict", metavar="[strict|replace]")] = None,
+    phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token.", show_default="0", metavar="INTEGER")] = None,
+    device: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="auto (CUDA when available), cpu or cuda.", show_default="auto", metavar="[auto|cpu|cuda]")] = None,
+    kernel: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it).", show_default="auto", metavar="[auto|fused|torch]")] = None,
+    threads: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="CPU threads; 0 = all cores.", show_default="0", metavar="INTEGER")] = None,
+    seed: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Random seed; CPU runs are reproducible with --threads 1 (or --kernel torch).", show_default="1", metavar="INTEGER")] = None,
+    out: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Run directory.", show_default="runs/<corpus>-<model>-<loss>", metavar="PATH")] = None,
+    resume: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue an interrupted run directory.", metavar="PATH")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Run", help="Replace the run in --out (a run directory w2v-nce wrote, finished or not; not while another process writes it).")] = False,
+    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. Its model, head (--loss, --negatives, --noise-power), --dim, --window, --min-count, --lr, --sample and tokenisation (--lowercase, --encoding-errors, --phrases) are taken unless --config or a flag sets them. --epochs 0 gives its vectors back, with the new words'.", metavar="PATH")] = None,
+    eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", rich_help_panel="Run", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl.", show_default="no")] = None,
+    sync_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives).", show_default="1000000", metavar="INTEGER")] = None,
+    sync: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation).", show_default="full", metavar="[full|rows]")] = None,
+    sync_gain: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: a synchronisation sets the model to P0 + gain x the mean of the replicas' changes since the last one, P0, and each process trains at (processes / gain) x --lr, which to first order is one process's training. A number G: that gain (1 averages the replicas, the number of processes sums their changes; above 2 it can diverge). auto: (processes + 2) / 4, at most 2 (2 processes: the average at 2 x --lr; 4: 1.5 x the mean at 2.67 x --lr; 8: 2 x the mean at 4 x --lr). per-row: --lr, and each row its own gain, from 1 where the replicas changed it alike to the number of processes where independently.", show_default="auto", metavar="[auto|per-row|G]")] = None,
+    sync_hot_rows: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: the most frequent words' rows (the rows every update touches), combined every --sync-hot-words words as well; 0 turns it off.", show_default="2000", metavar="INTEGER")] = None,
+    sync_hot_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between combinations of the hot rows.", show_default="50000", metavar="INTEGER")] = None,
+    sync_timeout: Annotated[Optional[float], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: seconds to wait for a process at a synchronisation before stopping with an error naming it (a dead one is named within about 10 s). Also with --resume.", show_default="300", metavar="FLOAT")] = None,
+    keep_corpus: Annotated[Optional[bool], typer.Option("--keep-corpus/--no-keep-corpus", rich_help_panel="Run", help="Keep corpus.ids (the tokenised corpus, 4 bytes a word) once the run has finished; a resume needs it only while the run is unfinished.", show_default="no")] = None,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", rich_help_panel="Run", help="Show the progress bar.", show_default="yes")] = True,
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
     from . import api, config as config_mod
     from .distributed import env_rank
 
     if resume is not None:
-        api.train(out=resume, resume=True, progress=progress, log=_info, sync_timeout=sync_timeout)
+        api.train(out=resume, resume=True, overwrite=overwrite, progress=progress, log=_info,
+                  sync_timeout=sync_timeout)
         return
     if not corpus:
         raise typer.BadParameter("missing CORPUS (or pass --resume RUN_DIR)", param_hint="CORPUS")
@@ -161,26 +184,26 @@ def train(
                  sync_hot_words=sync_hot_words, keep_corpus=keep_corpus)
     try:
         flags["sync_gain"] = config_mod.parse_gain(sync_gain)
-        api.train(corpus, out, config=config, init=init, progress=progress, log=_info,
+        api.train(corpus, out, config=config, init=init, overwrite=overwrite, progress=progress, log=_info,
                   **{k: v for k, v in flags.items() if v is not None})
     except UsageError as e:
         e.quiet = env_rank() > 0  # every rank checks the same flags: rank 0 says what is wrong
         raise
 
 
-@app.command("phrases")
+@app.command("phrases", cls=_Panels, short_help="Join phrases (new york -> new_york) in a text.")
 def phrases_cmd(
     corpus: Annotated[list[Path], typer.Argument(help="UTF-8 text as train reads it: files, directories, quoted globs or - for standard input, read in order as one corpus.", show_default=False, metavar="CORPUS")],
-    out: Annotated[Path, typer.Option(help="The text to write: CORPUS with its phrases joined, line for line, tokens separated by one space.", show_default=False)],
-    min_count: Annotated[int, typer.Option(help="A pair seen fewer times never joins.")] = 5,
-    threshold: Annotated[Optional[list[float]], typer.Option(metavar="T", help="A pair joins when its score is above T. Given once, the last pass's T: each earlier pass takes twice the next one's with word2vec scoring (--passes 2: 200, then 100, as word2vec.c's demo-phrases.sh), the same with npmi. Or once per pass, the first pass's first. Default: 100 (word2vec); npmi needs one, in [-1, 1].", show_default=False)] = None,
-    passes: Annotated[int, typer.Option(help="Phrase passes, each on the last one's output: a pass joins two tokens, 2 passes up to 4.")] = 1,
-    scoring: Annotated[str, typer.Option(help="word2vec: word2phrase's (count(ab) - min_count) / (count(a) count(b)) x tokens, its output exactly; npmi: gensim's normalised PMI, in [-1, 1].")] = "word2vec",
-    delimiter: Annotated[str, typer.Option(help="What joins the tokens of a phrase.")] = "_",
-    lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase", help="Lower-case the text first.")] = False,
-    encoding_errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (stop) or replace.")] = "strict",
-    memory: Annotated[str, typer.Option(help="Memory for the tables of distinct words and pairs (bytes, or 512M, 2G, ...). Past it they are counted in parts on disk beside --out and the text is read three times: the same output, slower. train --phrases takes --vocab-memory's.")] = "512M",
-    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar for each read of the text (default) or not.", show_default=False)] = True,
+    out: Annotated[Path, typer.Option(help="The text to write: CORPUS with its phrases joined, line for line, tokens separated by one space.", show_default=False, metavar="PATH")],
+    min_count: Annotated[int, typer.Option(help="A pair seen fewer times never joins.", metavar="INTEGER")] = 5,
+    threshold: Annotated[Optional[list[float]], typer.Option(metavar="FLOAT", help="A pair joins when its score is above it. Given once, the last pass's: each earlier pass takes twice the next one's with word2vec scoring (--passes 2: 200, then 100, as word2vec.c's demo-phrases.sh), the same with npmi. Or once per pass, the first pass's first. npmi needs one, in [-1, 1].", show_default="100 with word2vec scoring")] = None,
+    passes: Annotated[int, typer.Option(help="Phrase passes, each on the last one's output: a pass joins two tokens, 2 passes up to 4.", metavar="INTEGER")] = 1,
+    scoring: Annotated[str, typer.Option(help="word2vec: word2phrase's (count(ab) - min_count) / (count(a) count(b)) x tokens, its output exactly; npmi: gensim's normalised PMI, in [-1, 1].", metavar="[word2vec|npmi]")] = "word2vec",
+    delimiter: Annotated[str, typer.Option(help="What joins the tokens of a phrase.", metavar="TEXT")] = "_",
+    lowercase: Annotated[bool, typer.Option("--lowercase/--no-lowercase", help="Lower-case the text first.", show_default="no")] = False,
+    encoding_errors: Annotated[str, typer.Option(help="Invalid UTF-8: strict (stop) or replace.", metavar="[strict|replace]")] = "strict",
+    memory: Annotated[str, typer.Option(help="Memory for the tables of distinct words and pairs (bytes, or 512M, 2G, ...). Past it they are counted in parts on disk beside --out and the text is read three times: the same output, slower. train --phrases takes --vocab-memory's.", metavar="SIZE")] = "512M",
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Show a progress bar for each read of the text.", show_default="yes")] = True,
 ):
     """Join phrases ("new york" -> "new_york") as word2vec.c's word2phrase or gensim's Phrases do, into a text for
     train (train --phrases N does it on the fly)."""
@@ -197,27 +220,32 @@ TRUST_HELP = ("Read a .kv pickle with gensim's own loader, which runs whatever c
 TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help=TRUST_HELP)]
 
 
-@app.command("export")
+@app.command("export", cls=_Panels, short_help="Write vectors as .kv, word2vec text or binary, or for the projector.")
 def export_cmd(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file. Default: runs/latest.", show_default=False, metavar="RUN")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix. Default: RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv).")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary or projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them).")] = None,
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file.", metavar="RUN", show_default="runs/latest")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix.", show_default="RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv)", metavar="PATH")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary or projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them).", metavar="[kv|word2vec|word2vec-binary|projector]")] = None,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="Write the vectors of the run's checkpoint: the latest state of an interrupted run (default out: RUN_DIR/checkpoint-vectors.txt).")] = False,
     trust_pickle: TrustPickle = False,
 ):
-    """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary."""
+    """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary; or as the two TSV files
+    of TensorBoard's embedding projector."""
     from .export import export
 
     path, fmt = export(rundir.resolve(run_dir), out, format, checkpoint, trust_pickle)
-    _info(f"wrote {path} ({fmt})")
+    if fmt == "projector":  # two files, and both are needed: the page loads them as a pair
+        metadata = path.with_name(path.name.removesuffix("_tensor.tsv") + "_metadata.tsv")
+        _info(f"wrote {path} and {metadata} (projector): load them at projector.tensorflow.org")
+    else:
+        _info(f"wrote {path} ({fmt})")
 
 
-@eval_app.command("analogies")
+@eval_app.command("analogies", cls=_Panels, short_help="Analogy accuracy, as gensim and word2vec score it.")
 def eval_analogies(
-    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False, metavar="VECTORS")] = None,
-    questions: Annotated[Optional[Path], typer.Option(help="Analogy file ('a b c d' lines, ': section' headers). Default: gensim's questions-words.txt.")] = None,
-    restrict_vocab: Annotated[int, typer.Option(help="Only the N most frequent words are candidates and in vocabulary.")] = 30000,
-    method: Annotated[str, typer.Option(help="3cosadd (word2vec's) or 3cosmul (Levy & Goldberg).")] = "3cosadd",
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file.", metavar="VECTORS", show_default="runs/latest")] = None,
+    questions: Annotated[Optional[Path], typer.Option(help="Analogy file ('a b c d' lines, ': section' headers).", show_default="gensim's questions-words.txt", metavar="PATH")] = None,
+    restrict_vocab: Annotated[int, typer.Option(help="Only the N most frequent words are candidates and in vocabulary.", metavar="INTEGER")] = 30000,
+    method: Annotated[str, typer.Option(help="3cosadd (word2vec's) or 3cosmul (Levy & Goldberg).", metavar="[3cosadd|3cosmul]")] = "3cosadd",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     trust_pickle: TrustPickle = False,
 ):
@@ -233,10 +261,10 @@ def eval_analogies(
     typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
 
 
-@eval_app.command("similarity")
+@eval_app.command("similarity", cls=_Panels, short_help="Correlation with human similarity judgements.")
 def eval_similarity(
-    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file. Default: runs/latest.", show_default=False, metavar="VECTORS")] = None,
-    pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.")] = "ws353",
+    vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file.", metavar="VECTORS", show_default="runs/latest")] = None,
+    pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.", metavar="[ws353|simlex999|FILE]")] = "ws353",
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
     trust_pickle: TrustPickle = False,
 ):
@@ -248,12 +276,12 @@ def eval_similarity(
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
 
-@eval_app.command("heldout")
+@eval_app.command("heldout", cls=_Panels, short_help="Exact log Z(c) and NLL on held-out text: is it normalised?")
 def eval_heldout(
-    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.  Default: runs/latest.", show_default=False, metavar="RUN")] = None,
-    corpus: Annotated[Path, typer.Option(help="Held-out text, not used in training.", show_default=False)] = ...,
-    max_contexts: Annotated[int, typer.Option(help="Contexts sampled from the text (each costs a pass over the vocabulary).")] = 20000,
-    seed: Annotated[int, typer.Option(help="Seed for sampling the contexts.")] = 0,
+    run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.", metavar="RUN", show_default="runs/latest")] = None,
+    corpus: Annotated[Path, typer.Option(help="Held-out text, not used in training.", show_default=False, metavar="PATH")] = ...,
+    max_contexts: Annotated[int, typer.Option(help="Contexts sampled from the text (each costs a pass over the vocabulary).", metavar="INTEGER")] = 20000,
+    seed: Annotated[int, typer.Option(help="Seed for sampling the contexts.", metavar="INTEGER")] = 0,
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Exact log Z(c) over the whole vocabulary and held-out NLL / perplexity: is the model normalised?"""
@@ -265,37 +293,39 @@ def eval_heldout(
     typer.echo(json.dumps(stats) if json_out else heldout.format_stats(stats))
 
 
-VECTORS_HELP = "Run directory, .kv, word2vec text or binary file. Default: runs/latest."
+VECTORS_HELP = "Run directory, .kv, word2vec text or binary file (also .gz, .bz2)."
 
 
-@app.command("similar")
+@app.command("similar", cls=_Panels, short_help="Nearest words to a word, or to the sum of several.")
 def similar_cmd(
-    words: Annotated[Optional[list[str]], typer.Argument(help="Query words. None: a prompt that answers one query a line (word2vec's distance).", show_default=False, metavar="WORD")] = None,
-    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
-    topn: Annotated[int, typer.Option(help="Neighbours per word.")] = 10,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: each word -> [[word, cosine], ...].")] = False,
+    words: Annotated[Optional[list[str]], typer.Argument(help="Query words; several: the neighbours of their sum (word2vec's distance on a line of several words). None: a prompt that answers one query a line.", show_default=False, metavar="WORD")] = None,
+    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default="runs/latest", metavar="PATH")] = None,
+    topn: Annotated[int, typer.Option(help="Neighbours per query.", metavar="INTEGER")] = 10,
+    each: Annotated[bool, typer.Option("--each", help="One list per word instead of the neighbours of their sum.")] = False,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object: the query (the words joined by ' + '; with --each, each word) -> [[word, cosine], ...].")] = False,
     trust_pickle: TrustPickle = False,
 ):
-    """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Without WORD, a prompt:
-    one query a line until end of input, the vectors loaded once."""
+    """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Several words: the
+    neighbours of the sum of their unit vectors, the words left out (gensim's most_similar(positive=[...])); --each:
+    each word's own. Without WORD, a prompt: one query a line until end of input, the vectors loaded once."""
     from . import query
 
     source = rundir.resolve(vectors)
     kv = query.load(source, trust_pickle)
 
     def answer(query_words: list[str]) -> str:
-        result = query.similar(kv, query_words, topn, source)
-        return json.dumps(result) if json_out else query.format_similar(result)
-    _answer_all(answer, words, None, "words")
+        result = query.similar(kv, query_words, topn, source, each)
+        return json.dumps(result) if json_out else query.format_similar(result, query_words, each)
+    _answer_all(answer, words, None, "words" if each else "a word, or several for their sum")
 
 
-@app.command("analogy")
+@app.command("analogy", cls=_Panels, short_help="A is to B as C is to what?")
 def analogy_cmd(
-    a: Annotated[Optional[str], typer.Argument(help="A is to B ...", show_default=False, metavar="A")] = None,
-    b: Annotated[Optional[str], typer.Argument(help="... as C is to ?. None of the three: a prompt that answers one query of three words a line (word2vec's word-analogy).", show_default=False, metavar="B")] = None,
-    c: Annotated[Optional[str], typer.Argument(show_default=False, metavar="C")] = None,
-    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default=False)] = None,
-    topn: Annotated[int, typer.Option(help="Answers to show.")] = 10,
+    a: Annotated[Optional[str], typer.Argument(help="A is to B ...: the first word of the example pair.", show_default=False, metavar="A")] = None,
+    b: Annotated[Optional[str], typer.Argument(help="... B ...: its counterpart.", show_default=False, metavar="B")] = None,
+    c: Annotated[Optional[str], typer.Argument(help="... as C is to ?: the word whose counterpart is asked for. None of the three: a prompt that answers one query of three words a line (word2vec's word-analogy).", show_default=False, metavar="C")] = None,
+    vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default="runs/latest", metavar="PATH")] = None,
+    topn: Annotated[int, typer.Option(help="Answers to show.", metavar="INTEGER")] = 10,
     json_out: Annotated[bool, typer.Option("--json", help="Print the JSON list [[word, score], ...].")] = False,
     trust_pickle: TrustPickle = False,
 ):
@@ -339,14 +369,14 @@ def _answer_all(answer, words: list[str] | None, n: int | None, what: str) -> No
             typer.echo(f"error: {e}", err=True)
 
 
-@app.command("plot")
+@app.command("plot", cls=_Panels, short_help="Pictures of runs: loss, scores, learning rate; log Z.")
 def plot_cmd(
-    runs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories. Default: runs/latest.", show_default=False, metavar="RUN")] = None,
-    out: Annotated[Optional[Path], typer.Option(help="The PNG file to write. Default: FIRST_RUN/training.png, or FIRST_RUN/logz.png with --heldout.", show_default=False)] = None,
-    heldout: Annotated[Optional[Path], typer.Option(help="Draw instead the distribution of the exact log Z(c) over contexts of this held-out text, one histogram per run.", show_default=False)] = None,
-    max_contexts: Annotated[int, typer.Option(help="With --heldout: contexts sampled from the text.")] = 20000,
+    runs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories.", metavar="RUN", show_default="runs/latest")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="The PNG file to write.", show_default="FIRST_RUN/training.png, or FIRST_RUN/logz.png with --heldout", metavar="PATH")] = None,
+    heldout: Annotated[Optional[Path], typer.Option(help="Draw instead the distribution of the exact log Z(c) over contexts of this held-out text, one histogram per run.", show_default=False, metavar="PATH")] = None,
+    max_contexts: Annotated[int, typer.Option(help="With --heldout: contexts sampled from the text.", metavar="INTEGER")] = 20000,
 ):
-    """Pictures of runs: loss, learning rate (and per-epoch scores) against words trained; or, with --heldout, the held-out log Z(c) distributions. Needs matplotlib: pip install 'w2v-nce[plot]'."""
+    """Pictures of runs: loss (and per-epoch scores) over a strip of the learning rate, against words trained (or each run's fraction of its training, for runs whose sizes differ more than 10x); or, with --heldout, the held-out log Z(c) distributions. Needs matplotlib: pip install 'w2v-nce[plot]'."""
     from . import plot
 
     if max_contexts <= 0:
@@ -357,26 +387,26 @@ def plot_cmd(
     _info(f"wrote {path}")
 
 
-@app.command("bench")
+@app.command("bench", cls=_Panels, short_help="Ours against gensim on one corpus: speed and scores.")
 def bench_cmd(
     corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False, metavar="CORPUS")],
-    model: Annotated[Optional[list[str]], typer.Option(metavar="MODEL", help="sg and/or cbow (repeat the flag).  Default: both.")] = None,
-    loss: Annotated[Optional[list[str]], typer.Option(metavar="LOSS", help="neg, nce, hs, infonce, sampled-softmax and/or softmax (repeat; with hs, gensim's hierarchical softmax runs too).  Default: neg and nce.")] = None,
-    epochs: Annotated[int, typer.Option(help="Epochs for every model.")] = 5,
-    threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.")] = 0,
+    model: Annotated[Optional[list[str]], typer.Option(metavar="[sg|cbow]", help="sg and/or cbow (repeat the flag).", show_default="both")] = None,
+    loss: Annotated[Optional[list[str]], typer.Option(metavar="[neg|nce|hs|infonce|sampled-softmax|softmax]", help="neg, nce, hs, infonce, sampled-softmax and/or softmax (repeat; with hs, gensim's hierarchical softmax runs too).", show_default="neg and nce")] = None,
+    epochs: Annotated[int, typer.Option(help="Epochs for every model.", metavar="INTEGER")] = 5,
+    threads: Annotated[int, typer.Option(help="CPU threads for both tools; 0 = all cores.", metavar="INTEGER")] = 0,
     ours_only: Annotated[bool, typer.Option("--ours-only", help="Skip gensim (quick timing).")] = False,
-    dim: Annotated[int, typer.Option(help="Vector size.")] = 100,
-    negatives: Annotated[int, typer.Option(help="Noise words k (both tools).")] = 5,
-    batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.  Default: train's.")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(help="Our examples that share a draw of noise words.  Default: train's.")] = None,
-    seed: Annotated[Optional[int], typer.Option(help="Random seed of both tools.  Default: 1.")] = None,
-    max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).")] = None,
-    kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.  Default: train's.")] = None,
-    device: Annotated[Optional[list[str]], typer.Option(metavar="DEVICE", help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).  Default: cpu.")] = None,
-    heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.")] = 0.005,
-    repeats: Annotated[int, typer.Option(help="Rounds of the whole run; each row keeps its best speed and mean scores.")] = 1,
+    dim: Annotated[int, typer.Option(help="Vector size.", metavar="INTEGER")] = 100,
+    negatives: Annotated[int, typer.Option(help="Noise words k (both tools).", metavar="INTEGER")] = 5,
+    batch_size: Annotated[Optional[int], typer.Option(help="Our examples per SGD step.", show_default="train's", metavar="INTEGER")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(help="Our examples that share a draw of noise words.", show_default="train's", metavar="INTEGER")] = None,
+    seed: Annotated[Optional[int], typer.Option(help="Random seed of both tools.", show_default="1", metavar="INTEGER")] = None,
+    max_vocab: Annotated[Optional[int], typer.Option(help="Cap the vocabulary (both tools).", metavar="INTEGER")] = None,
+    kernel: Annotated[Optional[str], typer.Option(help="Our CPU step for neg/nce: auto, fused or torch.", show_default="train's", metavar="[auto|fused|torch]")] = None,
+    device: Annotated[Optional[list[str]], typer.Option(metavar="[cpu|cuda|auto]", help="Where ours trains: cpu, cuda or auto (repeat the flag for several; gensim always runs on the CPU).", show_default="cpu")] = None,
+    heldout_fraction: Annotated[float, typer.Option(help="Share of the corpus (its end) held out for log Z / NLL.", metavar="FLOAT")] = 0.005,
+    repeats: Annotated[int, typer.Option(help="Rounds of the whole run; each row keeps its best speed and mean scores.", metavar="INTEGER")] = 1,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON list, one object per trained model.")] = False,
-    out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.", metavar="PATH")] = None,
 ):
     """Train ours and gensim's Word2Vec on the same corpus, settings and threads; one side-by-side table."""
     from . import bench

@@ -5,10 +5,13 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import math
+import numbers
 import re
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
+
+import numpy as np
 
 from .errors import UsageError
 
@@ -190,23 +193,33 @@ def load_toml(path: str | Path) -> dict:
 
 
 def train_values(table: dict, path: str | Path) -> dict:
-    """A [train] table's values, checked against the Config fields (UsageError naming `path`)."""
+    """A [train] table's values (or the API's options), checked against the Config fields (UsageError naming
+    `path`). numpy's integers and floats pass as Python's."""
     data = dict(table)
     for key, value in data.items():
         if key not in FIELD_KINDS:
             raise UsageError(f"unknown key {key!r} in {path}; known keys: {', '.join(sorted(FIELD_KINDS))}")
         kinds = FIELD_KINDS[key]
-        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+        if isinstance(value, (bool, np.bool_)):  # before the numbers: a bool is an int to Python
+            fits, value = bool in kinds, bool(value)
+        elif isinstance(value, numbers.Integral):
+            fits, value = int in kinds, (float(value) if float in kinds else int(value))
+        elif isinstance(value, numbers.Real):
+            fits, value = float in kinds, float(value)
+        else:
+            fits = isinstance(value, kinds)
+        if not fits:
             names = [k.__name__ for k in kinds if not (k is int and float in kinds)]  # "float" covers an int
-            raise UsageError(f"bad value for {key!r} in {path}: expected {' or '.join(names)}, got {value!r}")
-        if float in kinds and not isinstance(value, str):  # sync_gain is a number or a rule's name
-            data[key] = float(value)
+            raise UsageError(f"bad value for {key!r} in {path}: expected {' or '.join(names)}, got {table[key]!r}")
+        data[key] = value
     return data
 
 
-def make_config(toml_path: str | Path | None = None, **flags) -> Config:
-    """defaults < TOML file < flags (flags that are None were not given on the command line)."""
-    values = load_toml(find_config(toml_path)) if toml_path else {}
+def make_config(toml_path: str | Path | None = None, base: dict | None = None, **flags) -> Config:
+    """defaults < base (the settings --init takes from its run) < TOML file < flags (flags that are None were not
+    given on the command line)."""
+    values = dict(base or {})
+    values.update(load_toml(find_config(toml_path)) if toml_path else {})
     values.update({k: v for k, v in flags.items() if v is not None})
     return Config(**values).validate().resolved()
 

@@ -13,15 +13,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from . import rundir
 from .config import Config
 from .errors import UsageError, W2VError
 
 
-def prior(init: Path, cfg: Config):
-    """The vocabulary of the finished run `init`, after checking that the new run can start from it."""
+def settings(init: Path) -> tuple[Config, dict]:
+    """The config and [run] facts of the finished run `init`, after checking that a new run can start from it."""
     init = Path(init)
     if not (init / rundir.CONFIG).is_file():
         raise UsageError(f"--init {init}: not a run directory written by `w2v-nce train`")
@@ -30,15 +29,23 @@ def prior(init: Path, cfg: Config):
         raise UsageError(f"--init {init}: the run is not finished; "
                          + (f"it is being trained by {by}: wait for it" if by else
                             f"finish it first: {rundir.resume_command(init)}"))
-    old, info = rundir.read_config(init)
+    return rundir.read_config(init)
+
+
+def prior(init: Path, cfg: Config):
+    """The vocabulary of the finished run `init`, after checking that the new run can start from it."""
+    old, info = settings(init)
     if old.dim != cfg.dim:
-        raise UsageError(f"--init {init} has --dim {old.dim}; continue it with --dim {old.dim}")
+        raise UsageError(f"--init {init} has dim {old.dim} and dim {cfg.dim} was asked: a run's rows continue only "
+                         f"at its dim; leave --dim out (it is taken from {init})")
     return rundir.read_vocab(init, info.get("vocab_size"))
 
 
 def carry(trainer, init: Path) -> str:
     """Copy the run `init`'s trained rows into the new trainer's model, each word to its new index; returns what
     was carried (a line for the log)."""
+    import torch
+
     run = rundir.load_run(Path(init))
     at = {w: i for i, w in enumerate(trainer.vocab.words)}
     try:

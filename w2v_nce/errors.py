@@ -27,6 +27,19 @@ class UsageError(W2VError):
         super().__init__(message, code=2)
 
 
+class Interrupted(W2VError):
+    """Training stopped by SIGINT / SIGTERM (exit 130 / 143) or a callback, after saving a checkpoint: the run is
+    INCOMPLETE and resumable. One that Ctrl-C (SIGINT) caused is a KeyboardInterrupt too (CtrlC), so that a notebook
+    or a script stops there as at any other Ctrl-C, and `except KeyboardInterrupt` catches it."""
+
+    def __new__(cls, message: str = "", code: int = 1):
+        return super().__new__(CtrlC if cls is Interrupted and code == 130 else cls, message, code)
+
+
+class CtrlC(Interrupted, KeyboardInterrupt):
+    """Interrupted by Ctrl-C (SIGINT): a KeyboardInterrupt as well."""
+
+
 class UnsafePickle(W2VError):
     """A pickled file (a gensim .kv) asks for code that such a file never holds; nothing of it was run."""
 

@@ -119,6 +119,8 @@ def evaluate_run(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: i
                  complete=run["complete"], position=describe_position(run["position"]))
     if cfg.loss != "nce":
         del stats["unnormalized_nll"]  # exp(s) is a probability only under NCE (and hs, where it is the nll)
+    stats["verdict"], _ = verdict(stats["mean_log_z"], stats["std_log_z"])
+    stats["normalised"] = stats["verdict"] != "not-normalised"
     return stats
 
 
@@ -129,14 +131,45 @@ def run_log_z(run_dir: Path, corpus: Path, max_contexts: int = 20000, seed: int 
     return run["config"], log_z.numpy()
 
 
+# How far log Z(c) may stray from 0 for exp(s) to pass as p(w|c). log Z(c) is exactly the error in nats of
+# taking exp(s(w, c)) for p(w|c) in context c, so its mean is the held-out NLL that skipping Z costs and its std
+# how much that error moves between contexts; 0.5 nats is a factor of e^0.5 = 1.6. The measured heads fall far either
+# side of it (BENCHMARKS.md section 2 and the full corpus; cbow and sg on its 10 MB slice, 3 epochs, 2026-12-05):
+# those that fit log p(w|c) have mean log Z -0.29 to +0.16, std 0.05-0.21 (nce) or 0.17-0.46 (sampled-softmax, "no,
+# but close" in docs/heads.md); those that fit a ratio p(w|c)/q(w) +7.25 to +11.6 (neg, infonce; +5.8 for neg on
+# gensim's small lee corpus). The std bound catches what the mean can miss: nce overfitted (200 epochs on lee's 60k
+# words) reaches mean +1.9 with std 3.2.
+SELF_NORMALISED = 0.5
+# hs: log Z(c) is 0 by construction, up to float rounding; the printed digits show 0.000 below this
+EXACT = 5e-4
+
+
+def verdict(mean_log_z: float, std_log_z: float) -> tuple[str, str]:
+    """(key, sentence): is exp(score) a probability without computing Z? key: normalised (log Z(c) = 0 in every
+    context: hs), self-normalised (close enough, as nce) or not-normalised (neg, infonce)."""
+    numbers = f"mean log Z(c) {mean_log_z:+.3f}, std {std_log_z:.3f}"
+    if abs(mean_log_z) < EXACT and std_log_z < EXACT:
+        return "normalised", f"normalised ({numbers}): exp(score) is p(w|c) exactly, in every context"
+    if abs(mean_log_z) <= SELF_NORMALISED and std_log_z <= SELF_NORMALISED:
+        return "self-normalised", f"self-normalised ({numbers}): exp(score) is a probability without computing Z"
+    off = []
+    if abs(mean_log_z) > SELF_NORMALISED:
+        off.append(f"too {'large' if mean_log_z > 0 else 'small'} by a factor of about e^{abs(mean_log_z):.2g}"
+                   f"{f' ({math.exp(abs(mean_log_z)):,.0f}x)' if abs(mean_log_z) >= 3 else ''} on average")
+    if std_log_z > SELF_NORMALISED:
+        off.append(f"off by a factor of e^{std_log_z:.2g} more or less from one context to another")
+    return "not-normalised", (f"not normalised ({numbers}): exp(score) is {', and '.join(off)}; "
+                              "use the normalised NLL, or compute Z for probabilities")
+
+
 def format_stats(st: dict) -> str:
     lines = [f"held-out text {st['corpus']}: {st['contexts']:,} contexts, vocabulary {st['vocab_size']:,} "
              f"({st['model']}-{st['loss']})",
-             f"  log Z(c)            mean {st['mean_log_z']:+.3f}  std {st['std_log_z']:.3f}"
-             + ("   (self-normalised: |mean| <= 0.5)" if abs(st["mean_log_z"]) <= 0.5 else ""),
+             f"  log Z(c)            mean {st['mean_log_z']:+.3f}  std {st['std_log_z']:.3f}",
              f"  NLL (normalised)    {st['nll']:.3f} nats   perplexity {st['perplexity']:,.1f}"]
     if "unnormalized_nll" in st:
         lines.append(f"  NLL with exp(s) taken as p(w|c), unnormalised: {st['unnormalized_nll']:.3f} nats")
     if not st.get("complete", True):
         lines.append(f"  (run {st['run']} is interrupted: these are the scores of its checkpoint at {st['position']})")
+    lines.append(f"verdict: {verdict(st['mean_log_z'], st['std_log_z'])[1]}")  # last: the answer to the question
     return "\n".join(lines)

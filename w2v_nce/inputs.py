@@ -26,9 +26,10 @@ SUFFIXES = (".txt", ".text", ".tok", ".gz", ".bz2", ".xz")  # a directory's file
 _MAGIC = ((b"\x1f\x8b", gzip.GzipFile), (b"BZh", bz2.BZ2File), (b"\xfd7zXZ\x00", lzma.LZMAFile))
 
 
-def expand(items: Iterable) -> list[Path]:
-    """Each path, directory, glob or `-` given, as the files read in order (STDIN for `-`). Only rank 0 of a
-    torchrun job reads the corpus: on the others a path that does not exist here is passed on as it is."""
+def expand(items: Iterable, skipped: list | None = None) -> list[Path]:
+    """Each path, directory, glob or `-` given, as the files read in order (STDIN for `-`); what a directory holds
+    and is not read goes to `skipped`, as (path, why). Only rank 0 of a torchrun job reads the corpus: on the others
+    a path that does not exist here is passed on as it is."""
     out: list[Path] = []
     for item in items:
         text = str(item)
@@ -36,11 +37,16 @@ def expand(items: Iterable) -> list[Path]:
         if text == "-":
             out.append(STDIN)
         elif path.is_dir():
-            files = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
-                           and (p.suffix.lower() in SUFFIXES or not p.suffix))
+            files, passed = [], []
+            for p in sorted(path.iterdir()):
+                why = _not_read(p)
+                (passed.append((p, why)) if why else files.append(p))
             if not files:
-                raise W2VError(f"corpus directory {path} has no files to read ({', '.join(SUFFIXES)} or no suffix)")
+                raise W2VError(f"corpus directory {path} has no files to read ({', '.join(SUFFIXES)} or no suffix)"
+                               + (f"; it holds {_list(passed)}" if passed else ""))
             out += files
+            if skipped is not None:
+                skipped += passed
         elif not path.exists() and _is_glob(text):
             matches = sorted(Path(m) for m in glob.glob(text) if Path(m).is_file())
             if not matches:
@@ -53,16 +59,49 @@ def expand(items: Iterable) -> list[Path]:
     return out
 
 
-def corpus_paths(corpus) -> list[Path] | None:
+def _not_read(p: Path) -> str | None:
+    """Why a directory's entry is not read as corpus, or None when it is."""
+    if p.name.startswith("."):
+        return "hidden"
+    if p.is_dir():
+        return "a directory: name it to read it"
+    if not p.is_file():
+        return "not a regular file"
+    if p.suffix and p.suffix.lower() not in SUFFIXES:
+        return f"its suffix {p.suffix}"
+    return None
+
+
+def _list(entries: list, shown: int = 5) -> str:
+    """'a.txt, b.txt, ... and 7 more' of (path, why) pairs or paths."""
+    names = [f"{p.name} ({why})" if why else "standard input" if p == STDIN else p.name for p, why in
+             ((e if isinstance(e, tuple) else (e, None)) for e in entries[:shown])]
+    return ", ".join(names) + (f" and {len(entries) - shown:,} more" if len(entries) > shown else "")
+
+
+def inputs_note(paths: list[Path], skipped: list) -> str | None:
+    """The log's line for a corpus of several files or read from directories: the files read, and what the
+    directories held that was not, with why; None for a single file given by name."""
+    if len(paths) < 2 and not skipped:
+        return None
+    note = (f"corpus: {len(paths):,} files read in this order: {_list(paths)}" if len(paths) > 1 else
+            f"corpus: 1 file read: {_list(paths)}")
+    if skipped:
+        note += (f"; not read: {_list(skipped)} (a directory's files are read when they end in "
+                 f"{', '.join(SUFFIXES)} or have no suffix)")
+    return note
+
+
+def corpus_paths(corpus, skipped: list | None = None) -> list[Path] | None:
     """The corpus as a list of paths, or None for an iterable of sentences. A list of strings is paths when every
-    one names an existing file, else sentences."""
+    one names an existing file, else sentences. `skipped`: see expand."""
     if corpus is None:
         raise UsageError("missing corpus: a path, a list of paths, or an iterable of sentences")
     if isinstance(corpus, (str, os.PathLike)):
-        return expand([corpus])
+        return expand([corpus], skipped)
     if isinstance(corpus, (list, tuple)) and corpus and all(isinstance(c, os.PathLike) or _is_path(c)
                                                           for c in corpus):
-        return expand(corpus)
+        return expand(corpus, skipped)
     if not isinstance(corpus, Iterable):
         raise UsageError(f"corpus must be a path, a list of paths or an iterable of sentences, not "
                          f"{type(corpus).__name__}")

@@ -19,6 +19,7 @@ from __future__ import annotations
 import datetime
 import json
 import os
+import shutil
 import tomllib
 import zlib
 from pathlib import Path
@@ -74,6 +75,27 @@ def hold(run_dir: Path, advice: str):
     """The run directory's lock, for a process that writes it (a context manager); held elsewhere: lock.Busy,
     '{run directory X} is in use by process N (...); {advice}'."""
     return lock.hold(lock.run_lock(run_dir), f"run directory {run_dir}", advice)
+
+
+def clear(run_dir: Path) -> bool:
+    """Empty run_dir for a new run in its place (--overwrite), under its lock: only a directory w2v-nce wrote (it
+    has config.toml) or an empty one. Returns whether there was a run to remove."""
+    run_dir = Path(run_dir)
+    if not run_dir.exists():
+        return False
+    if not run_dir.is_dir():
+        raise UsageError(f"--overwrite: {run_dir} is a file, not a run directory; pass another --out")
+    with hold(run_dir, "wait for it to finish, or stop it; then overwrite it"):
+        entries = [p for p in run_dir.iterdir() if p.name != lock.RUN_LOCK]
+        if entries and not (run_dir / CONFIG).is_file():
+            raise UsageError(f"--overwrite: {run_dir} is not a run directory (it has no {CONFIG}) and is not empty; "
+                             "w2v-nce replaces only its own runs: pass another --out")
+        for p in entries:
+            try:
+                shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
+            except OSError as e:
+                raise storage_error("remove", p, e, "check its permissions") from None
+    return bool(entries)
 
 
 def writer(run_dir: Path) -> str | None:

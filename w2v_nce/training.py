@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 from . import backends, batches, distributed, phrases, rundir, vocab as vocab_mod
 from .config import Config, parse_size, to_toml
-from .errors import StorageError, UsageError, W2VError, storage_error
+from .errors import Interrupted, StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
 from .heads import make_head
 from .model import Word2Vec
@@ -44,10 +44,6 @@ from .continued import carry, prior as _prior
 SMALL_CORPUS = 10_000_000  # words under which `train` says that analogy scores need more text
 
 
-class Interrupted(W2VError):
-    """Training stopped by SIGINT / SIGTERM after saving a checkpoint (exit 130 / 143)."""
-
-
 def lr_at(cfg: Config, words_done: float, total_words: float) -> float:
     """word2vec's linear decay from lr to lr * min_lr_ratio over all epochs."""
     return cfg.lr * max(cfg.min_lr_ratio, 1.0 - words_done / (total_words + 1))
@@ -57,7 +53,7 @@ class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
     def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, plan: backends.Plan,
-                 ids: np.ndarray | None = None, rank: int = 0):
+                 ids: np.ndarray | None = None, rank: int = 0, log=lambda *_: None):
         self.cfg, self.run_dir, self.vocab, self.plan = cfg, run_dir, vocab, plan
         self.device = device = plan.device
         self.ids = rundir.open_ids(run_dir, None, len(vocab)) if ids is None else ids
@@ -74,8 +70,17 @@ class Trainer:
         head = make_head(cfg.loss, vocab.counts, cfg.dim, sampler, cfg.negatives)
         self.model = Word2Vec(len(vocab), cfg.dim, cfg.model, head, init_gen).to(device)
         t = time.perf_counter()
-        plan.prepare(head, cfg.threads or os.cpu_count() or 1)
-        self.compile_s = time.perf_counter() - t  # numba's compile of the step (or its load from numba's cache)
+        # numba's compile of the step, or its load from numba's cache (a fraction of a second): a compile pauses 5-15
+        # s, so the user is told why, once it has lasted a second
+        says = threading.Timer(1.0, log, (f"compiling the training step for --loss {cfg.loss} at --dim {cfg.dim}: once "
+                                          "per installation (numba keeps it; later runs load it at once)",))
+        says.daemon = True
+        says.start()
+        try:
+            plan.prepare(head, cfg.threads or os.cpu_count() or 1)
+        finally:
+            says.cancel()
+        self.compile_s = time.perf_counter() - t
         self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         self.ids_on_device = self._upload_ids()
         # on a GPU each chunk's examples are drawn during the last chunk's training (_draw_ahead), on a side stream
@@ -342,7 +347,8 @@ class Trainer:
     def save_vectors(self) -> None:
         from . import export
 
-        export.save_kv(self.keyed_vectors(), self.run_dir / rundir.VECTORS)
+        export.write_kv(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy(),
+                        self.run_dir / rundir.VECTORS)
 
 
 class Diverged(W2VError):
@@ -373,9 +379,11 @@ class Summary:
 
 
 def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_size: int = 1,
-            prior: vocab_mod.Vocab | None = None, init: Path | None = None) -> tuple[vocab_mod.Vocab, dict]:
+            prior: vocab_mod.Vocab | None = None, init: Path | None = None,
+            facts: dict | None = None) -> tuple[vocab_mod.Vocab, dict]:
     """Create the run directory (marked INCOMPLETE) with config.toml, vocab.tsv and corpus.ids. `corpus`: a path or
-    a list of paths; `prior` and `init`: the vocabulary of the run it continues (--init) and that run."""
+    a list of paths; `prior` and `init`: the vocabulary of the run it continues (--init) and that run; `facts`: what
+    the caller knows of the run for config.toml's [run] table (the settings --init took, the files skipped)."""
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         (run_dir / INCOMPLETE).write_text(f"training has not finished; resume with: {rundir.resume_command(run_dir)}\n")
@@ -410,8 +418,9 @@ def prepare(cfg: Config, corpus, run_dir: Path, progress: bool = False, world_si
             "kept_tokens": stats["kept_tokens"], "vocab_size": len(vocab), "ids": stats["ids"],
             "vocab_seconds": round(stats["seconds"], 3), "replaced_bytes": stats["replaced_bytes"],
             "world_size": world_size, "vocab_passes": stats["passes"], **(joined or {})}
-    if init is not None:  # where the run started from (continued training)
+    if init is not None:  # where the run started from (continued training), and what it took from there
         info["init"] = str(Path(init).resolve())
+    info.update(facts or {})
     if world_size > 1:  # the synchronisations' gain, and each process's learning rate in multiples of lr
         info["gain"], info["lr_scale"] = rule(cfg.sync_gain, world_size)
     with atomic_path(run_dir / rundir.CONFIG) as tmp:
@@ -471,16 +480,17 @@ class Hooks:
 
 def train(cfg: Config | None, corpus, run_dir: Path | None = None, resume: bool = False,
           progress: bool = True, log=print, timeout: float | None = None, init: Path | None = None,
-          hooks: Hooks | None = None) -> Summary:
+          hooks: Hooks | None = None, facts: dict | None = None) -> Summary:
     """Train a model into a run directory; with resume=True continue the interrupted run in run_dir. `corpus`: a
-    path or a list of paths; `init`: a finished run to continue from (its vocabulary grows by the corpus's words).
+    path or a list of paths; `init`: a finished run to continue from (its vocabulary grows by the corpus's words);
+    `facts`: more for config.toml's [run] table (prepare).
 
     Launched by torchrun with 2 or more processes, they train it together; `timeout` (seconds) then bounds
     their collectives (default: cfg.sync_timeout, or Config's on a resume, whose config only rank 0 reads)."""
     hooks = hooks or Hooks(log)
     world = distributed.from_env()
     if world is None:
-        return _train(None, cfg, corpus, run_dir, resume, progress, hooks, timeout, init)
+        return _train(None, cfg, corpus, run_dir, resume, progress, hooks, timeout, (init, facts))
     if init is not None:
         raise UsageError("--init continues a run in one process; run it without torchrun")
     if world.rank:
@@ -490,8 +500,9 @@ def train(cfg: Config | None, corpus, run_dir: Path | None = None, resume: bool 
         world.join(timeout or (cfg or Config()).sync_timeout)
         summary = _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout)
         done = True
-    except KeyboardInterrupt:  # rank 0 before it has shared its run (the others wait for it with signals deferred)
-        e = Interrupted("interrupted before training started", code=130)
+    except KeyboardInterrupt as e:
+        if not isinstance(e, Interrupted):  # rank 0 before it has shared its run (the others wait, signals deferred)
+            e = Interrupted("interrupted before training started", code=130)
         world.abort(e)
         raise e from None
     except BaseException as e:
@@ -518,15 +529,16 @@ class _Run:
     score_s: float = 0.0  # --eval-epochs
 
 
-def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, init=None) -> Summary:
+def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, init=(None, None)) -> Summary:
+    init, facts = init
     rank = world.rank if world is not None else 0
     with _Signals() as sig, contextlib.ExitStack() as held:  # held: rank 0's lock on the run directory
         # The ranks of a distributed run stop together, at a synchronisation, so a signal only sets the flag once
         # rank 0 has read the corpus: when torchrun stops the others because one died, the meetings before
         # training name the dead rank rather than report an interruption.
         sig.training = rank > 0
-        run = _open(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, init, held) if rank == 0 \
-            else _Run(cfg, run_dir, resume=resume)
+        run = _open(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, (init, facts), held) \
+            if rank == 0 else _Run(cfg, run_dir, resume=resume)
         trainer, replicas = _start(world, run, hooks, timeout, init)
         start_words = trainer.global_words()
         _loop(trainer, replicas, run, sig, hooks, progress)
@@ -539,7 +551,8 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
 
 def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init, held: contextlib.ExitStack) -> _Run:
     """Rank 0: the run directory made (the vocabulary, corpus.ids, config.toml) or reopened for a resume, its lock
-    taken first (held to the end of `held`)."""
+    taken first (held to the end of `held`). `init`: (the run --init continues, prepare's facts)."""
+    init, facts = init
     run_dir = Path(run_dir) if run_dir else None
     if not resume and world is not None and world.attempt > 0 and run_dir is not None \
             and rundir.interrupted(run_dir) and (run_dir / CHECKPOINT).exists():
@@ -579,7 +592,7 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init, held: c
                    created=created)
         try:
             run.vocab, run.info = prepare(run.cfg, corpus, run_dir, progress, world.size if world else 1, prior,
-                                          init)
+                                          init, facts)
         except BaseException as e:
             if run.created:  # nothing is left of a run that never started
                 shutil.rmtree(run_dir, ignore_errors=True)
@@ -589,7 +602,8 @@ def _open(world, cfg, corpus, run_dir, resume, progress, log, sig, init, held: c
             raise
         info = run.info
         log(f"vocabulary: {len(run.vocab):,} words from {info['tokens']:,} tokens in {info['vocab_seconds']:.1f} s"
-            + (f" ({info['replaced_bytes']:,} invalid bytes replaced by U+FFFD)" if info["replaced_bytes"] else "")
+            + (f" ({info['replaced_bytes']:,} invalid byte{'s' if info['replaced_bytes'] > 1 else ''} replaced by "
+               "U+FFFD)" if info["replaced_bytes"] else "")
             + (f" (two passes: its distinct words outgrew --vocab-memory {run.cfg.vocab_memory} and were counted "
                "in parts on disk; the same vocabulary)" if info.get("vocab_passes", 1) > 1 else "")
             + (f", after {run.cfg.phrases} phrase passes ({info['phrases_joined']:,} pairs joined in "
@@ -620,7 +634,7 @@ def _start(world, run: _Run, hooks: Hooks, timeout, init) -> tuple[Trainer, Repl
             hooks.log(run.plan.note)
         cfg = run.cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        trainer = Trainer(cfg, run.run_dir, run.vocab, run.plan, run.ids, rank)
+        trainer = Trainer(cfg, run.run_dir, run.vocab, run.plan, run.ids, rank, hooks.log)
         hooks.trainer, hooks.run_dir = trainer, run.run_dir
         trainer.resume_cmd = _resume_command(world, run.run_dir)
         replicas = Replicas(world, trainer) if world is not None else None  # the ranks meet: all came up
@@ -770,10 +784,14 @@ def _summary(trainer: Trainer, replicas, run: _Run, start_words: float, log) -> 
     synced = f"; {replicas.summary()}" if replicas is not None else ""
     resumed = f" ({summary.words_here:,} of them in this process, after the resume)" if run.resume else ""
     compiled = f"compiling the step {trainer.compile_s:.1f} s, " if trainer.compile_s >= 0.5 else ""
-    log(f"trained {summary.words:,} words{resumed} in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
-        f"final loss {summary.loss:.4f} (the last epoch's mean){gpu}; time: vocabulary {vocab_s:.1f} s, "
-        f"{compiled}training {seconds:.1f} s, writing {run.write_s:.1f} s"
-        + (f", scoring {run.score_s:.1f} s" if trainer.cfg.eval_epochs else "") + synced)
+    if trainer.cfg.epochs == 0:  # --init RUN --epochs 0: nothing trained, so no loss to report
+        log(f"trained nothing (--epochs 0): the vectors of {run.info.get('init', 'the earlier run')} with the new "
+            f"words' as a new run starts them; time: vocabulary {vocab_s:.1f} s, writing {run.write_s:.1f} s")
+    else:
+        log(f"trained {summary.words:,} words{resumed} in {seconds:.1f} s ({summary.words_per_s:,.0f} words/s), "
+            f"final loss {summary.loss:.4f} (the last epoch's mean){gpu}; time: vocabulary {vocab_s:.1f} s, "
+            f"{compiled}training {seconds:.1f} s, writing {run.write_s:.1f} s"
+            + (f", scoring {run.score_s:.1f} s" if trainer.cfg.eval_epochs else "") + synced)
     log(f"vectors: {run.run_dir / rundir.VECTORS} (runs/latest points at {run.run_dir})")
     return summary
 

@@ -153,34 +153,37 @@ def _one_line(e: BaseException) -> str:
     return " ".join(str(e).split()) or type(e).__name__
 
 
-def _sniff(path: Path) -> str:
-    """'kv', 'word2vec' or 'word2vec-binary', from the content (the suffix may lie)."""
-    from gensim import utils
-    with utils.open(str(path), "rb") as f:  # smart_open: .gz/.bz2 word2vec files work too
-        first = f.readline(4096)
-        if first[:1] == b"\x80":  # the PROTO opcode every pickle of protocol >= 2 starts with
-            return "kv"
-        try:
-            count, dim = (int(x) for x in first.decode("ascii").split())
-        except (UnicodeDecodeError, ValueError):
-            count = dim = -1
-        if count < 0 or dim < 1:
-            raise W2VError(
-                f"{path} is not a vectors file: a gensim .kv file or a word2vec file starting with a "
-                f"'COUNT DIM' line; re-export it with `w2v-nce export`"
-            )
-        # A text record is `word v1 ... vD` on one line; the first record of a binary file is not.
-        # Text is decided on that shape alone, so that a text file with the wrong number of values
-        # per line fails in gensim's text reader instead of being misread as binary.
-        record = f.readline(1 << 20)
-        if count == 0 or not record:
-            return "word2vec"  # nothing to tell them apart; gensim's text reader reports truncation
-        try:
-            parts = record.rstrip().decode("utf-8").split(" ")  # gensim's text parsing
-            _ = [float(x) for x in parts[1:]]  # ValueError unless the rest are numbers
-        except (UnicodeDecodeError, ValueError):
-            return "word2vec-binary"
-        return "word2vec" if len(parts) >= 2 else "word2vec-binary"
+def _sniff(path: Path, f=None) -> str:
+    """'kv', 'word2vec' or 'word2vec-binary', from the content (the suffix may lie). f: the file already open (and
+    decompressed) at its start, as query.py opens it without gensim; without it, opened as gensim's loaders do."""
+    if f is None:
+        from gensim import utils
+        with utils.open(str(path), "rb") as f:  # smart_open: .gz/.bz2 word2vec files work too
+            return _sniff(path, f)
+    first = f.readline(4096)
+    if first[:1] == b"\x80":  # the PROTO opcode every pickle of protocol >= 2 starts with
+        return "kv"
+    try:
+        count, dim = (int(x) for x in first.decode("ascii").split())
+    except (UnicodeDecodeError, ValueError):
+        count = dim = -1
+    if count < 0 or dim < 1:
+        raise W2VError(
+            f"{path} is not a vectors file: a gensim .kv file or a word2vec file starting with a "
+            f"'COUNT DIM' line; re-export it with `w2v-nce export`"
+        )
+    # A text record is `word v1 ... vD` on one line; the first record of a binary file is not.
+    # Text is decided on that shape alone, so that a text file with the wrong number of values
+    # per line fails in gensim's text reader instead of being misread as binary.
+    record = f.readline(1 << 20)
+    if count == 0 or not record:
+        return "word2vec"  # nothing to tell them apart; gensim's text reader reports truncation
+    try:
+        parts = record.rstrip().decode("utf-8").split(" ")  # gensim's text parsing
+        _ = [float(x) for x in parts[1:]]  # ValueError unless the rest are numbers
+    except (UnicodeDecodeError, ValueError):
+        return "word2vec-binary"
+    return "word2vec" if len(parts) >= 2 else "word2vec-binary"
 
 
 def load_vectors(path: str | Path, trust_pickle: bool = False):
