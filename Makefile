@@ -2,7 +2,7 @@
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
 
-.PHONY: install demo test bench bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
+.PHONY: install demo test bench bench-busy bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
 # Installs torch only when none is present, so an existing CUDA build is kept; torch==2.13.0 is the
 # CPU build (on a machine with network and a GPU, install your CUDA build of torch first).
@@ -44,6 +44,11 @@ test:
 # BENCHMARKS.md, table 1: ours and gensim on the same corpus, settings and threads, two rounds (about 25 minutes)
 bench:
 	w2v-nce bench $(CORPUS) --epochs 5 --threads 2 --repeats 2 --out bench-report.md
+
+# BENCHMARKS.md section 12 (issue 37): sg-neg and cbow-neg against gensim, idle and beside one busy process (`yes`),
+# 1 epoch on the corpus's first 20 MB, 2 threads, 2 rounds (about 5 minutes)
+bench-busy:
+	$(PYTHON) benchmarks/busy.py $(CORPUS) --mb 20 --rounds 2 --competitors 1
 
 # BENCHMARKS.md section 4 (issue 20): every head of ours against gensim's neg and hs, 2 threads, the defaults, one
 # round (about 30 minutes); the ratio to gensim is the "vs gensim" column

@@ -13,7 +13,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import backends, training as train_mod
+from w2v_nce import backends, pieces, training as train_mod
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
@@ -92,19 +92,18 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
     with pytest.raises(train_mod.Diverged, match=r"at step \d+ .*lower --lr"):
         train_mod.train(bad, LEE, tmp_path / "runs" / "bad", progress=False, log=lambda *_: None)
 
-    # an injected NaN at a known step in epoch 2: the message names it, epoch 1's checkpoint is kept
-    real_step = backends.Plan.step
-    calls = {"n": 0}
+    # an injected NaN at a known step (a piece) in epoch 2: the message names it, epoch 1's checkpoint is kept
+    real_epoch = pieces.Threads.epoch
 
-    def poisoned(self, *a, **kw):
-        calls["n"] += 1
-        loss = real_step(self, *a, **kw)
-        return loss * float("nan") if calls["n"] == n_steps_epoch1 + 3 else loss
+    def poisoned(self, epoch, first, rate, stop, report, last=None):
+        def bad(done, *rest):  # the loss of epoch 2's third piece is NaN
+            report([(k, float("nan") if epoch == 1 and k == 2 else loss, *more) for k, loss, *more in done], *rest)
+        return real_epoch(self, epoch, first, rate, stop, bad, last)
 
     probe = make_config(epochs=1, min_count=3, dim=8, batch_size=512)
-    summary = train_mod.train(probe, LEE, tmp_path / "probe", progress=False, log=lambda *_: None)
+    train_mod.train(probe, LEE, tmp_path / "probe", progress=False, log=lambda *_: None)
     n_steps_epoch1 = train_mod.torch.load(tmp_path / "probe" / "checkpoint.pt", weights_only=False)["position"]["step"]
-    monkeypatch.setattr(backends.Plan, "step", poisoned)
+    monkeypatch.setattr(pieces.Threads, "epoch", poisoned)
     cfg = make_config(epochs=2, min_count=3, dim=8, batch_size=512)
     with pytest.raises(train_mod.Diverged, match=f"at step {n_steps_epoch1 + 3} "):
         train_mod.train(cfg, LEE, tmp_path / "runs" / "nan", progress=False, log=lambda *_: None)
@@ -188,8 +187,9 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
 @pytest.mark.parametrize("kernel,share,ahead", [("fused", 1, False), ("fused", 8, False), ("torch", None, False),
                                                 ("fused", 1, True)])
 def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share, ahead):
-    """ahead: each chunk drawn during the last one's final batch, as on a GPU (Trainer._draw_ahead): the same run,
-    and the same resume, also from a checkpoint taken while drawn examples wait."""
+    """The chunk loop (the PyTorch step; the fused step of a process of torchrun). ahead: each chunk drawn during the
+    last one's final batch, as on a GPU (Trainer._draw_ahead): the same run, and the same resume, also from a
+    checkpoint taken while drawn examples wait."""
     import torch
 
     cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256,
@@ -197,7 +197,7 @@ def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kern
     vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
 
     def fresh(draw_ahead=ahead):
-        t = train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
+        t = train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg), single=False)
         t.draw_ahead = draw_ahead
         return t
 
@@ -227,3 +227,37 @@ def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kern
         resumed.run()
         assert torch.equal(resumed.model.input, ref.model.input), stop_at
         assert torch.equal(resumed.model.head.weight, ref.model.head.weight), stop_at
+
+
+@pytest.mark.parametrize("model,loss,share", [("sg", "neg", 8), ("cbow", "nce", 1), ("sg", "hs", 1),
+                                              ("sg", "infonce", 2)])
+def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share):
+    """One process on the CPU trains by pieces (pieces.py): stopped after any piece (the first, mid-chunk, a chunk's
+    end, an epoch's end, the last), its checkpoint resumes to the uninterrupted run's vectors, to the bit."""
+    import torch
+
+    cfg = make_config(model=model, loss=loss, epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
+                      shared_noise=share)
+    vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
+
+    def fresh():
+        return train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
+
+    ref = fresh()
+    assert ref.pieces is not None
+    ref.run()
+    per_chunk = int(np.searchsorted(ref.pieces.bounds[:, 0], 9000))
+    n = len(ref.pieces.bounds)
+    for epoch, piece in sorted({(0, 1), (0, per_chunk // 2), (0, per_chunk), (1, 0), (1, n - 1)}):
+        t = fresh()
+        t.stop_at = (epoch, piece)
+        with pytest.raises(KeyboardInterrupt):
+            t.run()
+        assert (t.epoch, t.piece) == (epoch, piece)
+        torch.save(t.state(), tmp_path / "ckpt.pt")
+        resumed = fresh()
+        resumed.load_state(torch.load(tmp_path / "ckpt.pt", weights_only=False))
+        resumed.run()
+        assert torch.equal(resumed.model.input, ref.model.input), (epoch, piece)
+        assert torch.equal(resumed.model.head.weight, ref.model.head.weight), (epoch, piece)
+        assert torch.equal(resumed.model.head.bias, ref.model.head.bias), (epoch, piece)

@@ -34,16 +34,17 @@ def config(**kw):
     return make_config(**{**dict(epochs=2, min_count=3, dim=8, threads=1, seed=3, chunk_tokens=20000), **kw})
 
 
-def interrupt_at(chunk_call: int):
-    """Make Trainer.examples raise KeyboardInterrupt (what SIGINT does, at a batch boundary) on its n-th call."""
-    original, calls = train_mod.Trainer.examples, [0]
+def interrupt_at(report: int):
+    """A Trainer._report that raises KeyboardInterrupt (what SIGINT does, between pieces or batches) after its n-th
+    progress report (one at least at each chunk's end)."""
+    original, calls = train_mod.Trainer._report, [0]
 
-    def examples(self, chunk):
+    def _report(self, *args):
+        original(self, *args)
         calls[0] += 1
-        if calls[0] == chunk_call:
+        if calls[0] == report:
             raise KeyboardInterrupt
-        return original(self, chunk)
-    return examples
+    return _report
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +53,7 @@ def made(tmp_path_factory):
     base = tmp_path_factory.mktemp("made")
     train_mod.train(config(), LEE, base / "finished", **QUIET)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod.Trainer, "examples", interrupt_at(5))
+        mp.setattr(train_mod.Trainer, "_report", interrupt_at(5))
         with pytest.raises(train_mod.Interrupted, match="checkpoint saved"):
             train_mod.train(config(), LEE, base / "interrupted", **QUIET)
     return {"finished": base / "finished", "interrupted": base / "interrupted"}

@@ -72,9 +72,10 @@ def skipgram_pairs(words, lines, eff, window):
     (BENCHMARKS.md section 1). The pairs themselves are the same either way: the windows are symmetric."""
     if _compiled(words):
         n = len(words)
-        contexts, centres = np.empty(2 * window * n, np.int64), np.empty(2 * window * n, np.int64)
-        p = _pairs(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64, copy=False), window, contexts, centres)
-        return torch.from_numpy(contexts[:p]), torch.from_numpy(centres[:p])
+        contexts, centres = np.empty((2 * window * n, 1), np.int64), np.empty(2 * window * n, np.int64)
+        p = _examples(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64, copy=False), window, contexts,
+                      np.ones((1, 1), np.bool_), centres)
+        return torch.from_numpy(contexts[:p, 0]), torch.from_numpy(centres[:p])
     pos, valid = context_table(words, lines, eff, window)
     slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
     # index_select is about 1.5x faster than boolean masks and fancy indexing on the CPU
@@ -93,7 +94,7 @@ def cbow_examples(words, lines, eff, window):
         ctx, valid = np.empty((n, 2 * window), np.int64), np.empty((n, 2 * window), np.bool_)
         centres = np.empty(n, np.int64)
         eff = eff.numpy().astype(np.int64, copy=False)
-        m = _contexts(words.numpy(), lines.numpy(), eff, window, ctx, valid, centres)
+        m = _examples(words.numpy(), lines.numpy(), eff, window, ctx, valid, centres)
         return tuple(torch.from_numpy(a[:m]) for a in (ctx, valid, centres))
     pos, valid = context_table(words, lines, eff, window)
     centres = words
@@ -120,35 +121,39 @@ def _slot(i, s, window, eff, lines, n):
     return q, (abs(o) <= eff[i]) & (p >= 0) & (p < n) & (lines[q] == lines[i])
 
 
-def _pairs_loop(words, lines, eff, window, contexts, centres):
-    """skipgram_pairs into contexts and centres (each of size 2W·n); returns how many pairs."""
-    n, k = len(words), 0
-    for i in range(n):
+def _emit(i, n, window, eff, lines, words, m, ctx, valid, targets):
+    """Centre i's examples into rows n on (words, lines, eff: m kept tokens, their lines and drawn windows): skip-gram
+    (ctx with one slot) its pairs (context, centre) in the window's order, CBOW one example of its context slots and
+    their validity (none if no slot is valid: a one-word line; a slot outside the window holds the word at the
+    clamped position, as the tensor ops leave it). Returns the next free row. The chunk loop's passes below and the
+    pieces' loop (pieces.py) make their examples with it."""
+    if ctx.shape[1] == 1:
         for s in range(2 * window):
-            q, ok = _slot(i, s, window, eff, lines, n)
+            q, ok = _slot(i, s, window, eff, lines, m)
             if ok:
-                contexts[k], centres[k] = words[q], words[i]
-                k += 1
-    return k
+                ctx[n, 0], targets[n] = words[q], words[i]
+                n += 1
+        return n
+    used = False
+    for s in range(2 * window):
+        q, ok = _slot(i, s, window, eff, lines, m)
+        ctx[n, s], valid[n, s] = words[q], ok
+        used |= ok
+    if used:
+        targets[n] = words[i]
+        n += 1
+    return n
 
 
-def _contexts_loop(words, lines, eff, window, ctx, valid, centres):
-    """cbow_examples into ctx, valid (n, 2W) and centres (n,); returns how many centres have a context. A slot
-    outside the window holds the word at the clamped position, as the tensor ops leave it (it is masked)."""
-    n, m = len(words), 0
-    for i in range(n):
-        used = False
-        for s in range(2 * window):
-            q, ok = _slot(i, s, window, eff, lines, n)
-            ctx[m, s], valid[m, s] = words[q], ok
-            used |= ok
-        if used:
-            centres[m] = words[i]
-            m += 1
-    return m
+def _examples_loop(words, lines, eff, window, ctx, valid, targets):
+    """Every centre's examples (_emit) into ctx, valid and targets; returns how many."""
+    n, m = 0, len(words)
+    for i in range(m):
+        n = _emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+    return n
 
 
 if numba is not None:
     _slot = numba.njit(inline="always", cache=True)(_slot)
-    _pairs = numba.njit(cache=True, nogil=True)(_pairs_loop)
-    _contexts = numba.njit(cache=True, nogil=True)(_contexts_loop)
+    _emit = numba.njit(inline="always", cache=True)(_emit)
+    _examples = numba.njit(cache=True, nogil=True)(_examples_loop)

@@ -29,7 +29,8 @@ from the PyTorch step is when rows change: here after each example, there after 
   numbers from saturated scores. In trained models fewer than 0.05% of the terms fall below the cut, for NEG
   and NCE alike, so it changes neither the scores nor the work (BENCHMARKS.md sections 1 and 4).
 
-Threads: the batch is split into one contiguous share per thread, and the threads update the shared
+Threads: the batch is split into one contiguous share per thread (a process of torchrun; one process trains by
+pieces, each thread taking its own: pieces.py, which runs these same loops), and the threads update the shared
 matrices without locks (Hogwild, as word2vec.c and gensim do), so runs with several threads differ in the
 last bits. With one thread the result is a function of the inputs: reproducible, and resumable exactly.
 One exception to sharing everything at once: in hs every example updates the root and the nodes below it, and
@@ -110,12 +111,15 @@ if numba is not None:
     # NaN and inf, because a non-finite score is how divergence is detected
     _MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
     _jit = numba.njit(parallel=True, fastmath=_MATH, cache=True, nogil=True)
+    # one thread's loop: called once a thread by the parallel kernels (inlined in a prange body, numba refuses a
+    # function of this many arguments) and by the pieces of the free-running step (pieces.py)
+    _serial = numba.njit(fastmath=_MATH, cache=True, nogil=True)
     _inline = numba.njit(inline="always", cache=True)
     prange = numba.prange
 else:  # keep the module importable; unsupported() says numba is missing
     def _jit(f):
         return f
-    _inline = _jit
+    _inline = _serial = _jit
     prange = range
 
 NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or the target's Huffman path
@@ -541,45 +545,101 @@ def _sync(out, top, mine, base, give):
             base[q, d] = value
 
 
+@_serial
+def _logistic_range(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, seed, fixed, source, shift,
+                    prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead, i0, i1, hidden,
+                    grad, mine, base, top, several):
+    """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
+    rows in this thread's copy `mine` (taken at the start, given every SYNC examples when `several`, and at the end)."""
+    _sync(out, top, mine, base, False)
+    for i in range(i0, i1):
+        if several and (i - i0) % SYNC == SYNC - 1:
+            _sync(out, top, mine, base, True)  # give the changes, take the others'
+        if ahead and i + ahead < i1:
+            _touch(out, targets, i + ahead, rows.shape[1], source, seed, prob, alias, share)
+        if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
+            coef[i, :] = np.float32(0.0)
+        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        if source == TREE:
+            loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
+                                    offsets, points, codes, fixed)
+        else:
+            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed,
+                                     shift, prob, alias, drop_hits, offsets, points, codes, rows.shape[1], learn_bias,
+                                     bias_now, share, fixed)
+        _to_inputs(inp, ctx, valid, i, grad, fixed)
+    _sync(out, top, mine, base, True)
+
+
+def _scratch(threads, dim, width, out, source):
+    """Each thread's hidden vector, gradient and scores, 128 bytes apart from the next thread's (two threads writing
+    one cache line, false sharing, made some runs twice as slow, depending on where malloc put them); and for hs the
+    TOP_NODES inner nodes nearest the root (the last created, so the highest rows), which are on most paths: each
+    thread works on its own copy of them (the copy, and the rows as it took them; the module docstring)."""
+    scratch = np.zeros((threads, 2 * dim + width + 32), dtype=np.float32)
+    top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
+    copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
+    return scratch, top, copies, np.empty_like(copies)
+
+
+_scratch_in = _inline(_scratch)
+
+
 @_jit
 def _logistic_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, threads, seed, fixed,
                    source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead):
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
-    # each thread's hidden vector and gradient, 128 bytes apart from the next thread's: two threads writing
-    # one cache line (false sharing) made some runs twice as slow, depending on where malloc put them
-    scratch = np.zeros((threads, 2 * dim + 32), dtype=np.float32)
-    # hs: the TOP_NODES inner nodes nearest the root (the last created, so the highest rows) are on most paths;
-    # each thread works on its own copy of them and, every SYNC examples and at the end of its share, gives its
-    # changes (copy - base) and takes the rows again (_sync; the module docstring)
-    top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
-    # (threads, n_top, dim + 32) each: the copy, and the rows as it was taken (+32: the threads' 128 bytes apart)
-    copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
-    bases = np.empty_like(copies)
+    scratch, top, copies, bases = _scratch_in(threads, dim, width, out, source)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        hidden, grad, mine, base = scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t]
-        _sync(out, top, mine, base, False)
-        end = min(n, (t + 1) * per)
-        for i in range(t * per, end):
-            if threads > 1 and (i - t * per) % SYNC == SYNC - 1:
-                _sync(out, top, mine, base, True)  # give the changes, take the others'
-            if ahead and i + ahead < end:
-                _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
-                coef[i, :] = np.float32(0.0)
-            h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
-            if source == TREE:
-                loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
-                                        offsets, points, codes, fixed)
-            else:
-                loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed,
-                                         shift, prob, alias, drop_hits, offsets, points, codes, width, learn_bias,
-                                         bias_now, share, fixed)
-            _to_inputs(inp, ctx, valid, i, grad, fixed)
-        _sync(out, top, mine, base, True)
+        _logistic_range(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, seed, fixed, source,
+                        shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead,
+                        t * per, min(n, (t + 1) * per), scratch[t, :dim], scratch[t, dim:2 * dim], copies[t], bases[t],
+                        top, threads > 1)
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)
+
+
+@_serial
+def _softmax_range(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, seed, fixed, source, shift,
+                   prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead, i0, i1, hidden,
+                   grad, deltas, kept):
+    """The softmax loop over examples [i0, i1), in order, by one thread."""
+    width = rows.shape[1]
+    for i in range(i0, i1):
+        if ahead and i + ahead < i1:
+            _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
+        if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
+            coef[i, :] = np.float32(0.0)
+        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        top, first = np.float32(-np.inf), i - i % share
+        for j in range(width):  # every score first: each gradient needs the softmax of all of them
+            r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], source, seed, shift, prob,
+                                         alias, drop_hits, offsets, points, codes)
+            rows[i, j], kept[j] = r, used
+            if used:
+                deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
+                top = max(top, deltas[j])
+        z, target = np.float32(0.0), deltas[0]
+        for j in range(width):
+            if kept[j]:
+                deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
+                z += deltas[j]
+        term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
+        loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
+        for j in range(width):
+            if not kept[j]:
+                continue
+            g = deltas[j] / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
+            if abs(g) < TINY:
+                continue
+            c = -lr * g
+            _update(out[rows[i, j]], h, grad, c, fixed)
+            coef[i, j] = c
+            if learn_bias and bias_now:
+                bias[rows[i, j]] += c
+        _to_inputs(inp, ctx, valid, i, grad, fixed)
 
 
 @_jit
@@ -588,43 +648,12 @@ def _softmax_step(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, nee
     n, width = rows.shape
     dim = inp.shape[1]
     per = (n + threads - 1) // threads
-    scratch = np.zeros((threads, 2 * dim + width + 32), dtype=np.float32)  # see _logistic_step
+    scratch = np.zeros((threads, 2 * dim + width + 32), dtype=np.float32)  # see _scratch
     kept = np.zeros((threads, width + 128), dtype=np.bool_)
     for t in prange(threads):
-        hidden, grad, deltas = scratch[t, :dim], scratch[t, dim:2 * dim], scratch[t, 2 * dim:2 * dim + width]
-        end = min(n, (t + 1) * per)
-        for i in range(t * per, end):
-            if ahead and i + ahead < end:
-                _touch(out, targets, i + ahead, width, source, seed, prob, alias, share)
-            if learn_bias and not bias_now:  # _biases reads every coefficient of the batch (the buffers are reused)
-                coef[i, :] = np.float32(0.0)
-            h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
-            top, first = np.float32(-np.inf), i - i % share
-            for j in range(width):  # every score first: each gradient needs the softmax of all of them
-                r, positive, s, used = _draw(rows, i, first, t * per, j, width, targets[i], source, seed, shift, prob,
-                                             alias, drop_hits, offsets, points, codes)
-                rows[i, j], kept[t, j] = r, used
-                if used:
-                    deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
-                    top = max(top, deltas[j])
-            z, target = np.float32(0.0), deltas[0]
-            for j in range(width):
-                if kept[t, j]:
-                    deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
-                    z += deltas[j]
-            term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
-            loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
-            for j in range(width):
-                if not kept[t, j]:
-                    continue
-                g = deltas[j] / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
-                if abs(g) < TINY:
-                    continue
-                c = -lr * g
-                _update(out[rows[i, j]], h, grad, c, fixed)
-                coef[i, j] = c
-                if learn_bias and bias_now:
-                    bias[rows[i, j]] += c
-            _to_inputs(inp, ctx, valid, i, grad, fixed)
+        _softmax_range(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, seed, fixed, source,
+                       shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share, ahead,
+                       t * per, min(n, (t + 1) * per), scratch[t, :dim], scratch[t, dim:2 * dim],
+                       scratch[t, 2 * dim:2 * dim + width], kept[t])
     if learn_bias and not bias_now:
         _biases(bias, rows, coef)

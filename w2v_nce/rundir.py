@@ -306,7 +306,7 @@ def describe_position(position: dict) -> str:
     'epoch 3, step 130' (the position is the next thing to train)."""
     if position["step"] == 0:
         return "the start of training"
-    if position["chunk"] == 0 and position["batch"] == 0:
+    if position["chunk"] == 0 and position["batch"] == 0 and position.get("piece", 0) == 0:
         return f"the end of epoch {position['epoch']} (step {position['step']})"
     return f"epoch {position['epoch'] + 1}, step {position['step']}"
 

@@ -27,7 +27,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from . import backends, batches, distributed, phrases, rundir, vocab as vocab_mod
+from . import backends, batches, distributed, phrases, pieces, rundir, vocab as vocab_mod
 from .config import Config, parse_size, to_toml
 from .errors import Interrupted, StorageError, UsageError, W2VError, storage_error
 from .files import atomic_path
@@ -53,7 +53,7 @@ class Trainer:
     """Holds the training state, so that a run can be checkpointed at any batch and resumed exactly."""
 
     def __init__(self, cfg: Config, run_dir: Path, vocab: vocab_mod.Vocab, plan: backends.Plan,
-                 ids: np.ndarray | None = None, rank: int = 0, log=lambda *_: None):
+                 ids: np.ndarray | None = None, rank: int = 0, log=lambda *_: None, single: bool = True):
         self.cfg, self.run_dir, self.vocab, self.plan = cfg, run_dir, vocab, plan
         self.device = device = plan.device
         self.ids = rundir.open_ids(run_dir, None, len(vocab)) if ids is None else ids
@@ -76,12 +76,20 @@ class Trainer:
                                           "per installation (numba keeps it; later runs load it at once)",))
         says.daemon = True
         says.start()
+        self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
+        # one process on the CPU trains by pieces, its threads free of each other (pieces.py); several processes, and
+        # the GPU and the PyTorch step, by the chunk loop below
+        self.pieces = None
         try:
-            plan.prepare(head, cfg.threads or os.cpu_count() or 1)
+            threads = cfg.threads or os.cpu_count() or 1
+            plan.prepare(head, threads)
+            if single and plan.kernel == "fused" and device.type == "cpu":
+                self.pieces = pieces.Threads(self.ids, self.keep.numpy(), self.model, plan, cfg, threads,
+                                             cfg.seed + rank)
+                self.pieces.warm_up()
         finally:
             says.cancel()
         self.compile_s = time.perf_counter() - t
-        self.keep = torch.as_tensor(keep_probs(vocab.counts, cfg.sample), dtype=torch.float32, device=device)
         self.ids_on_device = self._upload_ids()
         # on a GPU each chunk's examples are drawn during the last chunk's training (_draw_ahead), on a side stream
         self.draw_ahead = device.type == "cuda"
@@ -90,6 +98,8 @@ class Trainer:
         # position: next (epoch, chunk, batch); the generator state at that chunk's start, None until the
         # chunk's examples are drawn (a checkpoint can fall between drawing them and the first batch)
         self.epoch = self.chunk = self.batch = 0
+        self.piece = 0  # the next piece of the epoch, where training goes by pieces
+        self.stop_at: tuple[int, int] | None = None  # (epoch, piece): stop there, as a Ctrl-C would (the tests)
         self.chunk_gen_state = None
         self.words_done = 0.0
         self.step = 0
@@ -168,6 +178,8 @@ class Trainer:
 
     # -- the loop ---------------------------------------------------------------------------------
     def run(self, bar: tqdm | None = None, stop=lambda: False, on_epoch_end=lambda: None) -> None:
+        if self.pieces is not None:
+            return self._run_pieces(bar, stop, on_epoch_end)
         cfg = self.cfg
         last_report = time.perf_counter()
         pending: list[torch.Tensor] = []  # per-step summed losses, still on the device (no sync per step)
@@ -224,11 +236,66 @@ class Trainer:
                     self.chunk += 1
                     self.batch = 0
                     self.chunk_gen_state = None
-                self.epoch += 1
-                self.chunk = 0
-                self._pause()  # checkpoints and scores at the epoch end are not training time
-                on_epoch_end()
-                self._since = time.perf_counter()
+                self._next_epoch(on_epoch_end)
+        finally:
+            self._pause()
+
+    def _next_epoch(self, on_epoch_end) -> None:
+        """An epoch trained: the next one's position, and the epoch end's checkpoint and scores (on_epoch_end), which
+        are not training time."""
+        self.epoch += 1
+        self.chunk = self.piece = 0
+        self._pause()
+        on_epoch_end()
+        self._since = time.perf_counter()
+
+    def _run_pieces(self, bar, stop, on_epoch_end) -> None:
+        """run() by pieces (pieces.py): the threads train an epoch's pieces; this thread reports them as they finish
+        and stops them (a signal, a callback, a non-finite loss) at the pieces begun. The position is (epoch, piece),
+        every piece before it trained."""
+        cfg, threads = self.cfg, self.pieces
+        last_report = [time.perf_counter()]
+        self._start = (self.global_words(), self.elapsed())
+        self._since = time.perf_counter()
+
+        def rate(before: int) -> float:
+            return self.rate(self.epoch * self.epoch_words + before)
+
+        pending: list[torch.Tensor] = []  # the pieces' summed losses since the last report, and their examples
+        n_pending = [0]
+
+        def report(done, chunk_end: bool, quiet: bool = False) -> None:
+            for piece, loss, examples, words, lr in sorted(done):
+                pending.append(torch.tensor(loss, dtype=torch.float64))
+                self.epoch_loss += loss
+                self.examples_done += examples
+                self.epoch_examples += examples
+                n_pending[0] += examples
+                self.words_done += words
+                self.step += 1
+                self.lr = min(self.lr, lr)  # the rate of the latest piece done (the threads finish out of order)
+            now = time.perf_counter()
+            # after the first piece (a fast run's curve starts there), at each chunk's end, twice a second, and at
+            # once when a loss is not finite (_report stops training)
+            if not quiet and (now - last_report[0] > 0.5 or self.step == len(done) or chunk_end
+                    or not all(math.isfinite(d[1]) for d in done)):
+                last_report[0] = now
+                self._report(bar, pending, n_pending[0])
+                pending.clear()
+                n_pending[0] = 0
+
+        try:
+            while self.epoch < cfg.epochs:
+                self.words_done = self.epoch * self.epoch_words + float(threads.before[self.piece])
+                try:
+                    last = self.stop_at[1] if self.stop_at is not None and self.stop_at[0] == self.epoch else None
+                    self.piece = threads.epoch(self.epoch, self.piece, rate, stop, report, last)
+                finally:  # the pieces done are the first ones, even when something stopped them
+                    self.piece = threads.done
+                    self.words_done = self.epoch * self.epoch_words + float(threads.before[self.piece])
+                if self.piece < len(threads.bounds):
+                    raise KeyboardInterrupt  # stopped (a signal, a callback): the loop's caller checkpoints
+                self._next_epoch(on_epoch_end)
         finally:
             self._pause()
 
@@ -301,7 +368,8 @@ class Trainer:
     def position_state(self) -> dict:
         """Where training is and the random stream's state: what a checkpoint holds besides the tensors."""
         return {
-            "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "step": self.step,
+            "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "piece": self.piece,
+                         "step": self.step,
                          "words_done": self.words_done, "elapsed_s": self.elapsed(),
                          "metrics_bytes": self.history.tell() if self.history is not None else None},
             # examples drawn ahead (_draw_ahead) and not begun are not in the checkpoint: the state before them
@@ -322,6 +390,9 @@ class Trainer:
             t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
+        self.piece = pos.get("piece", 0)
+        if self.pieces is not None and "piece" not in pos:  # a checkpoint of the chunk loop: its chunk's first piece
+            self.piece = self.pieces.piece_at(self.chunk, self.cfg.chunk_tokens)
         self.words_done = pos["words_done"]
         self.elapsed_before = pos.get("elapsed_s", 0.0)
         self.gen.set_state(st["gen_state"])
@@ -634,7 +705,7 @@ def _start(world, run: _Run, hooks: Hooks, timeout, init) -> tuple[Trainer, Repl
             hooks.log(run.plan.note)
         cfg = run.cfg
         torch.set_num_threads(cfg.threads or os.cpu_count() or 1)
-        trainer = Trainer(cfg, run.run_dir, run.vocab, run.plan, run.ids, rank, hooks.log)
+        trainer = Trainer(cfg, run.run_dir, run.vocab, run.plan, run.ids, rank, hooks.log, single=world is None)
         hooks.trainer, hooks.run_dir = trainer, run.run_dir
         trainer.resume_cmd = _resume_command(world, run.run_dir)
         replicas = Replicas(world, trainer) if world is not None else None  # the ranks meet: all came up
