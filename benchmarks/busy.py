@@ -1,4 +1,4 @@
-"""`make bench-busy` (BENCHMARKS.md section 12, issue 37): ours and gensim on a machine that is doing something else.
+"""`make bench-busy` (docs/benchmarks-log.md section 12, issue 37): ours and gensim on a machine that is doing something else.
 
 Each round trains sg-neg and cbow-neg (the presets' defaults, 1 epoch, 2 threads / 2 workers) with our API and then
 gensim's Word2Vec on the first MB megabytes of the corpus, idle and then beside COMPETITORS busy processes (`yes`,

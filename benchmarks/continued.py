@@ -1,4 +1,4 @@
-"""Continued training against training from scratch and against gensim's, for BENCHMARKS.md section 8 (issue 21).
+"""Continued training against training from scratch and against gensim's, for docs/benchmarks-log.md section 8 (issue 21).
 
 The corpus is cut into halves A and B (by lines: one article a line in the benchmark corpus). Four models:
 - ours, continued: `w2v_nce.train(A)`, then `w2v_nce.train(B, init=that run)` (`w2v-nce train B --init RUN`);
@@ -25,9 +25,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import w2v_nce  # noqa: E402
-from w2v_nce import evaluate  # noqa: E402
-from w2v_nce.bench import machine  # noqa: E402
-from w2v_nce.tokenize import open_binary  # noqa: E402
+from w2v_nce.tools import evaluate  # noqa: E402
+from w2v_nce.tools.bench import machine  # noqa: E402
+from w2v_nce.corpus.tokenize import open_binary  # noqa: E402
 
 
 def halves(corpus: Path, workdir: Path) -> tuple[Path, Path]:

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# BENCHMARKS.md section 4: the CPU step's levers against the exact step (`make bench-levers`), whole corpus, 5 epochs,
+# docs/benchmarks-log.md section 4: the CPU step's levers against the exact step (`make bench-levers`), whole corpus, 5 epochs,
 # 2 threads, ours only. VARIANTS: the train flags of each variant, separated by '|' (default: the exact step,
 # --shared-noise 8, --block 4); MODELS; LOSSES (default neg nce); SEEDS (default 1 2). Prints one row per (model,
 # loss, variant): words/s (best and worst run) and the scores' means over the seeds; the JSON rows go to $OUT

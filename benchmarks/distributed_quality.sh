@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# What training on several processes costs in quality and gives in speed (BENCHMARKS.md section 7): for sg-neg
+# What training on several processes costs in quality and gives in speed (docs/benchmarks-log.md section 7): for sg-neg
 # and cbow-neg, one process with 2 threads, then torchrun with 2 and with 4 processes of 1 thread each, every run
 # scored by `w2v-nce eval` (analogies, WordSim353, SimLex-999); one Markdown table row per run.
 #

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The GPU checks of BENCHMARKS.md section 6 in one command, for a lent GPU machine (`make gpu-check OUT=$OUT`,
+# The GPU checks of docs/benchmarks-log.md section 6 in one command, for a lent GPU machine (`make gpu-check OUT=$OUT`,
 # with .device carried: `make gpu-kit` fills it). Every stage has its own time limit and a failure does not stop
 # the next, so one call returns everything it could measure. Logs and reports land in $OUT (at most 8 files):
 #   gpu-check.log   everything printed, stage by stage, with the seconds since the start
@@ -51,10 +51,10 @@ t = time.perf_counter()
 import torch
 from numba import cuda
 print("numba sees a GPU:", cuda.is_available(), cuda.detect() if cuda.is_available() else "")
-from w2v_nce import fused_cuda
+from w2v_nce.step import cuda as cuda_step
 try:
-    t = time.perf_counter(); fused_cuda.warm_up(torch.device("cuda")); print(f"warm_up (compile): {time.perf_counter() - t:.1f} s")
-    t = time.perf_counter(); r = fused_cuda.self_check(); print(f"self_check: {r or 'PASSED'} ({time.perf_counter() - t:.1f} s)")
+    t = time.perf_counter(); cuda_step.warm_up(torch.device("cuda")); print(f"warm_up (compile): {time.perf_counter() - t:.1f} s")
+    t = time.perf_counter(); r = cuda_step.self_check(); print(f"self_check: {r or 'PASSED'} ({time.perf_counter() - t:.1f} s)")
 except Exception:
     traceback.print_exc()
 EOF

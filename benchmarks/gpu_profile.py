@@ -1,4 +1,4 @@
-"""Where a CUDA epoch's time goes, for BENCHMARKS.md section 6 (`make gpu-check` runs it on a lent GPU).
+"""Where a CUDA epoch's time goes, for docs/benchmarks-log.md section 6 (`make gpu-check` runs it on a lent GPU).
 
 For each model (sg-neg, cbow-neg by default) on the corpus:
 - gen: drawing every chunk's examples on the device (sub-sampling, windows, pairs / contexts);
@@ -6,7 +6,7 @@ For each model (sg-neg, cbow-neg by default) on the corpus:
 - step: the host's time of the launches' loop (tables, buffers, the seed, the launch, the biases) to the last
   synchronisation, so step - kernel is what Python and the small ops between launches cost;
 then words/s over gen + step, the same measure as `train`'s. Beside it: the speed against the number of warps
-in flight (fused_cuda.WORKERS) and the launch size, on the first chunks, and the PyTorch step on one chunk.
+in flight (cuda_step.WORKERS) and the launch size, on the first chunks, and the PyTorch step on one chunk.
 Prints a table and writes every figure as JSON (--out). Speed only: the scores are the bench's.
 
 Usage: python benchmarks/gpu_profile.py CORPUS [--out profile.json] [--budget 20]
@@ -26,9 +26,10 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from w2v_nce import backends  # noqa: E402
+from w2v_nce.step.plan import Plan, largest_summed_batch, make_plan  # noqa: E402
 from w2v_nce.config import make_config  # noqa: E402
-from w2v_nce.training import Trainer, prepare  # noqa: E402
+from w2v_nce.run.opening import make_run_dir  # noqa: E402
+from w2v_nce.run.trainer import Trainer  # noqa: E402
 
 
 DEVICE = "cuda"
@@ -40,11 +41,11 @@ def sync() -> None:
 
 
 class KernelClock:
-    """CUDA events around every fused_cuda.launch: the kernel's own time, summed once the device is idle."""
+    """CUDA events around every cuda_step.launch: the kernel's own time, summed once the device is idle."""
 
     def __init__(self):
-        from w2v_nce import fused_cuda
-        self.mod, self.original, self.events = fused_cuda, fused_cuda.launch, []
+        from w2v_nce.step import cuda as cuda_step
+        self.mod, self.original, self.events = cuda_step, cuda_step.launch, []
 
     def __enter__(self):
         def timed(*args, **kw):
@@ -66,12 +67,12 @@ class KernelClock:
 
 def draw(tr: Trainer, chunks: range) -> tuple[list, float]:
     t = time.perf_counter()
-    out = [tr.examples(c) for c in chunks]
+    out = [tr.loop.examples(c) for c in chunks]
     sync()
     return out, time.perf_counter() - t
 
 
-def run_steps(tr: Trainer, plan: backends.Plan, examples: list) -> tuple[int, float, float]:
+def run_steps(tr: Trainer, plan: Plan, examples: list) -> tuple[int, float, float]:
     """(examples, host seconds, kernel seconds) of training on the drawn examples at the run's first rate."""
     n_done = 0
     with KernelClock() if DEVICE == "cuda" else contextlib.nullcontext() as clock:
@@ -90,21 +91,21 @@ def run_steps(tr: Trainer, plan: backends.Plan, examples: list) -> tuple[int, fl
 
 def generation(corpus_dir: Path, vocab, model: str, loss: str, epoch_words: int, scale: float, log) -> dict:
     """An epoch's example generation, whole and by stage (synchronised after each)."""
-    from w2v_nce import batches
+    from w2v_nce.corpus import examples as batches
     out = {}
     cfg = make_config(None, model=model, loss=loss, device=DEVICE, epochs=1)
-    tr = Trainer(cfg, corpus_dir, vocab, backends.plan(cfg))
+    tr = Trainer(cfg, corpus_dir, vocab, make_plan(cfg), single=False)
     _, seconds = draw(tr, range(len(tr.starts)))
-    out["epoch"] = {"s": seconds, "words_per_s": epoch_words * scale / seconds, "ids_on_device": tr.ids_on_device
+    out["epoch"] = {"s": seconds, "words_per_s": epoch_words * scale / seconds, "ids_on_device": tr.loop.ids_on_device
                     is not None}
     log(f"  generation: {seconds:.3f} s an epoch ({epoch_words * scale / seconds / 1e6:.0f}M words/s; the corpus "
-        f"{'on the device' if tr.ids_on_device is not None else 'read from the host'})")
+        f"{'on the device' if tr.loop.ids_on_device is not None else 'read from the host'})")
     stages = dict.fromkeys(("read", "subsample", "lines", "windows", "examples"), 0.0)
     for c in range(len(tr.starts)):
         t = time.perf_counter()
         s = tr.starts[c]
-        if tr.ids_on_device is not None:
-            ids = tr.ids_on_device[s:s + cfg.chunk_tokens].long()
+        if tr.loop.ids_on_device is not None:
+            ids = tr.loop.ids_on_device[s:s + cfg.chunk_tokens].long()
         else:
             ids = torch.from_numpy(np_int64(tr.ids[s:s + cfg.chunk_tokens])).to(tr.device)
         sync(); stages["read"] += time.perf_counter() - t; t = time.perf_counter()  # noqa: E702
@@ -131,10 +132,10 @@ def np_int64(a):
 
 def profile_model(corpus_dir: Path, vocab, info: dict, model: str, loss: str, budget: float, log) -> dict:
     cfg = make_config(None, model=model, loss=loss, device=DEVICE, epochs=1)
-    plan = backends.plan(cfg)
+    plan = make_plan(cfg)
     if DEVICE == "cuda":
         torch.cuda.reset_peak_memory_stats()
-    tr = Trainer(cfg, corpus_dir, vocab, plan)
+    tr = Trainer(cfg, corpus_dir, vocab, plan, single=False)
     scale = info["tokens"] / max(tr.epoch_words, 1)  # corpus tokens per trained word, as train's words/s counts
     words = [w * scale for w in tr.chunk_words]
     # one epoch, or as many chunks as the budget allows (measured on the first two)
@@ -162,25 +163,25 @@ def profile_model(corpus_dir: Path, vocab, info: dict, model: str, loss: str, bu
     # keeps training: speed only)
     if DEVICE != "cuda":
         return row
-    from w2v_nce import fused_cuda
+    from w2v_nce.step import cuda as cuda_step
     ex, _ = draw(tr, range(first))
     words2 = sum(words[:first])
     sweep = []
-    base = fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS
+    base = cuda_step.WORKERS, cuda_step.WARPS, cuda_step.MAX_REGISTERS
     for workers, warps, regs in ((4096, 1, None), (16384, 1, None), (4096, 1, 64), (16384, 1, 64), (16384, 1, 56),
                                  (16384, 1, 48), (16384, 2, 48), (32768, 1, 64)):
-        fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS = workers, warps, regs
+        cuda_step.WORKERS, cuda_step.WARPS, cuda_step.MAX_REGISTERS = workers, warps, regs
         run_steps(tr, plan, ex[:1])  # compiles a new block size or register limit before it is timed
         n, host, kern = run_steps(tr, plan, ex)
         sweep.append({"workers": workers, "warps": warps, "max_registers": regs, "step_s": host, "kernel_s": kern,
                       "words_per_s_step": words2 / host})
         log(f"  workers {workers:6d} warps/block {warps} max registers {regs}: step {host:.3f} s kernel {kern:.3f} "
             f"s -> {words2 / host / 1e6:.1f}M words/s without example generation")
-    fused_cuda.WORKERS, fused_cuda.WARPS, fused_cuda.MAX_REGISTERS = base
+    cuda_step.WORKERS, cuda_step.WARPS, cuda_step.MAX_REGISTERS = base
     row["sweep"] = sweep
 
     # the PyTorch step on one chunk, at its default batch
-    tplan = backends.Plan(plan.device, "torch", backends.largest_summed_batch(loss) if loss == "hs" else 4096)
+    tplan = Plan(plan.device, "torch", largest_summed_batch(loss) if loss == "hs" else 4096)
     n, host, _ = run_steps(tr, tplan, ex[:1])
     row["torch_step"] = {"examples": n, "step_s": host, "words_per_s_step": words[0] / host}
     log(f"  torch step, batch {tplan.batch_size}: {n:,} examples in {host:.2f} s -> "
@@ -216,7 +217,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory(prefix="w2v-gpu-profile-") as tmp:
         run_dir = Path(tmp) / "run"
         t = time.perf_counter()
-        vocab, info = prepare(make_config(None, device=DEVICE), args.corpus, run_dir)
+        vocab, info = make_run_dir(make_config(None, device=DEVICE), args.corpus, run_dir)
         log(f"vocabulary: {len(vocab):,} words, {info['tokens']:,} tokens in {time.perf_counter() - t:.1f} s")
         for spec in args.models.split(","):
             model, loss = spec.split("-", 1)

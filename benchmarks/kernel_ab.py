@@ -1,11 +1,12 @@
-"""The fused CPU step of this checkout against that of another revision, on the same examples from the same weights
-(BENCHMARKS.md section 4): the kernel alone, without the example generation, alternated so that the machine's drift
-falls on both.
+"""The compiled CPU step of this checkout against that of another revision, on the same examples from the same
+weights (docs/benchmarks-log.md section 4): the kernel alone, without the example generation, alternated so that the
+machine's drift falls on both.
 
     python benchmarks/kernel_ab.py TEXT --model sg --loss hs [--base HEAD] [--rounds 6] [--shared-noise N]
 
 Trains one epoch of TEXT (a slice of the benchmark corpus) with this checkout, keeping its last 800 batches, then
-times `train_step` of this checkout's fused.py (A) and of the base revision's (B, taken with `git show`) over those
+times `train_step` of this checkout's step/cpu.py (A) and of the base revision's (B: its package taken with `git
+archive`; step/cpu.py, or fused.py before the package had stages) over those
 batches, each round from the trained weights, A and B in turn. Prints examples/s per round and the ratio of the
 best and of the medians.
 """
@@ -13,7 +14,7 @@ best and of the medians.
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import statistics
 import subprocess
 import sys
@@ -23,25 +24,34 @@ from pathlib import Path
 
 import torch
 
-from w2v_nce import backends, config, fused, training
+from w2v_nce import config
+from w2v_nce.run import train as training
+from w2v_nce.run.trainer import Trainer
+from w2v_nce.step import cpu, plan
 
 
 def base_module(rev: str):
-    """fused.py of revision `rev` as a module of its own (its relative imports made absolute)."""
-    text = subprocess.run(["git", "show", f"{rev}:w2v_nce/fused.py"], check=True, capture_output=True, text=True,
-                          cwd=Path(__file__).resolve().parent).stdout
-    path = Path(tempfile.mkdtemp()) / "fused_base.py"
-    path.write_text(text.replace("from .heads import", "from w2v_nce.heads import"))
-    spec = importlib.util.spec_from_file_location("fused_base", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+    """The CPU step of revision `rev`: its w2v_nce package extracted as a package of another name (w2v_nce_base),
+    so that its relative imports resolve within it."""
+    root = Path(tempfile.mkdtemp())
+    archive = subprocess.run(["git", "archive", rev, "w2v_nce"], check=True, capture_output=True,
+                             cwd=Path(__file__).resolve().parents[1]).stdout
+    subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+    (root / "w2v_nce").rename(root / "w2v_nce_base")
+    sys.path.insert(0, str(root))
+    name = "w2v_nce_base.step.cpu" if (root / "w2v_nce_base" / "step" / "cpu.py").exists() else "w2v_nce_base.fused"
+    module = importlib.import_module(name)
+    from w2v_nce.model.heads import HSHead
+    for other in [m for k, m in sys.modules.items() if k.startswith("w2v_nce_base")]:
+        if hasattr(other, "HSHead"):  # the kernels tell hs by its class: this checkout's model is trained
+            other.HSHead = HSHead
     return module
 
 
 def record(text: Path, model: str, loss: str, keep: int = 800):
     """Train one epoch; return the model and its last `keep` batches as (inputs, targets, mask)."""
     batches, held = [], {}
-    original = backends.Plan.step
+    original, warm = plan.Plan.step, Trainer._warm
 
     def step(self, m, inputs, targets, lr, mask=None, generator=None, need_loss=True):
         held["model"] = m
@@ -49,12 +59,14 @@ def record(text: Path, model: str, loss: str, keep: int = 800):
         del batches[:-keep]
         return original(self, m, inputs, targets, lr, mask, generator, need_loss)
 
-    backends.Plan.step = step
+    plan.Plan.step = step
+    # by chunks, a batch at a time through Plan.step (one process on the CPU would train by pieces)
+    Trainer._warm = lambda self, log, single: warm(self, log, False)
     try:
         cfg = config.make_config(None, model=model, loss=loss, epochs=1, threads=2)
         training.train(cfg, text, Path(tempfile.mkdtemp()) / "run")
     finally:
-        backends.Plan.step = original
+        plan.Plan.step, Trainer._warm = original, warm
     return held["model"], batches
 
 
@@ -67,12 +79,12 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=6)
     ap.add_argument("--shared-noise", type=int, default=0)
     a = ap.parse_args()
-    share = a.shared_noise or backends.SHARED_NOISE.get((a.model, a.loss), 1)
+    share = a.shared_noise or plan.SHARED_NOISE.get((a.model, a.loss), 1)
     model, batches = record(a.text, a.model, a.loss)
     trained = {k: v.clone() for k, v in model.state_dict().items()}
     n = sum(len(t) for _, t, _ in batches)
-    kernels = {"A": fused, "B": base_module(a.base)}
-    fused.set_threads(2)
+    kernels = {"A": cpu, "B": base_module(a.base)}
+    cpu.set_threads(2)
     inputs, targets, mask = batches[0]
     for kernel in kernels.values():  # compiled before the clock runs
         kernel.train_step(model, inputs[:8], targets[:8], 0.0, None if mask is None else mask[:8], share=share)

@@ -1,4 +1,4 @@
-"""The long-tail corpus of issue 23 (BENCHMARKS.md section 9, `make bench-scale`): N distinct tokens x0000001abc,
+"""The long-tail corpus of issue 23 (docs/benchmarks-log.md section 9, `make bench-scale`): N distinct tokens x0000001abc,
 x0000002abc, ... interleaved with the first N tokens of a real text, 2,000 tokens a line. Half its tokens are each
 seen once, so its distinct tokens are about N plus the real text's: what a crawl's misspellings, numbers and URLs
 do to the vocabulary pass.

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-phrases` (issue 24, BENCHMARKS.md section 10): `w2v-nce phrases` against word2vec.c's word2phrase and
+# `make bench-phrases` (issue 24, docs/benchmarks-log.md section 10): `w2v-nce phrases` against word2vec.c's word2phrase and
 # gensim's Phrases + FrozenPhrases.
 #   equality  the first 20 MB of the corpus (and a line break: word2phrase drops a last token that none follows) at
 #             word2phrase's defaults (one pass, threshold 100, min-count 5): our tokens against word2phrase's, each

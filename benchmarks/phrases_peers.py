@@ -1,4 +1,4 @@
-"""benchmarks/phrases.sh's Python side (issue 24, BENCHMARKS.md section 10): gensim's Phrases and Word2Vec at the
+"""benchmarks/phrases.sh's Python side (issue 24, docs/benchmarks-log.md section 10): gensim's Phrases and Word2Vec at the
 settings of word2vec.c's pipeline, and the token-for-token comparison of two phrased texts.
 
     python benchmarks/phrases_peers.py compare REF OURS            # tokens equal, and each difference in context
@@ -69,7 +69,7 @@ def ours(src: str, out: str) -> None:
     """One pass of ours at the defaults, timed in this process once numba is up (its first call, about 0.4 s, is
     timed apart, as gensim's import is)."""
     import tempfile
-    from w2v_nce import phrases
+    from w2v_nce.corpus import phrases
 
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
@@ -85,7 +85,7 @@ def ours(src: str, out: str) -> None:
 def within_lines(src: str, out: str, threshold, passes: int) -> None:
     """Ours with word2vec scoring but pairs counted within lines (gensim's counts), not across line breaks as
     word2phrase counts them: what replicating word2phrase's counts changes."""
-    from w2v_nce import phrases
+    from w2v_nce.corpus import phrases
 
     count = phrases._count
     phrases._count = lambda paths, ids, cross_lines, *rest: count(paths, ids, False, *rest)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# `make bench-scale` (issue 23, BENCHMARKS.md section 9): the vocabulary pass and one training epoch of cbow-neg on
+# `make bench-scale` (issue 23, docs/benchmarks-log.md section 9): the vocabulary pass and one training epoch of cbow-neg on
 # 1 GB of text, the benchmark corpus ten times over (170M tokens), and on the long-tail corpus (benchmarks/longtail.py:
 # its first 10M tokens each followed by a distinct x0000001abc, 10.2M distinct tokens) with the default
 # --vocab-memory (512M: past it, counted in parts on disk and read twice) and with one big enough for one pass;
@@ -30,7 +30,7 @@ echo "longtail: vocab.tsv and corpus.ids equal with and without the bound"
 [ -s "$WORK/wiki.txt" ] || zcat "$CORPUS" > "$WORK/wiki.txt"
 "$PYTHON" - "$CORPUS" "$WORK/wiki.txt" "$WORK/pass.ids" <<'EOF'
 import sys, time
-from w2v_nce import vocab
+from w2v_nce.corpus import vocab
 from w2v_nce.config import Config, parse_size
 for path in sys.argv[1:3]:
     times = []

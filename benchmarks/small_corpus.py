@@ -1,4 +1,4 @@
-"""BENCHMARKS.md section 11 (issue 36): a small corpus, gensim's Lee corpus (60k tokens; 5 epochs, dim 100, window 5,
+"""docs/benchmarks-log.md section 11 (issue 36): a small corpus, gensim's Lee corpus (60k tokens; 5 epochs, dim 100, window 5,
 k 5, sample 1e-3, min_count 5, 2 threads / workers). The API once warm in one process against gensim's Word2Vec on the
 same model, in turn, best and median of 7 each; and the first call in the process.
 

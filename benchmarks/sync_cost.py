@@ -1,4 +1,4 @@
-"""The time of one synchronisation against the matrix size, on this machine's gloo (BENCHMARKS.md section 7).
+"""The time of one synchronisation against the matrix size, on this machine's gloo (docs/benchmarks-log.md section 7).
 
     python benchmarks/sync_cost.py [--world 2] [--vocab 10000 100000 1000000] [--dim 100 300] [--repeats 3]
 
@@ -21,7 +21,7 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from w2v_nce.replicas import combine
+from w2v_nce.run.replicas import combine
 
 
 def _free_port() -> int:
@@ -68,7 +68,7 @@ def main() -> None:
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
     mp.spawn(_worker, args=(a.world, _free_port(), cases, a.repeats, out), nprocs=a.world)
-    print(f"| W | V | D | mode | rows changed per rank | MB per matrix pair | sent per rank (MB) | seconds |")
+    print("| W | V | D | mode | rows changed per rank | MB per matrix pair | sent per rank (MB) | seconds |")
     print("|---|---|---|---|---|---|---|---|")
     while not out.empty():
         v, d, mode, frac, sec, sent = out.get()

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 import torch
 import torch.distributed as dist
 
-from w2v_nce.replicas import Replicas, combine
+from w2v_nce.run.replicas import Replicas, combine
 
 P0 = [[1.0, 2.0], [3.0, 4.0], [5.0, 6.0]]
 BIAS0 = [0.5, 0.25, 1.0]

@@ -11,7 +11,7 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import rundir
+from w2v_nce.run import rundir
 from w2v_nce.cli import app
 
 LEE = datapath("lee_background.cor")

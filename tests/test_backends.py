@@ -5,12 +5,13 @@ import numpy as np
 import pytest
 import torch
 
-from w2v_nce.backends import SHARED_NOISE, _exact, gradients, plan, torch_step
+from w2v_nce.step.plan import SHARED_NOISE, make_plan
+from w2v_nce.step.torch_step import _exact, gradients, torch_step
 from w2v_nce.config import make_config
 from w2v_nce.errors import UsageError
-from w2v_nce.heads import SoftmaxHead, make_head
-from w2v_nce.model import Word2Vec
-from w2v_nce.sampling import AliasSampler
+from w2v_nce.model.heads import SoftmaxHead, make_head
+from w2v_nce.model.word2vec import Word2Vec
+from w2v_nce.model.sampling import AliasSampler
 
 SAMPLED = ["neg", "nce", "hs", "infonce", "sampled-softmax"]
 
@@ -122,16 +123,16 @@ def test_torch_step_applies_sgd_to_exactly_the_rows_of_the_batch(arch, loss):
 
 def test_plan_decides_the_step_and_its_batch_once():
     def cpu(**kw):
-        return plan(make_config(device="cpu", **kw))
+        return make_plan(make_config(device="cpu", **kw))
 
     for loss in SAMPLED:  # every sampled or tree head has the compiled step
-        # sg-hs: its per-example updates make the batch only how often Python calls the loop (backends.CPU_BATCHES)
+        # sg-hs: its per-example updates make the batch only how often Python calls the loop (plan.CPU_BATCHES)
         for model in ("sg", "cbow"):
             got = cpu(loss=loss, model=model)
             assert (got.kernel, got.batch_size) == ("fused", 65536 if (model, loss) == ("sg", "hs") else 4096)
         assert cpu(loss=loss, kernel="torch").kernel == "torch"
     assert (cpu(loss="softmax").kernel, cpu(loss="softmax").batch_size) == ("torch", 4096)
-    assert cpu(loss="hs", kernel="torch").batch_size == 256  # the root's summed update (backends.py)
+    assert cpu(loss="hs", kernel="torch").batch_size == 256  # the root's summed update (step/plan.py)
     assert cpu(loss="neg", kernel="torch", batch_size=100).batch_size == 100
     with pytest.raises(UsageError, match="--kernel fused needs a sampled or tree head"):
         cpu(loss="softmax", kernel="fused")
@@ -148,4 +149,4 @@ def test_plan_decides_the_step_and_its_batch_once():
         cpu(shared_noise=0)
     if not torch.cuda.is_available():
         with pytest.raises(UsageError, match="no CUDA GPU"):
-            plan(make_config(device="cuda"))
+            make_plan(make_config(device="cuda"))

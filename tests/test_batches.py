@@ -1,7 +1,7 @@
 import torch
 
-from w2v_nce import batches
-from w2v_nce.vocab import SEPARATOR
+from w2v_nce.corpus import examples as batches
+from w2v_nce.corpus.vocab import SEPARATOR
 
 
 def brute_pairs(words, lines, eff, window):

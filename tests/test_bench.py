@@ -2,7 +2,8 @@
 
 import dataclasses
 
-from w2v_nce.bench import bound_fraction, markdown, merge_rounds
+from w2v_nce.tools.bench import bound_fraction, markdown, merge_rounds
+from w2v_nce.run.loops import Chunks
 from w2v_nce.config import make_config
 
 
@@ -53,15 +54,15 @@ def test_each_head_is_compared_with_gensim_s_same_head_where_it_has_one():
 def test_gpu_order_puts_example_t_of_every_share_in_one_step():
     import torch
 
-    from w2v_nce import bench, training as train_mod
+    from w2v_nce.tools import bench
 
-    original = train_mod.Trainer.examples
-    train_mod.Trainer.examples = lambda self, chunk: (torch.arange(10) * 10, torch.arange(10), None)
+    original = Chunks.examples
+    Chunks.examples = lambda self, chunk: (torch.arange(10) * 10, torch.arange(10), None)
     try:
         with bench.gpu_order(workers=2, launch=6):
-            inputs, targets, mask = train_mod.Trainer.examples(None, 0)
+            inputs, targets, mask = Chunks.examples(None, 0)
     finally:
-        train_mod.Trainer.examples = original
+        Chunks.examples = original
     # launch 1: examples 0-5 in shares [0 1 2] [3 4 5] -> 0 3 1 4 2 5; launch 2: 6-9 in [6 7] [8 9] -> 6 8 7 9
     assert targets.tolist() == [0, 3, 1, 4, 2, 5, 6, 8, 7, 9]
     assert inputs.tolist() == [10 * t for t in targets.tolist()] and mask is None

@@ -1,5 +1,5 @@
 """CUDA, checked on a GPU machine with `pytest -m cuda`: the PyTorch step is the CPU's code on another device;
-the fused CUDA kernel (fused_cuda.py) with one worker equals the CPU kernel with one thread."""
+the fused CUDA kernel (step/cuda.py) with one worker equals the CPU kernel with one thread."""
 
 import numpy as np
 import pytest
@@ -7,11 +7,11 @@ import torch
 from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
-from w2v_nce.vectorfiles import load_vectors
-from w2v_nce.backends import gradients
-from w2v_nce.heads import make_head
-from w2v_nce.sampling import AliasSampler
-from w2v_nce.training import train
+from w2v_nce.tools.vectorfiles import load_vectors
+from w2v_nce.step.torch_step import gradients
+from w2v_nce.model.heads import make_head
+from w2v_nce.model.sampling import AliasSampler
+from w2v_nce.run.train import train
 
 from .test_end_to_end import THRESHOLD, neighbour_rank
 
@@ -59,32 +59,32 @@ def test_cuda_interrupt_state_round_trips(tmp_path):
 def test_cuda_kernel_with_one_worker_equals_the_cpu_kernel(arch, loss):
     from numba import cuda
 
-    from w2v_nce import fused, fused_cuda
+    from w2v_nce.step import cpu, cuda as cuda_step, kernel
 
-    from .test_fused import make_problem
+    from .test_step_cpu import make_problem
 
     model, ctx, valid, targets = make_problem(arch, loss, n=300, dim=100)
     head = model.head
-    family, tab, width = fused.tables(head)
-    tab = tab._replace(bias_now=True)  # as fused_cuda.train_step runs it: each bias change at once
+    family, tab, width = kernel.tables(head)
+    tab = tab._replace(bias_now=True)  # as cuda_step.train_step runs it: each bias change at once
     n = len(targets)
-    cpu = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
-    cpu += [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
-    fused.set_threads(1)
-    fused.step(family, *cpu[:3], ctx, valid, targets, *cpu[3:], 0.05, True, tab, 11)
+    ref = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    ref += [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
+    cpu.set_threads(1)
+    cpu.step(family, *ref[:3], ctx, valid, targets, *ref[3:], 0.05, True, tab, 11)
     dev = [torch.from_numpy(a).cuda() for a in (model.input.numpy().copy(), head.weight.numpy().copy(),
                                                  head.bias.numpy().copy(), ctx, valid, targets)]
     dev += [torch.zeros((n, width), dtype=torch.int64, device="cuda"), torch.zeros((n, width), device="cuda"),
             torch.zeros(n, device="cuda")]
     dtab = tab._replace(**{f: cuda.to_device(x) for f, x in tab._asdict().items() if isinstance(x, np.ndarray)})
-    fused_cuda.launch(family, *[cuda.as_cuda_array(t) for t in dev], 0.05, True, dtab, 11, workers=1)
+    cuda_step.launch(family, *[cuda.as_cuda_array(t) for t in dev], 0.05, True, dtab, 11, workers=1)
     cuda.synchronize()
-    assert (dev[6].cpu().numpy() == cpu[3]).all()  # the same candidates
-    for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [dev[8].cpu().numpy()], cpu[:3] + [cpu[5]]):
+    assert (dev[6].cpu().numpy() == ref[3]).all()  # the same candidates
+    for got, want in zip([t.cpu().numpy() for t in dev[:3]] + [dev[8].cpu().numpy()], ref[:3] + [ref[5]]):
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
 
 
 def test_the_fused_cuda_step_passes_its_start_up_self_check():
-    from w2v_nce import fused
+    from w2v_nce.step import plan
 
-    assert fused.cuda_unavailable() is None  # compiles, runs, and agrees with the CPU kernel (self_check)
+    assert plan.cuda_unavailable() is None  # compiles, runs, and agrees with the CPU kernel (self_check)

@@ -5,9 +5,10 @@ The synchronisation's math is checked exactly on a 2-process group of its own; t
 table, parameters after every synchronisation), the model learns the end-to-end test's signal, a killed rank
 ends the job with one line naming it, and interrupted, failed and restarted runs resume to the end.
 
-The tests use two test hooks (read by replicas.py): W2V_NCE_TEST_EXIT_AT_SYNC=RANK:N makes that rank exit at
-once (os._exit(9), as a crash would) when it reaches synchronisation N, in every attempt of a torchrun job;
-W2V_NCE_DEBUG_SYNC_DIR=DIR makes each rank append a hash of its parameters to DIR/rankR.jsonl at each one.
+The tests use two test hooks (tests/hooks/sitecustomize.py, on every process's PYTHONPATH):
+W2V_NCE_TEST_EXIT_AT_SYNC=RANK:N makes that rank exit at once (os._exit(9), as a crash would) when it reaches
+synchronisation N, in every attempt of a torchrun job; W2V_NCE_DEBUG_SYNC_DIR=DIR makes each rank append a hash of
+its parameters to DIR/rankR.jsonl at each one.
 
 Each torchrun launch costs about 8 s on 2 cores (torchrun and both ranks import torch), so the faults share runs.
 """
@@ -30,10 +31,11 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import replicas, rundir
+from w2v_nce.run import replicas, rundir
 from w2v_nce.cli import app
 
 from . import sync_worker
+from .hooks.sitecustomize import digest
 from .test_end_to_end import PAIRS, THRESHOLD, neighbour_rank
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -47,7 +49,7 @@ def torchrun(*args, nproc: int = 2, env: dict | None = None, restarts: int = 0) 
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(nproc),
            "--max-restarts", str(restarts), "-m", "w2v_nce", *map(str, args)]
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
-                            env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})})
+                            env={**os.environ, "PYTHONPATH": f"{ROOT / 'tests' / 'hooks'}{os.pathsep}{ROOT}", **(env or {})})
 
 
 def finish(p: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
@@ -125,7 +127,7 @@ def test_the_gain_rule_and_each_process_s_learning_rate():
 
 
 def test_shards_are_every_w_th_block_and_cover_the_corpus_once():
-    from w2v_nce.distributed import SHARD_BLOCK, shard_blocks
+    from w2v_nce.run.distributed import SHARD_BLOCK, shard_blocks
 
     b = SHARD_BLOCK
     assert shard_blocks(5 * b + 7, 2) == [[(0, b), (2 * b, 3 * b), (4 * b, 5 * b)],
@@ -190,7 +192,7 @@ def test_every_rank_has_the_same_vocabulary_noise_table_and_parameters_after_eac
     assert len({e["params"] for e in logs[0]}) == len(logs[0]) > 10
     # and the checkpoint rank 0 wrote at the end is the state of the last one
     st = torch.load(run / "checkpoint.pt", weights_only=True)
-    assert replicas.digest([st["input"], st["output"], st["bias"]]) == logs[0][-1]["params"]
+    assert digest([st["input"], st["output"], st["bias"]]) == logs[0][-1]["params"]
     assert st["world"]["size"] == 2 and len(st["ranks"]) == 2 and st["world"]["syncs"] == len(logs[0])
 
 
@@ -241,7 +243,7 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it_and_a_resume_finishe
     log = [json.loads(line) for line in (debug / "rank0.jsonl").read_text().splitlines()]
     sync2 = [e for e in log if e.get("sync") == 2][-1]
     assert log[log.index(sync2) + 4]["hot"] and "hot" in log[-1]
-    assert replicas.digest([st["input"], st["output"], st["bias"]]) == sync2["params"]
+    assert digest([st["input"], st["output"], st["bias"]]) == sync2["params"]
 
     code, err = finish(torchrun("train", "--resume", run))
     assert code == 0, err

@@ -13,8 +13,8 @@ import pytest
 from gensim.test.utils import datapath
 
 from w2v_nce.config import make_config
-from w2v_nce.vectorfiles import load_vectors
-from w2v_nce.training import train
+from w2v_nce.tools.vectorfiles import load_vectors
+from w2v_nce.run.train import train
 
 PAIRS = [("bin", "laden"), ("al", "qaeda"), ("osama", "laden"), ("yasser", "arafat"), ("tora", "bora"),
          ("palestinian", "israeli"), ("hamas", "gaza"), ("fire", "firefighters"), ("taliban", "afghan"),

@@ -9,11 +9,11 @@ import pytest
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 
-from w2v_nce import evaluate
+from w2v_nce.tools import evaluate
 from w2v_nce.errors import W2VError
-from w2v_nce.evaluate import analogies, format_analogies, format_similarity, similarity
-from w2v_nce.vectorfiles import load_vectors
-from w2v_nce.export import save_kv
+from w2v_nce.tools.evaluate import analogies, format_analogies, format_similarity, similarity
+from w2v_nce.tools.vectorfiles import load_vectors
+from w2v_nce.tools.export import save_kv
 
 QUESTIONS = datapath("questions-words.txt")
 

@@ -7,7 +7,8 @@ import pytest
 from gensim.models import KeyedVectors
 
 from w2v_nce.errors import W2VError
-from w2v_nce.export import FORMATS, export, format_from_suffix, save_kv, to_keyed_vectors
+from w2v_nce.run.vectors import to_keyed_vectors
+from w2v_nce.tools.export import FORMATS, export, format_from_suffix, save_kv
 
 WORDS = ["the", "of", "한국어", "λόγος", "café", "naïve", "Zürich", "日本語", "x"]
 
@@ -145,7 +146,7 @@ def test_write_kv_is_what_gensim_saves_without_gensim(tmp_path):
     import subprocess
     import sys
 
-    from w2v_nce.export import write_kv
+    from w2v_nce.run.vectors import write_kv
     rng = np.random.default_rng(0)
     words, counts, vectors = [f"w{i}" for i in range(300)], np.arange(300, 0, -1), rng.standard_normal((300, 7))
     write_kv(words, counts, vectors, tmp_path / "ours.kv")
@@ -162,7 +163,7 @@ def test_write_kv_is_what_gensim_saves_without_gensim(tmp_path):
     ours.save_word2vec_format(str(tmp_path / "a.txt"))
     theirs.save_word2vec_format(str(tmp_path / "b.txt"))
     assert (tmp_path / "a.txt").read_bytes() == (tmp_path / "b.txt").read_bytes()
-    code = (f"import sys, numpy as np; from w2v_nce.export import write_kv; "
+    code = (f"import sys, numpy as np; from w2v_nce.run.vectors import write_kv; "
             f"write_kv(['a', 'b'], np.array([2, 1]), np.ones((2, 3)), {str(tmp_path / 'x.kv')!r}); "
             "assert 'gensim' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0

@@ -11,7 +11,8 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import lock, rundir
+from w2v_nce import lock
+from w2v_nce.run import rundir
 from w2v_nce.cli import app
 
 from .test_lock import held_by_another

@@ -1,6 +1,6 @@
 """The heads' definitions, by hand: each loss on a tiny problem, the Huffman tree of word2vec.c, and exact
 normalisation where a head claims it. Gradients and the backends that apply them: test_backends.py,
-test_fused.py, test_fused_cuda.py."""
+test_step_cpu.py, test_step_cuda.py."""
 
 import math
 
@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from w2v_nce.config import LOSSES
-from w2v_nce.heads import HSHead, SampledHead, SoftmaxHead, huffman, make_head
-from w2v_nce.sampling import AliasSampler
+from w2v_nce.model.heads import HSHead, SampledHead, SoftmaxHead, huffman, make_head
+from w2v_nce.model.sampling import AliasSampler
 
 
 @pytest.fixture(autouse=True)

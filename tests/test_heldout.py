@@ -7,11 +7,11 @@ import torch
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import heldout
+from w2v_nce.tools import heldout
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
-from w2v_nce.heads import HSHead, OutputHead
-from w2v_nce.training import train
+from w2v_nce.model.heads import HSHead, OutputHead
+from w2v_nce.run.train import train
 
 
 def head_of(out, bias):

@@ -7,10 +7,12 @@ import pytest
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import training as train_mod, vocab
+from w2v_nce.run import train as train_mod
+from w2v_nce.run.trainer import Trainer
+from w2v_nce.corpus import vocab
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
-from w2v_nce.plot import read_metrics
+from w2v_nce.tools.plot import read_metrics
 
 from .test_storage import interrupt_at
 
@@ -25,7 +27,9 @@ def config(**kw):
 
 
 def test_every_report_and_epoch_end_is_a_line(tmp_path):
-    train_mod.train(config(eval_epochs=True), LEE, tmp_path / "r", **QUIET)
+    from w2v_nce.tools.evaluate import scores
+    train_mod.train(config(eval_epochs=True), LEE, tmp_path / "r", progress=False,
+                    hooks=train_mod.Hooks(lambda *_: None, score=scores))
     records = read_metrics(tmp_path / "r")
     assert records[0]["event"] == "start" and "time" in records[0]
     progress = [r for r in records if r["event"] == "progress"]
@@ -47,7 +51,7 @@ def test_a_resumed_run_appends_from_its_checkpoint(tmp_path, monkeypatch):
     run = tmp_path / "r"
     ref = tmp_path / "ref"  # the same run, uninterrupted
     train_mod.train(config(), LEE, ref, **QUIET)
-    monkeypatch.setattr(train_mod.Trainer, "_report", interrupt_at(6))  # in epoch 2
+    monkeypatch.setattr(Trainer, "report", interrupt_at(6))  # in epoch 2
     with pytest.raises(train_mod.Interrupted):
         train_mod.train(config(), LEE, run, **QUIET)
     before = read_metrics(run)

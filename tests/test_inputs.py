@@ -11,7 +11,7 @@ import pytest
 from gensim.test.utils import datapath
 
 import w2v_nce
-from w2v_nce import rundir
+from w2v_nce.run import rundir
 
 LEE = datapath("lee_background.cor")
 ROOT = Path(__file__).resolve().parents[1]

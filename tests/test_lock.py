@@ -18,7 +18,8 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import lock, rundir
+from w2v_nce import lock
+from w2v_nce.run import rundir
 from w2v_nce.cli import app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import pytest
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import rundir
+from w2v_nce.run import rundir
 from w2v_nce.cli import app
 
 LEE = datapath("lee_background.cor")
@@ -63,9 +63,9 @@ def test_the_summary_says_where_the_vectors_are_and_a_small_corpus_is_named(trai
 
 
 def test_incomplete_names_the_real_resume_command(tmp_path):
-    from w2v_nce.training import prepare
+    from w2v_nce.run.opening import make_run_dir
     from w2v_nce.config import make_config
-    prepare(make_config(dim=8, min_count=3), LEE, tmp_path / "r")
+    make_run_dir(make_config(dim=8, min_count=3), LEE, tmp_path / "r")
     assert f"w2v-nce train --resume {tmp_path / 'r'}" in (tmp_path / "r" / rundir.INCOMPLETE).read_text()
 
 

@@ -10,7 +10,6 @@ import sys
 import tomllib
 from pathlib import Path
 
-import pytest
 from gensim.test.utils import datapath
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -12,7 +12,8 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import evaluate, phrases
+from w2v_nce.tools import evaluate
+from w2v_nce.corpus import phrases
 from w2v_nce.cli import app
 from w2v_nce.errors import UsageError
 

@@ -11,7 +11,7 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import phrase_spill, phrases, vocab
+from w2v_nce.corpus import phrase_spill, phrases
 from w2v_nce.cli import app
 from w2v_nce.errors import W2VError
 
@@ -67,7 +67,7 @@ def test_the_pairs_spill_splits_a_partition_and_sums_exactly(tmp_path, monkeypat
     keys = rng.integers(0, 1 << 40, size=3000)
     spill = phrase_spill._PairSpill(tmp_path / "pairs", 0)
     expected = collections.Counter()
-    for _ in range(4):  # four tables written out, each key at most once a table, as _Pairs spills them
+    for _ in range(4):  # four tables written out, each key at most once a table, as Pairs spills them
         some = rng.choice(keys, size=1500, replace=False)
         counts = rng.integers(1, 5, size=some.size)
         spill.write_records(np.stack([some, counts], axis=1))
@@ -105,7 +105,7 @@ def test_cli_memory_option(tmp_path):
 def test_a_text_that_changes_between_reads_is_an_error(tmp_path, monkeypatch):
     corpus = tmp_path / "lee.txt"
     corpus.write_bytes(open(LEE, "rb").read())
-    spill_all = vocab._spill_all
+    spill_all = phrases.spill_all
 
     def then_grow(*args):  # the first read is done once its words are spilled: the text grows before the next
         spill = spill_all(*args)
@@ -113,7 +113,7 @@ def test_a_text_that_changes_between_reads_is_an_error(tmp_path, monkeypatch):
             f.write("one more line\n")
         return spill
 
-    monkeypatch.setattr(vocab, "_spill_all", then_grow)
+    monkeypatch.setattr(phrases, "spill_all", then_grow)
     with pytest.raises(W2VError, match="changed while it was read again"):
         phrases.build(corpus, tmp_path / "out.txt", memory=TINY)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["lee.txt"]

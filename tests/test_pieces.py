@@ -8,11 +8,12 @@ from gensim.test.utils import datapath
 from scipy import stats
 
 import w2v_nce
-from w2v_nce import fused, pieces
-from w2v_nce.sampling import keep_probs
-from w2v_nce.vocab import SEPARATOR
+from w2v_nce.step import cpu, pieces
+from w2v_nce.run.trainer import Trainer
+from w2v_nce.model.sampling import keep_probs
+from w2v_nce.corpus.vocab import SEPARATOR
 
-pytestmark = pytest.mark.skipif(fused.numba is None, reason="numba is not installed")
+pytestmark = pytest.mark.skipif(cpu.numba is None, reason="numba is not installed")
 MASK = (1 << 64) - 1
 LEE = datapath("lee_background.cor")
 
@@ -120,19 +121,21 @@ def test_the_draws_are_what_they_should_be():
 def test_a_piece_trains_the_same_on_any_thread(tmp_path):
     """A piece's draws depend on the seed, the epoch and the piece, not on the thread: the same piece trained with
     thread 0's and with thread 1's buffers gives the same model, to the bit; and one thread is reproducible."""
-    from w2v_nce import backends, rundir, training
+    from w2v_nce.step import plan
+    from w2v_nce.run import rundir
     from w2v_nce.config import make_config
     run = w2v_nce.train(LEE, tmp_path / "r", epochs=1, threads=1, dim=16, progress=False, keep_corpus=True)
     cfg = make_config(threads=2, dim=16)
-    trainer = training.Trainer(cfg, run.path, rundir.read_vocab(run.path), backends.plan(cfg))
-    t = trainer.pieces
+    trainer = Trainer(cfg, run.path, rundir.read_vocab(run.path), plan.make_plan(cfg))
+    t = trainer.loop.threads
+    start = [a.copy() for a in t.params]
     models = []
     for thread in (0, 1):
-        m = tuple(a.copy() for a in t.model)
-        pieces._piece(t.text, m, *t.own(thread), t.tab, t.softmax, False, t.window, 0.025, pieces.epoch_key(1, 0), 3,
-                      t.fixed, np.zeros(3))
-        models.append(m)
+        for a, b in zip(t.params, start):
+            a[...] = b
+        t.piece(3, 0, 0.025, thread)
+        models.append([a.copy() for a in t.params])
     assert all(np.array_equal(a, b) for a, b in zip(*models))
-    assert not np.array_equal(models[0][0], t.model[0])  # it trained
+    assert not np.array_equal(models[0][0], start[0])  # it trained
     again = w2v_nce.train(LEE, tmp_path / "again", epochs=1, threads=1, dim=16, progress=False)
     assert np.array_equal(again.vectors.vectors, run.vectors.vectors)

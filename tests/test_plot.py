@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from gensim.test.utils import datapath
 
-from w2v_nce import heldout, plot
+from w2v_nce.tools import heldout, plot
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
-from w2v_nce.training import train
+from w2v_nce.run.train import train
 
 LEE = datapath("lee_background.cor")
 HELD = datapath("lee.cor")
@@ -109,7 +109,7 @@ def test_log_z_plot_and_values(lee_runs, tmp_path):
     assert_png(out)
     assert os.listdir(tmp_path) == ["logz.png"]
     for run in lee_runs:
-        cfg, lz = heldout.run_log_z(run, HELD, max_contexts=2000, seed=3)
+        cfg, lz = heldout.log_z_of_run(run, HELD, max_contexts=2000, seed=3)
         assert cfg.loss == run.name and lz.shape == (2000,) and np.isfinite(lz).all()
         st = heldout.evaluate_run(run, HELD, max_contexts=2000, seed=3)
         assert lz.mean() == pytest.approx(st["mean_log_z"], rel=1e-12)

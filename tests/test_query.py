@@ -9,7 +9,7 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import training as train_mod
+from w2v_nce.run import train as train_mod
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 
@@ -109,7 +109,7 @@ def test_the_quick_loader_answers_as_gensim_without_importing_it(run):
     gensim's most_similar for many words and analogies, and gensim is not imported on that path."""
     import subprocess
     import sys
-    from w2v_nce import query
+    from w2v_nce.tools import query
     kv, quick = KeyedVectors.load(str(run / "vectors.kv")), query.load(run)
     assert isinstance(quick, query.Vectors)
     for w in kv.index_to_key[:200:4]:
@@ -120,7 +120,7 @@ def test_the_quick_loader_answers_as_gensim_without_importing_it(run):
     for a, b, c in zip(words, words[1:], words[2:]):
         got, want = (x.most_similar(positive=[b, c], negative=[a], topn=5) for x in (quick, kv))
         assert [v for v, _ in got] == [v for v, _ in want]
-    code = (f"import sys; from w2v_nce import query; query.load({str(run)!r}); "
+    code = (f"import sys; from w2v_nce.tools import query; query.load({str(run)!r}); "
             "assert 'gensim' not in sys.modules and 'torch' not in sys.modules")
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
 
@@ -168,7 +168,7 @@ def _gensim_load(path):
                          + GENSIM_DATA)
 def test_the_word2vec_readers_equal_gensims_load(files, name):
     """Words in order and every float32 bit for bit, as gensim's load_word2vec_format gives them."""
-    from w2v_nce import query
+    from w2v_nce.tools import query
     path = files / name if (files / name).exists() else Path(datapath(name))
     quick, kv = query.load(path), _gensim_load(path)
     assert isinstance(quick, query.Vectors)  # read without gensim
@@ -211,7 +211,7 @@ def test_word2vec_queries_import_neither_gensim_nor_torch(files):
 def test_a_malformed_word2vec_file_is_one_line_of_error(files, tmp_path):
     """What the quick readers cannot read goes to gensim's loader, with its one-line errors; nothing else is
     printed."""
-    from w2v_nce import vectorfiles
+    from w2v_nce.tools import vectorfiles
     from w2v_nce.errors import W2VError
     good = (files / "v.bin").read_bytes()
     cases = {"truncated.bin": (good[:len(good) // 2], "unexpected end of input"),
@@ -233,7 +233,7 @@ def test_what_the_quick_readers_leave_gensim_reads(tmp_path):
     """A duplicate word (gensim keeps the first) and a line of one number (gensim repeats it) are gensim's rules,
     not repeated: gensim reads those files, and the answers are its own."""
     from gensim.models import KeyedVectors as Gensim
-    from w2v_nce import query
+    from w2v_nce.tools import query
     (tmp_path / "dup.txt").write_bytes(b"3 2\na 1 0\nb 0 1\na 1 1\n")
     (tmp_path / "one.txt").write_bytes(b"2 3\na 1 2 3\nb 7\n")
     for name in ("dup.txt", "one.txt"):
@@ -278,7 +278,7 @@ def test_the_readme_example(run):
     """docs/queries.md's example of a query of two words is what `similar` prints for it; the same command on this
     run prints that shape."""
     import re
-    from w2v_nce import query
+    from w2v_nce.tools import query
     section = (Path(__file__).parents[1] / "docs" / "queries.md").read_text()
     example = re.search(r"\$ (w2v-nce similar .*)\n((?:(?!```).+\n)+)", section)
     assert example, "docs/queries.md shows a `$ w2v-nce similar ...` example and its output"

@@ -8,12 +8,17 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 import pytest
 from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import backends, pieces, training as train_mod
+from w2v_nce.step import pieces, plan
+from w2v_nce.run import train as train_mod
+from w2v_nce.run import opening
+from w2v_nce.run.loops import Pieces
+from w2v_nce.run.trainer import Diverged, Trainer
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
@@ -74,22 +79,21 @@ def test_resume_of_a_finished_run_is_refused(tmp_path):
 
 
 def test_divergence_of_a_large_summed_batch_suggests_a_smaller_batch(tmp_path):
-    # the PyTorch step sums a batch's gradients; skip-gram diverged at batch 65,536 (BENCHMARKS.md section 3)
+    # the PyTorch step sums a batch's gradients; skip-gram diverged at batch 65,536 (docs/benchmarks-log.md section 3)
     cfg = make_config(epochs=1, min_count=3, dim=8, kernel="torch", batch_size=65536, lr=1e12)
-    with pytest.raises(train_mod.Diverged, match=r"retry with --batch-size 16384 or less, or a lower --lr"):
+    with pytest.raises(Diverged, match=r"retry with --batch-size 16384 or less, or a lower --lr"):
         train_mod.train(cfg, LEE, tmp_path / "r", progress=False, log=lambda *_: None)
-    assert "batch-size" not in str(train_mod.Diverged(3, 0.1, 0)) and "batch-size" not in str(train_mod.Diverged(3, 0.1, 4096))
+    assert "batch-size" not in str(Diverged(3, 0.1, 0)) and "batch-size" not in str(Diverged(3, 0.1, 4096))
 
 
 def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     good = make_config(epochs=1, min_count=3, dim=8)
     train_mod.train(good, LEE, tmp_path / "runs" / "good", progress=False, log=lambda *_: None)
-    latest = (tmp_path / "runs" / "latest").resolve()
 
     # a real divergence: an absurd learning rate
     bad = make_config(epochs=2, min_count=3, dim=8, lr=1e12)
-    with pytest.raises(train_mod.Diverged, match=r"at step \d+ .*lower --lr"):
+    with pytest.raises(Diverged, match=r"at step \d+ .*lower --lr"):
         train_mod.train(bad, LEE, tmp_path / "runs" / "bad", progress=False, log=lambda *_: None)
 
     # an injected NaN at a known step (a piece) in epoch 2: the message names it, epoch 1's checkpoint is kept
@@ -102,14 +106,14 @@ def test_divergence_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, 
 
     probe = make_config(epochs=1, min_count=3, dim=8, batch_size=512)
     train_mod.train(probe, LEE, tmp_path / "probe", progress=False, log=lambda *_: None)
-    n_steps_epoch1 = train_mod.torch.load(tmp_path / "probe" / "checkpoint.pt", weights_only=False)["position"]["step"]
+    n_steps_epoch1 = torch.load(tmp_path / "probe" / "checkpoint.pt", weights_only=False)["position"]["step"]
     monkeypatch.setattr(pieces.Threads, "epoch", poisoned)
     cfg = make_config(epochs=2, min_count=3, dim=8, batch_size=512)
-    with pytest.raises(train_mod.Diverged, match=f"at step {n_steps_epoch1 + 3} "):
+    with pytest.raises(Diverged, match=f"at step {n_steps_epoch1 + 3} "):
         train_mod.train(cfg, LEE, tmp_path / "runs" / "nan", progress=False, log=lambda *_: None)
     run = tmp_path / "runs" / "nan"
     assert (run / "INCOMPLETE").exists() and not (run / "vectors.kv").exists()
-    st = train_mod.torch.load(run / "checkpoint.pt", weights_only=False)
+    st = torch.load(run / "checkpoint.pt", weights_only=False)
     assert st["position"]["epoch"] == 1 and st["position"]["step"] == n_steps_epoch1
     assert (tmp_path / "runs" / "latest").resolve() == (tmp_path / "probe").resolve()  # the last complete run
 
@@ -157,11 +161,11 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     kernel. Compiling the kernel (once per install; numba caches it) adds about 140 MB to the first run,
     so the test compiles it here first.
     """
-    from w2v_nce import fused
-    from w2v_nce.heads import make_head
-    from w2v_nce.sampling import AliasSampler
+    from w2v_nce.step import cpu
+    from w2v_nce.model.heads import make_head
+    from w2v_nce.model.sampling import AliasSampler
     counts = np.array([2, 1])
-    fused.warm_up(make_head("neg", counts, 1, AliasSampler(counts), 1))  # the run's head: sg-neg
+    cpu.warm_up(make_head("neg", counts, 1, AliasSampler(counts), 1))  # the run's head: sg-neg
     src = ROOT.parent / "shared" / "corpora" / "wiki100m.txt.gz"
     if not src.exists():
         pytest.skip("needs ../shared/corpora/wiki100m.txt.gz")
@@ -188,43 +192,43 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
                                                 ("fused", 1, True)])
 def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share, ahead):
     """The chunk loop (the PyTorch step; the fused step of a process of torchrun). ahead: each chunk drawn during the
-    last one's final batch, as on a GPU (Trainer._draw_ahead): the same run, and the same resume, also from a
+    last one's final batch, as on a GPU (Chunks.draw_next): the same run, and the same resume, also from a
     checkpoint taken while drawn examples wait."""
     import torch
 
     cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256,
                       kernel=kernel, shared_noise=share)
-    vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
+    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh(draw_ahead=ahead):
-        t = train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg), single=False)
-        t.draw_ahead = draw_ahead
+        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=False)
+        t.loop.draw_ahead = draw_ahead
         return t
 
     ref = fresh(False)
     chunk_starts = []
-    draw = ref.examples
-    ref.examples = lambda c: (chunk_starts.append(ref.step), draw(c))[1]
-    ref.run()
+    draw = ref.loop.examples
+    ref.loop.examples = lambda c: (chunk_starts.append(ref.step), draw(c))[1]
+    ref.train_epochs()
     if ahead:
         t = fresh()
-        t.run()
+        t.train_epochs()
         assert torch.equal(t.model.input, ref.model.input) and torch.equal(t.model.head.weight, ref.model.head.weight)
         # a checkpoint while a chunk's examples wait holds the generator's state before they were drawn
         t = fresh()
         before = t.gen.get_state()
-        t._draw_ahead(0)
+        t.loop.draw_next(0)
         assert torch.equal(t.position_state()["gen_state"], before) and not torch.equal(t.gen.get_state(), before)
     # the first batch of a chunk (its examples are drawn, no step taken), inside a chunk, the start of epoch 2
     epoch2 = chunk_starts[len(chunk_starts) // 2]
     for stop_at in sorted({chunk_starts[1], chunk_starts[2] + 3, epoch2, chunk_starts[-1] + 1}):
         t = fresh()
         with pytest.raises(KeyboardInterrupt):
-            t.run(stop=lambda: t.step == stop_at)
+            t.train_epochs(stop=lambda: t.step == stop_at)
         torch.save(t.state(), tmp_path / "ckpt.pt")
         resumed = fresh()
         resumed.load_state(torch.load(tmp_path / "ckpt.pt", weights_only=False))
-        resumed.run()
+        resumed.train_epochs()
         assert torch.equal(resumed.model.input, ref.model.input), stop_at
         assert torch.equal(resumed.model.head.weight, ref.model.head.weight), stop_at
 
@@ -238,26 +242,27 @@ def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share):
 
     cfg = make_config(model=model, loss=loss, epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
                       shared_noise=share)
-    vocab, _ = train_mod.prepare(cfg, Path(LEE), tmp_path / "r")
+    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh():
-        return train_mod.Trainer(cfg, tmp_path / "r", vocab, backends.plan(cfg))
+        return Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg))
 
     ref = fresh()
-    assert ref.pieces is not None
-    ref.run()
-    per_chunk = int(np.searchsorted(ref.pieces.bounds[:, 0], 9000))
-    n = len(ref.pieces.bounds)
+    assert isinstance(ref.loop, Pieces)
+    ref.train_epochs()
+    per_chunk = int(np.searchsorted(ref.loop.threads.bounds[:, 0], 9000))
+    n = len(ref.loop.threads.bounds)
     for epoch, piece in sorted({(0, 1), (0, per_chunk // 2), (0, per_chunk), (1, 0), (1, n - 1)}):
         t = fresh()
-        t.stop_at = (epoch, piece)
+        whole = t.loop.threads.epoch  # stopped before `piece` of `epoch`, as stop() at that point would
+        t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=piece if e == epoch else None)
         with pytest.raises(KeyboardInterrupt):
-            t.run()
+            t.train_epochs()
         assert (t.epoch, t.piece) == (epoch, piece)
         torch.save(t.state(), tmp_path / "ckpt.pt")
         resumed = fresh()
         resumed.load_state(torch.load(tmp_path / "ckpt.pt", weights_only=False))
-        resumed.run()
+        resumed.train_epochs()
         assert torch.equal(resumed.model.input, ref.model.input), (epoch, piece)
         assert torch.equal(resumed.model.head.weight, ref.model.head.weight), (epoch, piece)
         assert torch.equal(resumed.model.head.bias, ref.model.head.bias), (epoch, piece)

@@ -3,7 +3,7 @@ import pytest
 import torch
 from scipy import stats
 
-from w2v_nce.sampling import AliasSampler, keep_probs, noise_probs, vose_table
+from w2v_nce.model.sampling import AliasSampler, keep_probs, noise_probs, vose_table
 
 
 def reconstruct(prob, alias):
@@ -71,6 +71,7 @@ def test_keep_probability_is_word2vecs_formula():
     t, n = 1e-2, 1111
     # by hand: (sqrt(f/(tN)) + 1) * tN / f with tN = 11.11
     tn = 11.11
+    assert t * n == pytest.approx(tn)
     want = [(np.sqrt(f / tn) + 1) * tn / f for f in (1000, 100, 10)] + [1.0]
     got = keep_probs(counts, t)
     np.testing.assert_allclose(got[:3], np.minimum(want[:3], 1.0), rtol=1e-12)

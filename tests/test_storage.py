@@ -15,12 +15,15 @@ from gensim.models import KeyedVectors
 from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
-from w2v_nce import export, rundir, training as train_mod
+from w2v_nce.run import vectors as export
+from w2v_nce.run.trainer import Trainer
+from w2v_nce.run import rundir, train as train_mod
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import W2VError
-from w2v_nce.plot import read_metrics
-from w2v_nce.rundir import CHECKPOINT, CONFIG, IDS, INCOMPLETE, METRICS, VECTORS, VOCAB
+from w2v_nce.tools.plot import read_metrics
+from w2v_nce.corpus import vocab as vocab_module
+from w2v_nce.run.rundir import CHECKPOINT, CONFIG, IDS, INCOMPLETE, METRICS, VECTORS, VOCAB
 
 from .faults import corrupt, permissions_apply, small_disk, truncate, unreadable  # noqa: F401 (a fixture)
 
@@ -34,17 +37,17 @@ def config(**kw):
     return make_config(**{**dict(epochs=2, min_count=3, dim=8, threads=1, seed=3, chunk_tokens=20000), **kw})
 
 
-def interrupt_at(report: int):
-    """A Trainer._report that raises KeyboardInterrupt (what SIGINT does, between pieces or batches) after its n-th
+def interrupt_at(nth: int):
+    """A Trainer.report that raises KeyboardInterrupt (what SIGINT does, between pieces or batches) after its n-th
     progress report (one at least at each chunk's end)."""
-    original, calls = train_mod.Trainer._report, [0]
+    original, calls = Trainer.report, [0]
 
-    def _report(self, *args):
+    def report(self, *args):
         original(self, *args)
         calls[0] += 1
-        if calls[0] == report:
+        if calls[0] == nth:
             raise KeyboardInterrupt
-    return _report
+    return report
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +56,7 @@ def made(tmp_path_factory):
     base = tmp_path_factory.mktemp("made")
     train_mod.train(config(), LEE, base / "finished", **QUIET)
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(train_mod.Trainer, "_report", interrupt_at(5))
+        mp.setattr(Trainer, "report", interrupt_at(5))
         with pytest.raises(train_mod.Interrupted, match="checkpoint saved"):
             train_mod.train(config(), LEE, base / "interrupted", **QUIET)
     return {"finished": base / "finished", "interrupted": base / "interrupted"}
@@ -200,7 +203,7 @@ def resume_after_freeing(disk, run: Path, reference) -> None:
 
 def test_disk_full_during_the_vocabulary_pass_leaves_nothing(small_disk, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
-    fill_before(monkeypatch, small_disk, train_mod.vocab_mod, "build", 1)
+    fill_before(monkeypatch, small_disk, vocab_module, "build", 1)
     r = invoke("train", LEE, "--out", small_disk.path / "run", "--no-progress", "--min-count", 3, "--dim", 8)
     one_line_error(r, "corpus.ids", "No space left on device", "free some space")
     assert not (small_disk.path / "run").exists() and not (tmp_path / "runs" / "latest").exists()

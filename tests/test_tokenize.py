@@ -5,9 +5,9 @@ import lzma
 import numpy as np
 import pytest
 
-from w2v_nce import vocab
+from w2v_nce.corpus import table, vocab
 from w2v_nce.errors import W2VError
-from w2v_nce.tokenize import LINE_BREAK, iter_tokens
+from w2v_nce.corpus.tokenize import LINE_BREAK, iter_tokens
 
 TEXT = "한국어 λόγος café naïve\nthe cat  sat\t on\r\nthe mat\n\n  ΆΈΉ ok"
 WANT = ["한국어", "λόγος", "café", "naïve", LINE_BREAK, "the", "cat", "sat", "on", LINE_BREAK,
@@ -129,8 +129,8 @@ def test_non_ascii_words_round_trip_through_training_and_binary_export(tmp_path)
     from gensim.models import KeyedVectors
 
     from w2v_nce.config import make_config
-    from w2v_nce.export import export
-    from w2v_nce.training import train
+    from w2v_nce.tools.export import export
+    from w2v_nce.run.train import train
 
     words = ["한국어", "λόγος", "café", "naïve", "日本語", "привет", "שלום", "x\u00adx"]
     rng = np.random.default_rng(0)
@@ -170,7 +170,7 @@ def _random_text(rng, n):
 def test_compiled_encoder_equals_the_str_tokenizer(tmp_path, seed, block, lowercase):
     # Mixed ASCII / non-ASCII blocks, tiny to whole-file blocks, and a table and arena that start tiny, so
     # that growing and rehashing happen mid-block.
-    from w2v_nce.tokenize import iter_token_bytes
+    from w2v_nce.corpus.tokenize import iter_token_bytes
 
     rng = np.random.default_rng(seed)
     p = tmp_path / "c.txt"
@@ -179,7 +179,7 @@ def test_compiled_encoder_equals_the_str_tokenizer(tmp_path, seed, block, lowerc
         text = "pure ascii lines\nonly here\n" * 50 + text
     p.write_text(text, encoding="utf-8")
     want_ids, want_words, want_counts = _reference(p, block_bytes=block, lowercase=lowercase)
-    index = vocab._Index(slots=4, arena_bytes=8)
+    index = table.WordTable(slots=4, arena_bytes=8)
     got = []
     for piece in iter_token_bytes(p, lowercase, block_bytes=block):
         got.extend(index.encode(piece).tolist())

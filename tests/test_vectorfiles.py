@@ -14,7 +14,8 @@ from gensim.test.utils import common_texts, datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import query, training, vectorfiles
+from w2v_nce.tools import query, vectorfiles
+from w2v_nce.run import train as training
 from w2v_nce.cli import app
 from w2v_nce.config import make_config
 from w2v_nce.errors import UnsafePickle, W2VError

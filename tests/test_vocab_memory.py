@@ -12,7 +12,8 @@ from gensim.test.utils import datapath
 from typer.testing import CliRunner
 
 import w2v_nce
-from w2v_nce import rundir, vocab
+from w2v_nce.run import rundir
+from w2v_nce.corpus import spill, vocab
 from w2v_nce.cli import app
 from w2v_nce.config import parse_size
 from w2v_nce.errors import UsageError, W2VError
@@ -58,10 +59,10 @@ def build(path, out, **kw):
                                                         (2, 1000, 8, 40_000), (1, None, 1, 80_000)])
 def test_the_spill_equals_counter_and_one_unbounded_pass(tmp_path, monkeypatch, min_count, max_vocab, bits, n):
     # bits=1: two partitions a level, of about 44,000 words each: past the bound, so they are split again
-    monkeypatch.setattr(vocab, "SPILL_BITS", bits)
+    monkeypatch.setattr(spill, "SPILL_BITS", bits)
     depths = []
-    count_spilled = vocab._count_spilled
-    monkeypatch.setattr(vocab, "_count_spilled", lambda folder, depth, *a: depths.append(depth) or
+    count_spilled = spill.count_spilled
+    monkeypatch.setattr(spill, "count_spilled", lambda folder, depth, *a: depths.append(depth) or
                         count_spilled(folder, depth, *a))
     corpus = long_tail(tmp_path / "tail.txt", n)
     words, counts, ids, distinct = counted(corpus.read_text(encoding="utf-8"), min_count, max_vocab)
@@ -149,16 +150,16 @@ def test_a_bad_vocab_memory_is_a_one_line_usage_error(tmp_path, monkeypatch, val
 
 def test_the_spill_is_removed_after_an_interrupt_or_error_and_a_stale_one_first(tmp_path, monkeypatch):
     corpus = long_tail(tmp_path / "tail.txt")
-    spill = tmp_path / "c.ids.spill"
-    spill.mkdir()
-    (spill / "stale").write_bytes(b"a killed run's")
+    spill_dir = tmp_path / "c.ids.spill"
+    spill_dir.mkdir()
+    (spill_dir / "stale").write_bytes(b"a killed run's")
 
     def interrupted(*a, **kw):
-        assert spill.is_dir() and not (spill / "stale").exists()  # the stale one went before counting began
+        assert spill_dir.is_dir() and not (spill_dir / "stale").exists()  # the stale one went before counting began
         raise KeyboardInterrupt
 
     with monkeypatch.context() as m:
-        m.setattr(vocab, "_count_spilled", interrupted)
+        m.setattr(spill, "count_spilled", interrupted)
         with pytest.raises(KeyboardInterrupt):
             vocab.build(corpus, tmp_path / "c.ids", memory=TINY)
     with pytest.raises(W2VError, match="lower --min-count"):
@@ -183,13 +184,13 @@ def test_a_text_that_changes_between_the_passes_is_an_error(tmp_path):
 
 def test_a_full_disk_while_spilling_is_one_line_and_leaves_nothing(small_disk, monkeypatch, tmp_path):  # noqa: F811
     corpus = long_tail(tmp_path / "tail.txt")
-    write = vocab._Spill.write
+    write = spill.Spill.write
 
     def fill_first(self, index):
         small_disk.fill()
         return write(self, index)
 
-    monkeypatch.setattr(vocab._Spill, "write", fill_first)
+    monkeypatch.setattr(spill.Spill, "write", fill_first)
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["train", str(corpus), "--out", str(small_disk.path / "run"), "--vocab-memory", "1M",
                             "--no-progress"])

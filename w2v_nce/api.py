@@ -19,11 +19,16 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from . import continued, rundir
-from .inputs import corpus_paths, inputs_note, write_sentences, write_stdin, STDIN
+from .run import continued, rundir
+from .corpus.inputs import STDIN, corpus_paths, inputs_note
+from .run.sentences import write_sentences, write_stdin
 from .config import Config, find_config, load_toml, make_config, train_values
 from .errors import UsageError, W2VError
+
+if TYPE_CHECKING:
+    from .step.plan import Plan
 
 _FIELDS = {f.name for f in dataclasses.fields(Config)}
 
@@ -64,13 +69,14 @@ class Run:
 
     @property
     def vectors(self):
-        from . import export, vectorfiles
+        from .run import vectors as run_vectors
+        from .tools import vectorfiles
         if self._trainer is not None:
             return self._trainer.keyed_vectors()
         if self.finished:
             return vectorfiles.load_vectors(self.path / rundir.VECTORS, self.trust_pickle)
         run = rundir.load_run(self.path)  # a stopped run: its checkpoint's
-        return export.to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
+        return run_vectors.to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
 
 
 def load(path: str | os.PathLike | Run, trust_pickle: bool = False) -> Run:
@@ -101,49 +107,18 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
     in this thread; one that returns False stops training with a checkpoint (the run stays resumable), one that
     raises stops the same way and its exception propagates. log: a function for the one-line messages the CLI
     prints (default: none)."""
-    from . import training
+    from .run import train as training
 
     log = log or (lambda *_: None)
-    timeout, taken, facts = None, (), None
     init_dir = Path(init.path if isinstance(init, Run) else init) if init is not None else None
+    run_dir = Path(out.path if isinstance(out, Run) else out) if out is not None else None
     if resume:
-        if out is None:
-            raise UsageError("resume=True needs out=, the run directory to continue")
-        if set(options) - {"sync_timeout"} or config is not None or init is not None or overwrite:
-            raise UsageError("a resumed run continues with its own options (config.toml); pass only out= and, "
-                             "under torchrun, sync_timeout=")
-        timeout = train_values({k: v for k, v in options.items() if v is not None},
-                               "the options of w2v_nce.train").get("sync_timeout")
-        if timeout is not None:
-            Config(sync_timeout=timeout).validate()
-        cfg, paths, run_dir = None, None, Path(out.path if isinstance(out, Run) else out)
+        cfg, paths, facts, plan = None, None, None, None
+        timeout = _resume_options(run_dir, config, init, overwrite, options)
     else:
-        cfg, taken = configure(config, options, init_dir)
-        if taken:
-            log(f"--init {init_dir}: its {', '.join(f'{k} {_show(getattr(cfg, k))}' for k in taken)} (what "
-                "--config and the flags did not set)")
-        run_dir = Path(out.path if isinstance(out, Run) else out) if out is not None else None
-        if overwrite and run_dir is None:
-            raise UsageError("overwrite needs out=, the run directory to replace (--out)")
-        skipped: list = []
-        paths = corpus_paths(corpus, skipped)  # a wrong corpus is said before a run is overwritten
-        if paths is not None and paths.count(STDIN) > 1:
-            raise UsageError("standard input (-) can be read once: give it once")
-        note = inputs_note(paths or [], skipped)
-        if note:
-            log(note)
-        facts = {"init_settings": list(taken)} if init_dir is not None else {}
-        if skipped:  # the files read are [run] corpus
-            facts["skipped"] = [f"{p}: {why}" for p, why in skipped]
-        if overwrite and rundir.clear(run_dir):
-            log(f"overwriting {run_dir}")
-        if paths is None:  # sentences: into the run directory first
-            run_dir = run_dir or rundir.default_run_dir(Path("sentences"), cfg)
-            paths = [write_sentences(corpus, run_dir)]
-        elif STDIN in paths:  # standard input: likewise
-            run_dir = run_dir or rundir.default_run_dir(Path("stdin"), cfg)
-            paths[paths.index(STDIN)] = write_stdin(run_dir)
-    hooks = training.Hooks(log)
+        timeout = None
+        cfg, plan, paths, run_dir, facts = _new_run(corpus, run_dir, config, init_dir, overwrite, options, log)
+    hooks = training.Hooks(log, score=_scores)
     if on_progress is not None:
         hooks.on_progress = lambda row: on_progress(_live(hooks), row)
     if on_epoch is not None:
@@ -151,7 +126,7 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
     sentences = paths[0] if paths and paths[0].name == rundir.SENTENCES and paths[0].parent == run_dir else None
     try:
         summary = training.train(cfg, paths, run_dir, resume=resume, progress=progress, log=log,
-                                 timeout=timeout, init=init_dir, hooks=hooks, facts=facts)
+                                 timeout=timeout, init=init_dir, hooks=hooks, facts=facts, plan=plan)
     except training.Interrupted:
         if hooks.error is not None:
             raise hooks.error
@@ -164,6 +139,12 @@ def train(corpus=None, out: str | os.PathLike | Run | None = None, *, config: st
             if not (run_dir / rundir.CONFIG).exists():  # the run never started: nothing is left of it
                 shutil.rmtree(run_dir, ignore_errors=True)
     return Run(summary.run_dir, summary=summary)
+
+
+def _scores(kv) -> dict:
+    """--eval-epochs' scores (the run is given them here: it does not import the tools)."""
+    from .tools import evaluate
+    return evaluate.scores(kv)
 
 
 def _live(hooks) -> Run:
@@ -184,9 +165,54 @@ INHERITED = ("model", "loss", "negatives", "noise_power", "dim", "window", "min_
              "encoding_errors", "phrases")
 
 
-def configure(config, options: dict, init: Path | None = None) -> tuple[Config, tuple[str, ...]]:
+def _resume_options(run_dir: Path | None, config, init, overwrite: bool, options: dict) -> float | None:
+    """What a resume may be given: out= and, under torchrun, sync_timeout= (returned)."""
+    if run_dir is None:
+        raise UsageError("resume=True needs out=, the run directory to continue")
+    if set(options) - {"sync_timeout"} or config is not None or init is not None or overwrite:
+        raise UsageError("a resumed run continues with its own options (config.toml); pass only out= and, "
+                         "under torchrun, sync_timeout=")
+    timeout = train_values({k: v for k, v in options.items() if v is not None},
+                           "the options of w2v_nce.train").get("sync_timeout")
+    if timeout is not None:
+        Config(sync_timeout=timeout).validate()
+    return timeout
+
+
+def _new_run(corpus, run_dir: Path | None, config, init_dir: Path | None, overwrite: bool, options: dict, log):
+    """A new run's config and plan, its corpus's paths (sentences and standard input streamed into the run directory
+    first), its directory (cleared where overwrite asks) and config.toml's facts; every error before any work."""
+    cfg, taken, plan = configure(config, options, init_dir)
+    if taken:
+        log(f"--init {init_dir}: its {', '.join(f'{k} {_show(getattr(cfg, k))}' for k in taken)} (what "
+            "--config and the flags did not set)")
+    if overwrite and run_dir is None:
+        raise UsageError("overwrite needs out=, the run directory to replace (--out)")
+    skipped: list = []
+    paths = corpus_paths(corpus, skipped)  # a wrong corpus is said before a run is overwritten
+    if paths is not None and paths.count(STDIN) > 1:
+        raise UsageError("standard input (-) can be read once: give it once")
+    note = inputs_note(paths or [], skipped)
+    if note:
+        log(note)
+    facts = {"init_settings": list(taken)} if init_dir is not None else {}
+    if skipped:  # the files read are [run] corpus
+        facts["skipped"] = [f"{p}: {why}" for p, why in skipped]
+    if overwrite and rundir.clear(run_dir):
+        log(f"overwriting {run_dir}")
+    if paths is None:  # sentences: into the run directory first
+        run_dir = run_dir or rundir.default_run_dir(Path("sentences"), cfg)
+        paths = [write_sentences(corpus, run_dir)]
+    elif STDIN in paths:  # standard input: likewise
+        run_dir = run_dir or rundir.default_run_dir(Path("stdin"), cfg)
+        paths[paths.index(STDIN)] = write_stdin(run_dir)
+    return cfg, plan, paths, run_dir, facts
+
+
+def configure(config, options: dict, init: Path | None = None) -> tuple[Config, tuple[str, ...], Plan]:
     """The run's Config: (init's settings,) the preset or TOML file, then the options, each checked (UsageError
-    naming the option, the value and what it takes); and the names of the settings taken from init."""
+    naming the option, the value and what it takes); the names of the settings taken from init; and the run's
+    plan (the device and the step: their errors before any work)."""
     unknown = sorted(set(options) - _FIELDS)
     if unknown:
         hints = [f"{k!r} is gensim's name, ours is {GENSIM_NAMES[k]}" for k in unknown if k in GENSIM_NAMES]
@@ -194,11 +220,10 @@ def configure(config, options: dict, init: Path | None = None) -> tuple[Config, 
                          + (f" ({'; '.join(hints)})" if hints else "")
                          + f"; the options are the training flags' names: {', '.join(sorted(_FIELDS))}")
     options = train_values({k: v for k, v in options.items() if v is not None}, "the options of w2v_nce.train")
-    from .backends import plan
+    from .step.plan import make_plan
     base, taken = (_inherited(init, config, options) if init is not None else ({}, ()))
     cfg = make_config(config, base=base, **options)
-    plan(cfg)  # the device and the step's errors, before any work
-    return cfg, taken
+    return cfg, taken, make_plan(cfg)
 
 
 def _inherited(init: Path, config, options: dict) -> tuple[dict, tuple[str, ...]]:

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
-from typer.core import TyperCommand, TyperGroup
+from typer.core import TyperGroup
 
-from . import __version__, rundir
+from . import __version__, help_format
+from .run import rundir
 from .config import parse_size, presets
 from .errors import UsageError, W2VError
 
@@ -37,61 +37,8 @@ class _Group(TyperGroup):
             ctx.exit(e.code)
 
 
-def _plain_arguments() -> None:
-    """Typer 0.2x labels an argument with its Python type in the help (`WORD <list[str]>`) and a required one with
-    braces in the usage line (`{CORPUS}`); neither is for a user. Where this Typer has those two hooks, an argument
-    shows its name alone, as click and older Typers do."""
-    from typer import core
-    arg = getattr(core, "TyperArgument", None)
-    if arg is None:
-        return
-    if hasattr(arg, "display_type_rich"):
-        arg.display_type_rich = lambda self, ctx: None
-    if hasattr(arg, "_usage_display_name"):
-        def usage(self) -> str:
-            name = self.metavar or self.name.upper()
-            return (name if self.required else f"[{name}]") + ("..." if self.nargs != 1 else "")
-        arg._usage_display_name = usage
-
-
-def _whole_words() -> None:
-    """Help text wrapped at spaces only: click's wrapper also breaks at hyphens (`sg-` / `neg`, `--sync-` /
-    `hot-words`), which cuts the names a user types."""
-    import importlib
-    package = TyperCommand.__mro__[1].__module__.rsplit(".", 1)[0]  # click, or the copy newer Typers carry
-    textwrap = importlib.import_module(f"{package}._textwrap")  # which click's wrap_text imports at each call
-    if getattr(textwrap.TextWrapper, "whole_words", False):
-        return
-
-    class Wrapper(textwrap.TextWrapper):
-        whole_words = True
-
-        def __init__(self, *args, **kwargs):
-            super().__init__(*args, **{**kwargs, "break_on_hyphens": False})
-    textwrap.TextWrapper = Wrapper
-
-
-class _Panels(TyperCommand):
-    """Help with the options in groups (their rich_help_panel), as Typer's rich help draws them, in the plain help
-    this CLI prints; every default as `[default: X]` (click writes a default given as text in parentheses)."""
-
-    def format_options(self, ctx, formatter) -> None:
-        groups: dict[str, list] = {}
-        for param in self.get_params(ctx):
-            record = param.get_help_record(ctx)
-            if record is not None:
-                default = "Arguments" if param.param_type_name == "argument" else "Options"
-                record = (record[0], re.sub(r"\[default: \((.*)\)\]$", r"[default: \1]", record[1]))
-                groups.setdefault(getattr(param, "rich_help_panel", None) or default, []).append(record)
-        order = ("Arguments", "Model", "Head", "Data", "Run")  # then the others as they come, Options last
-        for name in sorted(groups, key=lambda g: (g == "Options", order.index(g) if g in order else len(order))):
-            records = groups[name]
-            with formatter.section(name):
-                formatter.write_dl(records)
-
-
-_plain_arguments()
-_whole_words()
+help_format.plain_arguments()
+help_format.whole_words()
 app = typer.Typer(cls=_Group, add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   rich_markup_mode=None,
                   help="Train word2vec embeddings (CBOW or skip-gram) with negative sampling, true noise-contrastive "
@@ -125,7 +72,7 @@ def _root(debug: Annotated[bool, typer.Option("--debug", help="Show full traceba
     _debug = debug
 
 
-@app.command(cls=_Panels, short_help="Train vectors on a corpus into a run directory.")
+@app.command(cls=help_format.Panels, short_help="Train vectors on a corpus into a run directory.")
 def train(
     corpus: Annotated[Optional[list[Path]], typer.Argument(help="UTF-8 text, whitespace-tokenised, .gz/.bz2/.xz read transparently: files, directories (their .txt/.text/.tok/.gz/.bz2/.xz files and those without a suffix, in name order), quoted globs, or - for standard input (compressed too); read in order as one corpus.", show_default=False, metavar="CORPUS")] = None,
     config: Annotated[Optional[str], typer.Option("--config", rich_help_panel="Run", metavar="PRESET|FILE", help=f"A preset by name ({', '.join(presets())}) or a TOML file; flags override it.")] = None,
@@ -166,7 +113,7 @@ def train(
 ):
     """Tokenize CORPUS, build the vocabulary and noise table, train, and write a run directory."""
     from . import api, config as config_mod
-    from .distributed import env_rank
+    from .run.distributed import env_rank
 
     if resume is not None:
         api.train(out=resume, resume=True, overwrite=overwrite, progress=progress, log=_info,
@@ -191,7 +138,7 @@ def train(
         raise
 
 
-@app.command("phrases", cls=_Panels, short_help="Join phrases (new york -> new_york) in a text.")
+@app.command("phrases", cls=help_format.Panels, short_help="Join phrases (new york -> new_york) in a text.")
 def phrases_cmd(
     corpus: Annotated[list[Path], typer.Argument(help="UTF-8 text as train reads it: files, directories, quoted globs or - for standard input, read in order as one corpus.", show_default=False, metavar="CORPUS")],
     out: Annotated[Path, typer.Option(help="The text to write: CORPUS with its phrases joined, line for line, tokens separated by one space.", show_default=False, metavar="PATH")],
@@ -207,7 +154,7 @@ def phrases_cmd(
 ):
     """Join phrases ("new york" -> "new_york") as word2vec.c's word2phrase or gensim's Phrases do, into a text for
     train (train --phrases N does it on the fly)."""
-    from . import phrases as phrases_mod
+    from .corpus import phrases as phrases_mod
 
     done = phrases_mod.build(corpus, out, min_count=min_count, threshold=threshold, passes=passes, scoring=scoring,
                              delimiter=delimiter, lowercase=lowercase, encoding_errors=encoding_errors,
@@ -220,7 +167,7 @@ TRUST_HELP = ("Read a .kv pickle with gensim's own loader, which runs whatever c
 TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help=TRUST_HELP)]
 
 
-@app.command("export", cls=_Panels, short_help="Write vectors as .kv, word2vec text or binary, or for the projector.")
+@app.command("export", cls=help_format.Panels, short_help="Write vectors as .kv, word2vec text or binary, or for the projector.")
 def export_cmd(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file.", metavar="RUN", show_default="runs/latest")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix.", show_default="RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv)", metavar="PATH")] = None,
@@ -230,7 +177,7 @@ def export_cmd(
 ):
     """Write the vectors in gensim's formats: .kv (KeyedVectors) or word2vec text / binary; or as the two TSV files
     of TensorBoard's embedding projector."""
-    from .export import export
+    from .tools.export import export
 
     path, fmt = export(rundir.resolve(run_dir), out, format, checkpoint, trust_pickle)
     if fmt == "projector":  # two files, and both are needed: the page loads them as a pair
@@ -240,7 +187,7 @@ def export_cmd(
         _info(f"wrote {path} ({fmt})")
 
 
-@eval_app.command("analogies", cls=_Panels, short_help="Analogy accuracy, as gensim and word2vec score it.")
+@eval_app.command("analogies", cls=help_format.Panels, short_help="Analogy accuracy, as gensim and word2vec score it.")
 def eval_analogies(
     vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file.", metavar="VECTORS", show_default="runs/latest")] = None,
     questions: Annotated[Optional[Path], typer.Option(help="Analogy file ('a b c d' lines, ': section' headers).", show_default="gensim's questions-words.txt", metavar="PATH")] = None,
@@ -250,7 +197,7 @@ def eval_analogies(
     trust_pickle: TrustPickle = False,
 ):
     """Analogy accuracy (a:b :: c:?), per section and in total, as gensim's evaluate_word_analogies."""
-    from . import evaluate, vectorfiles
+    from .tools import evaluate, vectorfiles
 
     if method not in ("3cosadd", "3cosmul"):
         raise typer.BadParameter(f"{method!r}: choose 3cosadd or 3cosmul", param_hint="--method")
@@ -261,7 +208,7 @@ def eval_analogies(
     typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
 
 
-@eval_app.command("similarity", cls=_Panels, short_help="Correlation with human similarity judgements.")
+@eval_app.command("similarity", cls=help_format.Panels, short_help="Correlation with human similarity judgements.")
 def eval_similarity(
     vectors: Annotated[Optional[Path], typer.Argument(help="Run directory, .kv, word2vec text or binary file.", metavar="VECTORS", show_default="runs/latest")] = None,
     pairs: Annotated[str, typer.Option(help="ws353, simlex999 or a file of 'word1<TAB>word2<TAB>score' lines.", metavar="[ws353|simlex999|FILE]")] = "ws353",
@@ -269,14 +216,14 @@ def eval_similarity(
     trust_pickle: TrustPickle = False,
 ):
     """Spearman and Pearson correlation with human similarity judgements, and the OOV ratio."""
-    from . import evaluate, vectorfiles
+    from .tools import evaluate, vectorfiles
 
     kv = vectorfiles.load_vectors(rundir.resolve(vectors), trust_pickle)
     result = evaluate.similarity(kv, pairs)
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
 
-@eval_app.command("heldout", cls=_Panels, short_help="Exact log Z(c) and NLL on held-out text: is it normalised?")
+@eval_app.command("heldout", cls=help_format.Panels, short_help="Exact log Z(c) and NLL on held-out text: is it normalised?")
 def eval_heldout(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory.", metavar="RUN", show_default="runs/latest")] = None,
     corpus: Annotated[Path, typer.Option(help="Held-out text, not used in training.", show_default=False, metavar="PATH")] = ...,
@@ -285,7 +232,7 @@ def eval_heldout(
     json_out: Annotated[bool, typer.Option("--json", help="Print one JSON object.")] = False,
 ):
     """Exact log Z(c) over the whole vocabulary and held-out NLL / perplexity: is the model normalised?"""
-    from . import heldout
+    from .tools import heldout
 
     if max_contexts <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
@@ -296,7 +243,7 @@ def eval_heldout(
 VECTORS_HELP = "Run directory, .kv, word2vec text or binary file (also .gz, .bz2)."
 
 
-@app.command("similar", cls=_Panels, short_help="Nearest words to a word, or to the sum of several.")
+@app.command("similar", cls=help_format.Panels, short_help="Nearest words to a word, or to the sum of several.")
 def similar_cmd(
     words: Annotated[Optional[list[str]], typer.Argument(help="Query words; several: the neighbours of their sum (word2vec's distance on a line of several words). None: a prompt that answers one query a line.", show_default=False, metavar="WORD")] = None,
     vectors: Annotated[Optional[Path], typer.Option(help=VECTORS_HELP, show_default="runs/latest", metavar="PATH")] = None,
@@ -308,7 +255,7 @@ def similar_cmd(
     """Nearest neighbours by cosine similarity (word2vec's distance; gensim's most_similar). Several words: the
     neighbours of the sum of their unit vectors, the words left out (gensim's most_similar(positive=[...])); --each:
     each word's own. Without WORD, a prompt: one query a line until end of input, the vectors loaded once."""
-    from . import query
+    from .tools import query
 
     source = rundir.resolve(vectors)
     kv = query.load(source, trust_pickle)
@@ -319,7 +266,7 @@ def similar_cmd(
     _answer_all(answer, words, None, "words" if each else "a word, or several for their sum")
 
 
-@app.command("analogy", cls=_Panels, short_help="A is to B as C is to what?")
+@app.command("analogy", cls=help_format.Panels, short_help="A is to B as C is to what?")
 def analogy_cmd(
     a: Annotated[Optional[str], typer.Argument(help="A is to B ...: the first word of the example pair.", show_default=False, metavar="A")] = None,
     b: Annotated[Optional[str], typer.Argument(help="... B ...: its counterpart.", show_default=False, metavar="B")] = None,
@@ -331,7 +278,7 @@ def analogy_cmd(
 ):
     """A is to B as C is to ? (word2vec's word-analogy; gensim's most_similar(positive=[B, C], negative=[A])).
     Without A B C, a prompt: three words a line until end of input, the vectors loaded once."""
-    from . import query
+    from .tools import query
 
     given = [w for w in (a, b, c) if w is not None]
     if given and len(given) != 3:
@@ -369,7 +316,7 @@ def _answer_all(answer, words: list[str] | None, n: int | None, what: str) -> No
             typer.echo(f"error: {e}", err=True)
 
 
-@app.command("plot", cls=_Panels, short_help="Pictures of runs: loss, scores, learning rate; log Z.")
+@app.command("plot", cls=help_format.Panels, short_help="Pictures of runs: loss, scores, learning rate; log Z.")
 def plot_cmd(
     runs: Annotated[Optional[list[Path]], typer.Argument(help="Run directories.", metavar="RUN", show_default="runs/latest")] = None,
     out: Annotated[Optional[Path], typer.Option(help="The PNG file to write.", show_default="FIRST_RUN/training.png, or FIRST_RUN/logz.png with --heldout", metavar="PATH")] = None,
@@ -377,7 +324,7 @@ def plot_cmd(
     max_contexts: Annotated[int, typer.Option(help="With --heldout: contexts sampled from the text.", metavar="INTEGER")] = 20000,
 ):
     """Pictures of runs: loss (and per-epoch scores) over a strip of the learning rate, against words trained (or each run's fraction of its training, for runs whose sizes differ more than 10x); or, with --heldout, the held-out log Z(c) distributions. Needs matplotlib: pip install 'w2v-nce[plot]'."""
-    from . import plot
+    from .tools import plot
 
     if max_contexts <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--max-contexts")
@@ -387,7 +334,7 @@ def plot_cmd(
     _info(f"wrote {path}")
 
 
-@app.command("bench", cls=_Panels, short_help="Ours against gensim on one corpus: speed and scores.")
+@app.command("bench", cls=help_format.Panels, short_help="Ours against gensim on one corpus: speed and scores.")
 def bench_cmd(
     corpus: Annotated[Path, typer.Argument(help="Text corpus (.gz/.bz2/.xz read directly).", show_default=False, metavar="CORPUS")],
     model: Annotated[Optional[list[str]], typer.Option(metavar="[sg|cbow]", help="sg and/or cbow (repeat the flag).", show_default="both")] = None,
@@ -409,7 +356,7 @@ def bench_cmd(
     out: Annotated[Optional[Path], typer.Option(help="Also write the Markdown report here.", metavar="PATH")] = None,
 ):
     """Train ours and gensim's Word2Vec on the same corpus, settings and threads; one side-by-side table."""
-    from . import bench
+    from .tools import bench
     from .config import LOSSES
 
     models, losses = model or ["sg", "cbow"], loss or ["neg", "nce"]

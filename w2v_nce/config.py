@@ -44,9 +44,9 @@ class Config:
     epochs: int = 5
     lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
-    batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> backends.plan's
+    batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> step.plan.make_plan's
     # consecutive examples that share one draw of the k noise words; 1 = each its own, as word2vec; None ->
-    # backends.plan's (the fused steps only)
+    # step.plan.make_plan's (the fused steps only)
     shared_noise: int | None = None
     chunk_tokens: int = 1_000_000  # corpus tokens turned into examples at once on the device
     lowercase: bool = False
@@ -58,12 +58,12 @@ class Config:
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
     seed: int = 1
-    keep_corpus: bool = False  # keep corpus.ids once the run has finished (training._finish removes it)
+    keep_corpus: bool = False  # keep corpus.ids once the run has finished (run.train._finish removes it)
     eval_epochs: bool = False  # score analogies, WordSim353 and SimLex-999 at each epoch end (metrics.jsonl)
     # several processes (torchrun; replicas.py): words each trains between synchronisations of the replicas, what
     # moves (full or rows), P = P0 + gain * mean of the replicas' changes (each process training at processes / gain
     # times lr: replicas.rule), and how long a rank is waited for
-    sync_words: int = 1_000_000  # BENCHMARKS.md section 7: with the hot rows below, as good as 100,000 and faster
+    sync_words: int = 1_000_000  # with the hot rows below, as good as synchronising 10 times as often, and faster
     sync: str = "full"
     sync_gain: float | str = "auto"  # auto: (processes + 2) / 4, at most 2; per-row: row_gain's (replicas.rule)
     sync_timeout: float = 300.0
@@ -73,7 +73,7 @@ class Config:
 
     def resolved(self) -> "Config":
         """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
-        depends on the device and the step: backends.plan fills it in.)"""
+        depends on the device and the step: step.plan.make_plan fills it in.)"""
         lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" else 0.05)
         return dataclasses.replace(self, lr=lr)
 

@@ -10,7 +10,8 @@ import numpy as np
 from gensim.models import FastText, KeyedVectors
 from gensim.test.utils import common_texts
 
-from w2v_nce.export import save_kv, to_keyed_vectors
+from w2v_nce.run.vectors import to_keyed_vectors
+from w2v_nce.tools.export import save_kv
 
 here = Path(__file__).parent
 tag = f"gensim{gensim.__version__}-numpy{np.__version__.split('.')[0]}"

@@ -1,0 +1,1 @@
+"""The corpus: inputs, the tokenizer, the vocabulary, phrases, and the training examples."""

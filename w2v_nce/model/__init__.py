@@ -1,0 +1,1 @@
+"""The model: the input embeddings, the output heads and the noise sampler."""

@@ -1,0 +1,128 @@
+"""The compiled CPU training step: a batch's examples split among threads, each running update.py's loop of the head's
+family over its share.
+
+Why: on the CPU the PyTorch step (torch_step.py) is bound by memory traffic, not arithmetic: each op is a separate
+pass over a gathered (B, C, D) copy of the rows, so every row an example touches is read and written several times.
+These loops read each row once and write it once, from the embedding matrices themselves.
+
+Threads (Hogwild, as word2vec.c and gensim): a batch is split into one contiguous share per thread (a process of
+torchrun; one process trains by pieces, pieces.py, each thread on its own with the same loops), and the threads
+update the shared matrices without locks, so runs with several threads differ in the last bits; one thread is
+reproducible and resumable exactly.
+"""
+
+from __future__ import annotations
+
+import weakref
+from typing import NamedTuple
+
+import numpy as np
+import torch
+
+from ..model.heads import LOGISTIC
+from .kernel import Tables, tables
+from .native import inline, jit, numba, prange
+from .update import Batch, Params, add_biases, fixed_for, logistic_range, of_thread, scratch, softmax_range
+
+
+def set_threads(n: int) -> None:
+    if numba is not None:
+        numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+
+
+_scratch = inline(scratch)
+
+
+@jit
+def _logistic_step(params, batch, tab, lr, need_loss, threads, seed, fixed):
+    n, width, dim = batch.rows.shape[0], batch.rows.shape[1], params.inp.shape[1]
+    per = (n + threads - 1) // threads
+    shared = _scratch(threads, dim, width, params.out, tab.source)
+    for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
+        logistic_range(params, batch, tab, lr, need_loss, seed, fixed, t * per, min(n, (t + 1) * per),
+                       of_thread(shared, t, dim, width), threads > 1)
+    if tab.learn_bias and not tab.bias_now:
+        add_biases(params.bias, batch.rows, batch.coef)
+
+
+@jit
+def _softmax_step(params, batch, tab, lr, need_loss, threads, seed, fixed):
+    n, width, dim = batch.rows.shape[0], batch.rows.shape[1], params.inp.shape[1]
+    per = (n + threads - 1) // threads
+    shared = _scratch(threads, dim, width, params.out, tab.source)
+    for t in prange(threads):
+        softmax_range(params, batch, tab, lr, need_loss, seed, fixed, t * per, min(n, (t + 1) * per),
+                      of_thread(shared, t, dim, width))
+    if tab.learn_bias and not tab.bias_now:
+        add_biases(params.bias, batch.rows, batch.coef)
+
+
+class _Bound(NamedTuple):
+    """What train_step needs of a model, made once (the arrays are views of its tensors, which train in place) and
+    the kernel's output buffers, reused (a step's Python work is a tenth of a small batch's time otherwise)."""
+    key: tuple  # the tensors and noise tables it was made from
+    family: str
+    tab: Tables
+    params: Params
+    rows: np.ndarray  # (B, C) int64
+    coef: np.ndarray  # (B, C) float32
+    loss: np.ndarray  # (B,) float32
+    ones: np.ndarray  # (B, 1) bool: skip-gram's one valid context slot
+
+
+_BOUND: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()  # model -> _Bound
+
+
+def _bind(model, share: int, n: int) -> _Bound:
+    head = model.head
+    key = (model.input.data_ptr(), head.weight.data_ptr(), head.bias.data_ptr(), getattr(head, "sampler", None), share)
+    bound = _BOUND.get(model)
+    if bound is None or bound.key != key or len(bound.loss) < n:
+        family, tab, width = tables(head)
+        bound = _Bound(key, family, tab._replace(share=share),
+                       Params(model.input.numpy(), head.weight.numpy(), head.bias.numpy()),
+                       np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32),
+                       np.ones((n, 1), np.bool_))
+        _BOUND[model] = bound
+    return bound
+
+
+@torch.no_grad()
+def train_step(model, inputs, targets, lr: float, mask=None, generator=None, need_loss: bool = True,
+               share: int = 1):
+    """One step of the compiled CPU loops (plan.Plan.step); same arguments and return value as torch_step, and the
+    consecutive examples that share a draw of noise words."""
+    n = len(targets)
+    b = _bind(model, share, n)
+    # one seed a batch from the run's generator keeps a run reproducible and its resume exact
+    seed = np.uint64(int(torch.randint(2**62, (1,), generator=generator)))
+    if mask is None:  # skip-gram: one context slot, the centre word
+        ctx, valid = inputs[:, None].numpy(), b.ones[:n]
+    else:  # CBOW: (B, 2W) context ids and which slots are real
+        ctx, valid = inputs.numpy(), mask.numpy()
+    loss = b.loss[:n]
+    step(b.family, *b.params, ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss, lr, need_loss, b.tab, seed)
+    return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
+
+
+def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
+         threads: int | None = None):
+    """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
+    sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C) receive
+    each example's candidates and -lr dL/dΔ (0 where a term is skipped, where the biases learn); loss (B,) each
+    example's loss (or the probe: 0, NaN if a score is not finite)."""
+    threads = threads or numba.get_num_threads()
+    kernel = _logistic_step if family == LOGISTIC else _softmax_step
+    kernel(Params(inp, out, bias), Batch(ctx, valid, targets, rows, coef, loss), tab, np.float32(lr),
+           bool(need_loss), threads, np.uint64(seed), fixed_for(inp.shape[1]))
+
+
+def warm_up(head) -> None:
+    """Compile the kernel of this head's family (or load it from numba's cache) before training is timed."""
+    family, tab, width = tables(head)
+    # the head's dim: the kernel compiled for it (step's `fixed`)
+    emb, vec = np.zeros((1, head.weight.shape[1]), dtype=np.float32), np.zeros(1, dtype=np.float32)
+    one = np.zeros(1, dtype=np.int64)
+    step(family, emb, emb.copy(), vec.copy(), one[:, None], np.ones((1, 1), dtype=np.bool_), one,
+         np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
+         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1)

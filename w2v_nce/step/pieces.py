@@ -1,0 +1,352 @@
+"""The CPU's training step without a barrier: the corpus in pieces, each made into examples and trained, compiled, by
+whichever thread takes it, as word2vec.c's and gensim's inner loops do.
+
+Why: threads that split each batch evenly and meet at its end wait for the slowest: a thread the system parks for a
+moment (a busy machine) stops the others. Here each of the run's threads takes the
+next piece of the corpus (up to PIECE_MAX tokens, within a chunk) from an atomic counter and does all of it in the
+compiled loop: sub-sampling, the dynamic window, skip-gram pairs or CBOW contexts, the update (update.py's loops, on
+blocks of the plan's batch size). The threads meet only at an epoch's end and when training stops; the Python thread
+gathers each piece's loss and words for the progress bar and metrics.jsonl, says when to stop, and checkpoints.
+
+Randomness that does not depend on the threads: whether the token at position p is kept, and the window of the
+centre at p, are hashes (splitmix64) of the run's seed, the epoch and p; a piece's noise words are kernel.py's
+counter-based draws from one seed for each block of examples, a hash of the seed, epoch, piece and block. So one
+thread gives the same vectors run after run and after a resume from any piece, and with several threads each piece's
+draws are the same whichever thread takes it. A piece sees the kept tokens around it on its line (up to a window's
+worth beyond its ends), so windows cross piece and chunk boundaries as they cross nothing else but line breaks.
+A stop (a signal, a callback) lets the pieces already taken finish, so the pieces done are always the first ones
+of the epoch: the checkpoint's position is (epoch, piece).
+
+Several processes (torchrun) keep the chunk loop with the batch kernels: their synchronisations need every thread
+at one point, many times an epoch.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import numpy as np
+
+
+from .update import Batch, Params, add_biases, fixed_for, logistic_range, of_thread, scratch, softmax_range
+from .kernel import tables
+from .native import inline, jit, mark, numba, prange, read, serial, take
+from ..corpus.examples import emit
+from ..corpus.vocab import SEPARATOR
+from ..model.heads import LOGISTIC
+
+class Text(NamedTuple):
+    """The corpus as the kernel reads it."""
+    ids: np.ndarray  # (N,) int32: the encoded corpus, SEPARATOR between lines
+    bounds: np.ndarray  # (P, 2) int64: each piece's [start, end)
+    keep: np.ndarray  # (V,) float32: each word's probability of being kept by sub-sampling
+
+
+class Kept(NamedTuple):
+    """One thread's kept tokens of a piece and around it (_compact)."""
+    words: np.ndarray  # (M,) int64
+    lines: np.ndarray  # (M,) int32: the line of each, counted from the piece's first
+    eff: np.ndarray  # (M,) int64: each centre's drawn window
+
+
+PIECE_MAX, PIECE_MIN = 16384, 1024  # tokens: a piece is 10-20 ms of one thread's work on the benchmark corpus
+GOLDEN = np.uint64(0x9E3779B97F4A7C15)
+KEEP, WINDOW, NOISE = np.uint64(1), np.uint64(2), np.uint64(3)  # the streams of a run's hashes
+
+
+def piece_tokens(tokens: int, chunk_tokens: int) -> int:
+    """Tokens a piece (a power of two): 256 pieces a corpus, between PIECE_MIN and PIECE_MAX, so that a small corpus
+    still has work for every thread; a function of the corpus's size only, not of the threads, so that a run's pieces
+    are the same with any --threads and after a resume with other ones."""
+    want = max(1, tokens // 256)
+    return int(min(PIECE_MAX, chunk_tokens, max(PIECE_MIN, 1 << (want - 1).bit_length())))
+
+
+def bounds(n_tokens: int, chunk_tokens: int, piece: int) -> np.ndarray:
+    """(P, 2) int64: each piece's [start, end) in the corpus, chunk after chunk (a chunk's last piece shorter)."""
+    out = [(s + a, min(s + a + piece, s + chunk_tokens, n_tokens)) for s in range(0, max(n_tokens, 1), chunk_tokens)
+           for a in range(0, min(chunk_tokens, n_tokens - s), piece)]
+    return np.array(out or [(0, 0)], dtype=np.int64)
+
+
+@inline
+def _hash(key, m):
+    """splitmix64 of key + m·golden, as kernel.noise_draw mixes its counter."""
+    z = key + np.uint64(m) * GOLDEN
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
+
+
+@inline
+def _kept(ids, q, keep, key):
+    """Whether sub-sampling keeps the token at position q: its hash's low 32 bits, a uniform number in [0, 1), below
+    the word's keep probability (word2vec's rule; a line break is never a word)."""
+    w = ids[q]
+    if w == SEPARATOR:
+        return False
+    coin = np.float32(np.uint32(_hash(key ^ KEEP, q) & np.uint64(0xFFFFFFFF))) * np.float32(2.3283064365386963e-10)
+    return coin < keep[w]
+
+
+def epoch_key(seed: int, epoch: int) -> np.uint64:
+    """The key of a process's hashes in an epoch (its seed: the run's seed + its rank), splitmix64 in Python's
+    integers, cut to 64 bits."""
+    mask = (1 << 64) - 1
+    z = (seed * 0x9E3779B97F4A7C15 + epoch + 1) & mask
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & mask
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & mask
+    return np.uint64(z ^ (z >> 31))
+
+
+@serial
+def _compact(ids, start, end, keep, key, window, words, lines, eff):
+    """The kept tokens of [start, end) with their lines, after the kept tokens on its first line before it and before
+    those on its last line after it (up to `window` each side, for the windows of its centres); the centres' windows
+    drawn. Returns (the number of tokens, the first centre, the end of the centres)."""
+    q, left = start - 1, 0
+    while q >= 0 and left < window and ids[q] != SEPARATOR:
+        left += _kept(ids, q, keep, key)
+        q -= 1
+    m, line = 0, 0
+    for p in range(q + 1, end):
+        if p >= start and ids[p] == SEPARATOR:
+            line += 1
+        elif _kept(ids, p, keep, key):
+            words[m], lines[m] = ids[p], line
+            if p >= start:  # a centre: its window, 1..window, from its position's hash
+                eff[m] = 1 + np.int64(((_hash(key ^ WINDOW, p) >> np.uint64(32)) * np.uint64(window)) >> np.uint64(32))
+            m += 1
+    c0, c1 = left, m
+    q, right = end, 0
+    while q < len(ids) and right < window and ids[q] != SEPARATOR:
+        if _kept(ids, q, keep, key):
+            words[m], lines[m] = ids[q], line
+            m += 1
+            right += 1
+        q += 1
+    return m, c0, c1
+
+
+@serial
+def _block(params, batch, shared, tab, softmax, several, n, lr, seed, fixed):
+    """Train the block's n examples (update.py's loop of the head's family, one thread), then their biases; returns the
+    sum of their losses."""
+    if softmax:
+        softmax_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared)
+    else:
+        logistic_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared, several)
+    if tab.learn_bias and not tab.bias_now:  # the biases at the block's end, as the batch kernels do
+        add_biases(params.bias, batch.rows[:n], batch.coef[:n])
+    total = 0.0
+    for a in range(n):
+        total += batch.loss[a]
+    return total
+
+
+@serial
+def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr, key, piece, fixed, result):
+    """Piece `piece` of the text: its examples made (emit) and trained, a block of the batch's size at a time
+    (_block). result (3,) float64: += the loss summed over its examples, their number, and the piece's words (line
+    breaks aside)."""
+    ids = text.ids
+    start, end = text.bounds[piece, 0], text.bounds[piece, 1]
+    words, lines, eff = kept
+    m, c0, c1 = _compact(ids, start, end, text.keep, key, window, words, lines, eff)
+    ctx, valid, targets = batch.ctx, batch.valid, batch.targets
+    most = 2 * window if ctx.shape[1] == 1 else 1  # examples a centre makes at most: a block never splits a centre's
+    size, n, block = targets.shape[0], 0, 0
+    total, count, rate = 0.0, 0, np.float32(lr)
+    for i in range(c0, c1 + 1):
+        if n > 0 and (i == c1 or n + most > size):
+            seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
+            total += _block(params, batch, shared, tab, softmax, several, n, rate, seed, fixed)
+            count += n
+            n, block = 0, block + 1
+        if i < c1:
+            n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+    words_done = 0
+    for p in range(start, end):
+        words_done += ids[p] != SEPARATOR
+    result[0] += total
+    result[1] += count
+    result[2] += words_done
+
+
+@serial
+def _all_examples(ids, start, end, keep, key, window, ctx, valid, targets, words, lines, eff):
+    """Every example of the piece [start, end) into ctx, valid and targets (large enough), as _piece makes them;
+    returns how many (tests/test_pieces.py holds them to a reference)."""
+    m, c0, c1 = _compact(ids, start, end, keep, key, window, words, lines, eff)
+    n = 0
+    for i in range(c0, c1):
+        n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+    return n
+
+
+NEXT, STOP, WORKERS = 0, 1, 2  # the control array: the next piece to take, the stop flag, the number of threads
+
+
+@jit
+def _epoch(text, params, batches, kept, shared, tab, softmax, window, lrs, key, fixed, control, done, results):
+    """An epoch's pieces from control[NEXT] on, by control[WORKERS] threads, each taking the next piece until none is
+    left or control[STOP] is set (then it finishes the piece it has): done[k] set once piece k is trained, results[k]
+    its (loss, examples, words). batches and kept: a Batch and a Kept of arrays with a row a thread. In a parallel
+    region, not a Python thread a worker: numba compiles a prange body with its arrays declared not to overlap, and
+    the same loops ran much faster there."""
+    workers, dim, width = control[WORKERS], params.inp.shape[1], batches.rows.shape[2]
+    for t in prange(workers):
+        batch = Batch(batches.ctx[t], batches.valid[t], batches.targets[t], batches.rows[t], batches.coef[t],
+                      batches.loss[t])
+        own = Kept(kept.words[t], kept.lines[t], kept.eff[t])
+        mine = of_thread(shared, t, dim, width)
+        while read(control, STOP) == 0:
+            k = take(control, NEXT)
+            if k >= len(lrs):
+                break
+            _piece(text, params, batch, own, mine, tab, softmax, workers > 1, window, lrs[k], key, k, fixed,
+                   results[k])
+            mark(done, k)
+
+
+class Threads:
+    """A single process's CPU training by pieces: its pieces (bounds, words before each), its threads' buffers, and
+    the arrays the kernel reads (views of the model's tensors, which train in place)."""
+
+    def __init__(self, ids: np.ndarray, keep: np.ndarray, model, plan, cfg, threads: int, seed: int):
+        family, tab, width = tables(model.head)
+        self.tab = tab._replace(share=plan.share)
+        self.softmax = family != LOGISTIC
+        self.params = Params(model.input.numpy(), model.head.weight.numpy(), model.head.bias.numpy())
+        ids = np.asarray(ids)
+        self.size = piece_tokens(len(ids), cfg.chunk_tokens)
+        self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
+        self.text = Text(ids, self.bounds, np.ascontiguousarray(keep, dtype=np.float32))
+        self.before = np.concatenate(([0], np.cumsum(_words(ids, self.bounds, cfg.chunk_tokens))))  # (P+1,)
+        # the pieces that end a chunk: a progress report when the pieces done reach one, as the chunk loop reports
+        self.chunk_end = (self.bounds[:, 1] % cfg.chunk_tokens == 0) | (self.bounds[:, 1] == len(ids))
+        self.window, self.seed = cfg.window, seed
+        self.threads = t = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
+        self.done = 0  # after epoch(): the first piece not trained, every one before it trained
+        dim = self.params.inp.shape[1]
+        self.fixed = fixed_for(dim)
+        slots = 1 if cfg.model == "sg" else 2 * cfg.window
+        size = max(plan.batch_size, 2 * cfg.window)  # a block holds at least one centre's examples
+        span = self.size + 2 * cfg.window + 1  # a piece's tokens and the window's worth each side
+        self.batches = Batch(np.zeros((t, size, slots), np.int64), np.ones((t, size, slots), np.bool_),
+                             np.zeros((t, size), np.int64), np.zeros((t, size, width), np.int64),
+                             np.zeros((t, size, width), np.float32), np.zeros((t, size), np.float32))
+        self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64))
+        self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
+
+    def warm_up(self) -> None:
+        """Compile the epoch's kernel for these arrays' types (or load it from numba's cache) before training is timed:
+        an epoch of no piece, which trains nothing."""
+        self._kernel(0, np.zeros(0), np.zeros(1, np.int64), np.zeros((1, 3)), np.array([0, 0, 1], np.int64))
+
+    def _kernel(self, epoch: int, lrs, done, results, control) -> None:
+        _epoch(self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window, lrs,
+               epoch_key(self.seed, epoch), self.fixed, control, done, results)
+
+    def piece(self, k: int, epoch: int, lr: float, t: int = 0) -> np.ndarray:
+        """Train piece k alone with thread t's buffers, in this thread (the tests); returns its (loss, examples,
+        words)."""
+        result = np.zeros(3)
+        dim, width = self.params.inp.shape[1], self.batches.rows.shape[2]
+        batch = Batch(*(a[t] for a in self.batches))
+        _piece(self.text, self.params, batch, Kept(*(a[t] for a in self.kept)), _own(self.shared, t, dim, width),
+               self.tab, self.softmax, False, self.window, lr, epoch_key(self.seed, epoch), k, self.fixed, result)
+        return result
+
+    def piece_at(self, chunk: int, chunk_tokens: int) -> int:
+        """The first piece of a chunk: where a checkpoint of the chunk loop (one without a piece) resumes."""
+        return int(np.searchsorted(self.bounds[:, 0], chunk * chunk_tokens))
+
+    def epoch(self, epoch: int, first: int, rate, stop, report, last: int | None = None) -> int:
+        """Train the epoch's pieces from `first` on; returns the first piece not trained (every one before it is).
+        rate(words before the piece in the epoch) is a piece's learning rate; stop() is asked 20 times a second, and
+        once it is true no piece is begun; report(results, chunk, quiet) gets [(piece, loss, examples, words, lr),
+        ...] as pieces finish, in this thread (Gather). The kernel runs in a thread of its own (it holds no lock of
+        Python's), so that this one reports, and hears Ctrl-C; an exception in report stops the kernel, then rises.
+        last: stop before that piece (an exact place to stop at)."""
+        n = len(self.bounds)
+        lrs = np.array([rate(int(b)) for b in self.before[:n]], dtype=np.float64)
+        run_lrs = lrs[:n if last is None else last]  # the kernel takes no piece past its rates
+        done, results = np.zeros(n, np.int64), np.zeros((n, 3))
+        done[:first] = 1
+        control = np.array([first, 0, self.threads], np.int64)
+        gather = Gather(done, results, lrs, self.chunk_end, first, report)
+        errors: list[BaseException] = []
+        runner = threading.Thread(target=self._kernel_thread, args=(epoch, run_lrs, done, results, control, errors),
+                                  name="w2v-nce pieces", daemon=True)
+        runner.start()
+        try:
+            while runner.is_alive():
+                runner.join(0.05)
+                gather()
+                if stop():
+                    control[STOP] = 1
+        except BaseException:
+            control[STOP] = 1
+            runner.join()  # the pieces begun are finished: the model is the first pieces' whole work
+            gather(quiet=True)  # and counted, though not reported
+            raise
+        finally:
+            control[STOP] = 1
+            runner.join()
+            self.done = min(int(control[NEXT]), len(run_lrs))  # each thread takes one past the last: not taken
+        if errors:
+            raise errors[0]
+        gather()
+        return self.done
+
+    def _kernel_thread(self, epoch: int, lrs, done, results, control, errors: list) -> None:
+        try:
+            numba.set_num_threads(self.threads)  # numba's thread count is per calling thread
+            self._kernel(epoch, lrs, done, results, control)
+        except BaseException as e:  # a failure of the kernel rises in the reporting thread
+            errors.append(e)
+
+
+class Gather:
+    """The pieces done since the last call, to report: a report for each chunk's end that the pieces done from the
+    epoch's start reach (as the chunk loop reports at each chunk's end), then one of the rest."""
+
+    def __init__(self, done, results, lrs, chunk_end, first: int, report):
+        self.done, self.results, self.lrs, self.chunk_end, self.report = done, results, lrs, chunk_end, report
+        self.reported = done.astype(bool)
+        self.prefix = first  # the pieces done from the epoch's start
+
+    def __call__(self, quiet: bool = False) -> None:
+        """quiet: to be counted only (the kernel was stopped by an exception)."""
+        done, n = self.done, len(self.done)
+        new = [int(k) for k in np.flatnonzero((done != 0) & ~self.reported)]
+        while new:
+            while self.prefix < n and done[self.prefix] and not self.chunk_end[self.prefix]:
+                self.prefix += 1
+            ends = self.prefix < n and done[self.prefix] != 0  # the prefix reaches this chunk's end
+            upto = self.prefix + 1 if ends else n
+            mine = [k for k in new if k < upto]
+            new = [k for k in new if k >= upto]
+            if ends:
+                self.prefix += 1
+            self.reported[mine] = True  # each segment marked as it goes: one that report stopped at is counted later
+            r = self.results
+            self.report([(k, float(r[k, 0]), int(r[k, 1]), int(r[k, 2]), float(self.lrs[k])) for k in mine], ends,
+                        quiet)
+
+
+_own = numba.njit(of_thread.py_func) if numba is not None else of_thread  # of_thread, callable from Python
+
+
+def _words(ids: np.ndarray, bound: np.ndarray, chunk_tokens: int) -> np.ndarray:
+    """(P,) the words of each piece (its tokens less its line breaks), a chunk of the corpus read at a time."""
+    out = np.empty(len(bound), np.int64)
+    for s in range(0, max(len(ids), 1), chunk_tokens):
+        part = ids[s:s + chunk_tokens] == SEPARATOR
+        seps = np.concatenate(([0], np.cumsum(part, dtype=np.int64)))
+        mine = np.flatnonzero((bound[:, 0] >= s) & (bound[:, 0] < s + chunk_tokens))
+        a, b = bound[mine, 0] - s, bound[mine, 1] - s
+        out[mine] = (b - a) - (seps[b] - seps[a])
+    return out

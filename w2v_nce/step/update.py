@@ -1,0 +1,355 @@
+"""word2vec's per-example update, compiled for the CPU with numba: one loop per family of heads (heads.py), run by one
+thread over a range of a batch's examples. cpu.py splits a batch among threads with these loops, pieces.py trains
+pieces of the corpus with them, and cuda.py runs the same loops as CUDA kernels, from kernel.py's shared math.
+
+One loop per family, as word2vec.c's hierarchical softmax and negative sampling loops are one:
+  h = the context word's input row (sg) or the mean of the context rows (cbow)
+  logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
+      c = -lr dL/dΔ; grad += c out_r; then out_r += c h (hs takes every Δ first: the same result, as a path's
+      nodes are distinct, and the independent scores overlap in the core)
+  softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
+      target]); grad += c out_r; out_r += c h
+  every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
+The difference from the PyTorch step is when rows change: here after each example, there after each batch. The
+biases (word2vec has none) are summed over the batch and applied at its end: the biases of the most frequent words
+share a cache line, which two threads writing it for every example kept taking from each other.
+
+In hs every example updates the root and the nodes below it, whose cache lines two threads kept taking from each
+other: each thread works on its own copy of the TOP_NODES nodes nearest the root and every SYNC examples gives its
+changes to the shared rows and takes the others' (_sync).
+
+The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple
+by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
+FIXED_FROM (the tests') share one kernel that reads the length. The loops prefetch the next example's output rows
+(_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
+of noise words, so that each noise row is fetched from memory once for them.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import NamedTuple
+
+import numpy as np
+
+from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
+from .native import float32_bits, inline, numba, prefetch, serial
+
+TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
+SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
+FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
+
+
+class Params(NamedTuple):
+    """The model's arrays the kernels train in place."""
+    inp: np.ndarray  # (V, D) float32: the input vectors
+    out: np.ndarray  # (R, D) float32: the output rows (a word each, or hs's inner nodes)
+    bias: np.ndarray  # (R,) float32
+
+
+class Batch(NamedTuple):
+    """Examples to train, and what the kernel writes of each."""
+    ctx: np.ndarray  # (B, S) int64: the context words, S = 1 (sg: the context word itself) or 2W (cbow)
+    valid: np.ndarray  # (B, S) bool: which slots are real
+    targets: np.ndarray  # (B,) int64: the centre words
+    rows: np.ndarray  # (B, C) int64: each example's candidates (written)
+    coef: np.ndarray  # (B, C) float32: -lr dL/dΔ of each, 0 where skipped (written; the biases read it)
+    loss: np.ndarray  # (B,) float32: each example's loss, or the probe: 0, NaN if a score is not finite (written)
+
+
+class Scratch(NamedTuple):
+    """One thread's working memory."""
+    hidden: np.ndarray  # (D,) float32: the hidden vector (cbow's mean; sg reads its context row itself)
+    grad: np.ndarray  # (D,) float32: the gradient of the hidden vector
+    deltas: np.ndarray  # (C,) float32: the softmax loop's scores
+    kept: np.ndarray  # (C,) bool: the softmax loop's candidates that are terms of the loss
+    mine: np.ndarray  # (TOP_NODES, D) float32: hs's copy of the top rows (empty for the other heads)
+    base: np.ndarray  # (TOP_NODES, D) float32: those rows as the thread took them
+    top: int  # the first of the top rows (the number of output rows where there is no copy)
+
+
+def fixed_for(dim: int) -> tuple:
+    """The `fixed` a kernel takes for rows of this dim (the module docstring)."""
+    return (0,) * dim if dim >= FIXED_FROM else ()
+
+
+def exp32(x):
+    """e^x in float32 without a call (the CPU kernels'): within 1.2e-7 (2 ulp) of e^x for x in [-87, 88], NaN for
+    NaN; below -87.3 it gives 1.2e-38 and above 88 e^88, where the kernels only add e^x to 1 (σ) or to a sum of at
+    least 1 (a softmax). Why: libm's expf is a call, around which the compiler spills the vector registers. Cephes's expf: e^x = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), e^r by its
+    polynomial, 2^n made from its bits. The comparisons keep NaN (NaN < lo is false), as the divergence probe
+    needs. (libm's logf, once an example, was no slower than the same done so.)"""
+    lo, hi = np.float32(-87.33654), np.float32(88.0)
+    x = lo if x < lo else x
+    x = hi if x > hi else x
+    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # float32 (math.floor gives an int)
+    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
+    p = np.float32(1.9875691500e-4)
+    p = p * r + np.float32(1.3981999507e-3)
+    p = p * r + np.float32(8.3334519073e-3)
+    p = p * r + np.float32(4.1665795894e-2)
+    p = p * r + np.float32(1.6666665459e-1)
+    p = p * r + np.float32(5.0000001201e-1)
+    return (p * r * r + r + np.float32(1.0)) * float32_bits((np.int32(n) + np.int32(127)) << np.int32(23))
+
+
+
+
+# kernel.py's functions compiled for the CPU (cuda.py compiles them for the GPU)
+_noise = inline(noise_draw)
+_candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
+_exp32 = inline(exp32)
+_logistic = inline(logistic_function(_exp32))
+
+
+@inline
+def _dims(fixed, row):
+    """The length of the rows: len(fixed), a constant of the compiled kernel, or if fixed is empty the row's."""
+    return len(fixed) if len(fixed) else row.shape[0]
+
+
+@inline
+def _hidden(h, grad, inp, ctx, valid, i, fixed):
+    """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
+    cbow's mean of example i's valid context rows, in h."""
+    dim = _dims(fixed, h)
+    for d in range(dim):
+        grad[d] = np.float32(0.0)
+    if ctx.shape[1] == 1:
+        return inp[ctx[i, 0]]
+    for d in range(dim):
+        h[d] = np.float32(0.0)
+    used = 0
+    for s in range(ctx.shape[1]):
+        if valid[i, s]:
+            row = inp[ctx[i, s]]
+            for d in range(dim):
+                h[d] += row[d]
+            used += 1
+    if used > 1:
+        scale = np.float32(1.0) / np.float32(used)
+        for d in range(dim):
+            h[d] *= scale
+    return h
+
+
+@inline
+def _update(o, h, grad, c, fixed):
+    """grad += c out_r, with the row before its update (as the gradient needs); then out_r += c h."""
+    for d in range(_dims(fixed, h)):
+        grad[d] += c * o[d]
+        o[d] += c * h[d]
+
+
+@inline
+def _to_inputs(inp, ctx, valid, i, grad, fixed):
+    """Every context row of example i gets the hidden vector's full gradient (word2vec's CBOW rule)."""
+    for s in range(ctx.shape[1]):
+        if valid[i, s]:
+            row = inp[ctx[i, s]]
+            for d in range(_dims(fixed, grad)):
+                row[d] += grad[d]
+
+
+@inline
+def _dot(o, h, fixed):
+    total = np.float32(0.0)
+    for d in range(_dims(fixed, h)):
+        total += o[d] * h[d]
+    return total
+
+
+@inline
+def add_biases(bias, rows, coef):
+    """The biases are updated at the end of the batch, not per example: the biases of the most frequent
+    words share a cache line, and two threads writing it per example made the step 3x slower."""
+    for i in range(rows.shape[0]):
+        for j in range(rows.shape[1]):
+            bias[rows[i, j]] += coef[i, j]
+
+
+@inline
+def _touch(out, targets, e, width, source, seed, prob, alias, share):
+    """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
+    the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
+    a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
+    retiring of everything after it until its line arrives. hs prefetches nothing: its upper nodes are in cache, and prefetching its paths was slower."""
+    if source != NOISE:
+        return
+    _prefetch_row(out, targets[e])
+    if e % share != 0:  # shared draws: prefetched with the first example that draws them
+        return
+    for j in range(1, width):
+        _prefetch_row(out, _noise(seed, e * width + j, prob, alias))
+
+
+@inline
+def _prefetch_row(out, r):
+    for d in range(0, out.shape[1], 16):  # 16 float32s a 64-byte cache line
+        prefetch(out, r, d)
+
+
+@inline
+def _draw(rows, i, first, start, j, width, target, seed, tab):
+    """_candidate of example i (rows: (B, C), the batch's): a noise word of a shared draw is read from the rows of the
+    draw's first example where this thread wrote them (first in its share, which begins at start), not drawn again
+    (the hash and two reads of the alias table)."""
+    if tab.source == NOISE and j > 0 and first != i and first >= start:
+        r = rows[first, j]
+        return r, False, tab.shift[r], not (tab.drop_hits and r == target)
+    return _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.alias, tab.drop_hits,
+                      tab.offsets, tab.points, tab.codes)
+
+
+@inline
+def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, seed, tab, width, fixed):
+    """The logistic loss of example i over its target and noise words, each row updated right after its score (a
+    noise word drawn twice sees its first update); returns the example's loss. (Its noise words are drawn again
+    for each example of a shared draw: reading them from the first example's rows, as _softmax_step does, was no
+    faster here.)"""
+    total, first = np.float32(0.0), i - i % tab.share
+    prod = 1.0  # float64: the product of the terms' q (logistic)
+    for j in range(width):
+        r, positive, s, used = _candidate(first, j, width, target, NOISE, seed, tab.shift, tab.prob, tab.alias,
+                                          tab.drop_hits, tab.offsets, tab.points, tab.codes)
+        rows[j] = r
+        if not used:
+            continue
+        g, hinge, q = _logistic(bias[r] + s + _dot(out[r], h, fixed), positive, need_loss)
+        total += hinge
+        prod *= q
+        if abs(g) < TINY:
+            continue
+        c = -lr * g
+        _update(out[r], h, grad, c, fixed)
+        coef[j] = c
+        if tab.learn_bias and tab.bias_now:
+            bias[r] += c
+    return total - np.float32(math.log(prod))
+
+
+@inline
+def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes,
+                  fixed):
+    """The hs loss over the target's path: every score first, then every update. A path's nodes are distinct and h
+    is fixed within the example, so this is the sequential loop's result; but the scores, independent of each
+    other, overlap in the core. Nodes at or above `top` are read and written in mine[r - top], this
+    thread's copy of those rows. Returns the example's loss; coef holds the coefficients."""
+    p0 = offsets[target]
+    m = offsets[target + 1] - p0
+    for j in range(m):
+        r = points[p0 + j]
+        rows[j] = r
+        coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h, fixed)
+    total, prod = np.float32(0.0), 1.0
+    for j in range(m):
+        g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
+        total += hinge
+        prod *= q
+        coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
+    for j in range(m):
+        r, c = rows[j], coef[j]
+        if c == np.float32(0.0):
+            continue
+        _update(mine[r - top] if r >= top else out[r], h, grad, c, fixed)
+    return total - np.float32(math.log(prod))
+
+
+@inline
+def _sync(out, top, mine, base, give):
+    """hs's copy of the top rows (module docstring): with `give`, add its changes since it was taken (mine - base) to
+    the shared rows; then take the shared rows, the other threads' changes given so far included, as mine and base."""
+    for q in range(mine.shape[0]):
+        row = out[top + q]
+        for d in range(row.shape[0]):
+            value = row[d] + (mine[q, d] - base[q, d]) if give else row[d]
+            row[d] = value
+            mine[q, d] = value
+            base[q, d] = value
+
+
+@serial
+def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch, several):
+    """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
+    rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
+    inp, out, bias = params
+    ctx, valid, targets, rows, coef, loss = batch
+    hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
+    width = rows.shape[1]
+    _sync(out, top, mine, base, False)
+    for i in range(i0, i1):
+        if several and (i - i0) % SYNC == SYNC - 1:
+            _sync(out, top, mine, base, True)  # give the changes, take the others'
+        if tab.ahead and i + tab.ahead < i1:
+            _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+        if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
+            coef[i, :] = np.float32(0.0)
+        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        if tab.source == TREE:
+            loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
+                                    tab.offsets, tab.points, tab.codes, fixed)
+        else:
+            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed, tab,
+                                     width, fixed)
+        _to_inputs(inp, ctx, valid, i, grad, fixed)
+    _sync(out, top, mine, base, True)
+
+
+@serial
+def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch):
+    """The softmax loop over examples [i0, i1), in order, by one thread."""
+    inp, out, bias = params
+    ctx, valid, targets, rows, coef, loss = batch
+    hidden, grad, deltas, kept = scratch.hidden, scratch.grad, scratch.deltas, scratch.kept
+    width = rows.shape[1]
+    for i in range(i0, i1):
+        if tab.ahead and i + tab.ahead < i1:
+            _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+        if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
+            coef[i, :] = np.float32(0.0)
+        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        top, first = np.float32(-np.inf), i - i % tab.share
+        for j in range(width):  # every score first: each gradient needs the softmax of all of them
+            r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], seed, tab)
+            rows[i, j], kept[j] = r, used
+            if used:
+                deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
+                top = max(top, deltas[j])
+        z, target = np.float32(0.0), deltas[0]
+        for j in range(width):
+            if kept[j]:
+                deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
+                z += deltas[j]
+        term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
+        loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
+        for j in range(width):
+            if not kept[j]:
+                continue
+            g = deltas[j] / z - (np.float32(1.0) if j == 0 else np.float32(0.0))
+            if abs(g) < TINY:
+                continue
+            c = -lr * g
+            _update(out[rows[i, j]], h, grad, c, fixed)
+            coef[i, j] = c
+            if tab.learn_bias and tab.bias_now:
+                bias[rows[i, j]] += c
+        _to_inputs(inp, ctx, valid, i, grad, fixed)
+
+
+def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
+    """Each thread's hidden vector, gradient and scores, 128 bytes apart from the next thread's (two threads writing
+    one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the top rows: as
+    arrays with a thread each, (rowwise (T, 2D + C + 32), kept (T, C + 128), copies, bases (T, n_top, D + 32), top),
+    which `of_thread` views for thread t."""
+    top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
+    copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
+    return (np.zeros((threads, 2 * dim + width + 32), dtype=np.float32), np.zeros((threads, width + 128), np.bool_),
+            copies, np.empty_like(copies), top)
+
+
+@inline
+def of_thread(shared, t, dim, width):
+    """Thread t's Scratch of the arrays `scratch` made."""
+    rowwise, kept, copies, bases, top = shared
+    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + width], kept[t],
+                   copies[t], bases[t], top)
