@@ -1,6 +1,7 @@
 import bz2
 import gzip
 import lzma
+import sys
 
 import numpy as np
 import pytest
@@ -157,24 +158,38 @@ def _reference(path, **kw):
     return ids, list(index), counts.tolist()
 
 
-def _random_text(rng, n):
-    # ASCII words, non-ASCII words, every kind of ASCII and Unicode whitespace, empty lines, long runs
-    words = ["the", "cat", "a", "Ab", "naïve", "λόγος", "한국어", "x" * 40, "\ufffd", "ß", "ΣΑ", "e\u0301"]
-    seps = [" ", " ", " ", "\n", "\n\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "\u00a0", "\u2028", "\x85",
-            "\u3000", "  \n "]
+ASCII_SEPARATORS = [" ", " ", " ", "\n", "\n\n", "\t", "\r\n", "\x0b", "\x0c", "\x1c", "\x1f", "  \n "]
+
+
+def _random_text(rng, n, unicode_space=True):
+    # ASCII words, non-ASCII words (Hangul among them), every kind of ASCII whitespace and (unicode_space) of
+    # Unicode whitespace, empty lines, long runs
+    words = ["the", "cat", "a", "Ab", "naïve", "λόγος", "한국어", "학교에서", "x" * 40, "\ufffd", "ß", "ΣΑ", "e\u0301"]
+    seps = ASCII_SEPARATORS + (["\u00a0", "\u2028", "\x85", "\u3000"] if unicode_space else [])
     return "".join(rng.choice(words) + rng.choice(seps) for _ in range(n))
 
 
-@pytest.mark.parametrize("seed,block", [(0, 1), (1, 5), (2, 64), (3, 1 << 20)])
+def test_the_scan_splits_where_str_split_does():
+    """Every character str.split() splits at is b"\n", a byte of ASCII_SPACE, or one UNICODE_SPACE finds (the pieces
+    without it go to the scan as they are)."""
+    from w2v_nce.corpus.tokenize import ASCII_SPACE, UNICODE_SPACE
+
+    splits = {c for c in range(sys.maxunicode + 1) if len(f"a{chr(c)}b".split()) == 2}
+    assert splits == set(ASCII_SPACE) | {ord("\n")} | {c for c in splits if UNICODE_SPACE.match(chr(c))}
+    assert all(len(f"a{m}b".split()) == 2 for m in map(chr, range(sys.maxunicode + 1)) if UNICODE_SPACE.match(m))
+
+
+@pytest.mark.parametrize("seed,block,unicode_space", [(0, 1, True), (1, 5, True), (2, 64, True), (3, 1 << 20, True),
+                                                      (4, 64, False), (5, 1 << 20, False)])
 @pytest.mark.parametrize("lowercase", [False, True])
-def test_compiled_encoder_equals_the_str_tokenizer(tmp_path, seed, block, lowercase):
-    # Mixed ASCII / non-ASCII blocks, tiny to whole-file blocks, and a table and arena that start tiny, so
-    # that growing and rehashing happen mid-block.
+def test_compiled_encoder_equals_the_str_tokenizer(tmp_path, seed, block, unicode_space, lowercase):
+    # Mixed ASCII / non-ASCII blocks, with and without Unicode whitespace (the two ways to the scan), tiny to
+    # whole-file blocks, and a table and arena that start tiny, so that growing and rehashing happen mid-block.
     from w2v_nce.corpus.tokenize import iter_token_bytes
 
     rng = np.random.default_rng(seed)
     p = tmp_path / "c.txt"
-    text = _random_text(rng, 3000) + "".join(f"w{i} " for i in range(500))  # 500 words seen once
+    text = _random_text(rng, 3000, unicode_space) + "".join(f"w{i} " for i in range(500))  # 500 words seen once
     if seed % 2:
         text = "pure ascii lines\nonly here\n" * 50 + text
     p.write_text(text, encoding="utf-8")

@@ -13,6 +13,7 @@ import codecs
 import gzip
 import lzma
 import os
+import re
 from pathlib import Path
 from typing import BinaryIO, Iterator
 
@@ -24,6 +25,8 @@ BLOCK_BYTES = 1 << 20
 MAX_TOKEN_CHARS = 1 << 16  # a "word" this long means the file is not text
 LINE_BREAK = None  # marker yielded between lines
 ASCII_SPACE = b" \t\x0b\x0c\r\x1c\x1d\x1e\x1f"  # with b"\n": what str.split() splits ASCII text at
+# the other characters str.split() splits at (str.isspace()), which the compiled scan, reading bytes, does not see
+UNICODE_SPACE = re.compile("[\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]")
 
 
 def open_binary(path: str | os.PathLike) -> BinaryIO:
@@ -143,14 +146,16 @@ def iter_token_bytes(path: str | os.PathLike, lowercase: bool = False, encoding_
     """The same tokens as iter_tokens, as UTF-8 bytes in which b"\n" is a line break and every other byte
     of ASCII_SPACE separates tokens; for the compiled scan (table.next_token), which splits bytes, not str.
 
-    An ASCII piece is already that (Python's str.split() splits ASCII text at exactly ASCII_SPACE and
-    b"\n"). Any other piece is split here, so that Unicode whitespace (U+00A0, U+2028, ...) separates
-    tokens as it does in iter_tokens, and re-joined with b" ": a UTF-8 multi-byte character contains no
-    ASCII byte, so the scan cannot split inside one.
+    A piece without Unicode whitespace is already that (Python's str.split() splits it at exactly ASCII_SPACE and
+    b"\n", and a UTF-8 multi-byte character contains no ASCII byte, so the scan cannot split inside one): every
+    ASCII piece, and most of any other script's. A piece with Unicode whitespace (U+00A0, U+2028, ...) is split
+    here, so that it separates tokens as it does in iter_tokens, and re-joined with b" ".
     """
     for piece in iter_pieces(path, lowercase, encoding_errors, block_bytes, stats):
         if piece.isascii():  # O(1) in CPython: the flag of a compact ASCII string
             yield piece.encode("ascii")
+        elif UNICODE_SPACE.search(piece) is None:
+            yield piece.encode("utf-8")
         else:
             yield "\n".join(" ".join(line.split()) for line in piece.split("\n")).encode("utf-8")
 
