@@ -13,6 +13,7 @@ import glob
 import gzip
 import lzma
 import os
+import socket
 import shutil
 import sys
 from collections.abc import Iterable
@@ -51,7 +52,7 @@ def expand(items: Iterable, skipped: list | None = None) -> list[Path]:
                 raise W2VError(f"corpus {text} matches no file; check the pattern")
             out += matches
         elif not path.exists() and _rank() == 0:
-            raise W2VError(f"corpus {path} does not exist; check the path")
+            raise W2VError(_missing(path))
         else:
             out.append(path)
     return out
@@ -104,6 +105,17 @@ def corpus_paths(corpus, skipped: list | None = None) -> list[Path] | None:
         raise UsageError(f"corpus must be a path, a list of paths or an iterable of sentences, not "
                          f"{type(corpus).__name__}")
     return None
+
+
+def _missing(path: Path) -> str:
+    """The message for a corpus that is not here: in a torchrun job of several machines, rank 0's machine may not be
+    the one the user started with --node-rank 0 (torchrun's c10d rendezvous numbers the machines by hostname)."""
+    if int(os.environ.get("GROUP_WORLD_SIZE", "1")) <= 1:
+        return f"corpus {path} does not exist; check the path"
+    return (f"corpus {path} does not exist on {socket.gethostname()}, the machine torchrun made rank 0 (rank 0 reads "
+            "the corpus; --rdzv-backend c10d numbers the machines by hostname, not by --node-rank): start every "
+            "machine with --master-addr HOST --master-port PORT and --node-rank 0 on the corpus's (docs/torchrun.md), "
+            "or give this machine the corpus at the same path")
 
 
 def _rank() -> int:

@@ -95,7 +95,8 @@ class World:
         except KeyError as e:
             raise UsageError(f"{e.args[0]} is not set: start the processes with torchrun") from None
         except Exception as e:  # a rendezvous that failed or timed out: torch raises several types
-            raise W2VError(f"rank {self.rank} of {self.size} could not join the job: {_first_line(e)}") from None
+            first = "" if self.rank == 0 else " (where rank 0 stopped first, its machine says why)"
+            raise W2VError(f"rank {self.rank} of {self.size} could not join the job: {_first_line(e)}{first}") from None
         self.patience(timeout)
         threading.Thread(target=self._beat, daemon=True, name="w2v-nce-heartbeat").start()
 
@@ -203,7 +204,10 @@ class World:
         if self.store.check([self._key("abort")]):
             notice = json.loads(self.store.get(self._key("abort")))
             if notice["rank"] != self.rank:
-                raise PeerFailed(notice["rank"], notice["message"], notice["code"])
+                failed = PeerFailed(notice["rank"], notice["message"], notice["code"])
+                # rank 0 speaks for the job: it repeats what a rank of another machine said there
+                failed.quiet = self.rank != 0 or notice["rank"] < self.local_size
+                raise failed
 
     # -- what the launch looks like ------------------------------------------------------------------
     def place(self, device: torch.device) -> torch.device:
@@ -242,11 +246,10 @@ def resume_command(run_dir, world_size: int, local_size: int | None = None) -> s
     if world_size <= 1:
         return rundir.resume_command(run_dir)
     if local_size is None or local_size >= world_size:
-        launch = f"--standalone --nproc-per-node {world_size}"
-    else:
-        launch = (f"--nnodes {world_size // local_size} --nproc-per-node {local_size} --rdzv-backend c10d "
-                  "--rdzv-endpoint HOST:PORT")
-    return f"torchrun {launch} -m w2v_nce train --resume {run_dir}"
+        return f"torchrun --standalone --nproc-per-node {world_size} -m w2v_nce train --resume {run_dir}"
+    return (f"torchrun --nnodes {world_size // local_size} --node-rank 0 --nproc-per-node {local_size} --master-addr "
+            f"HOST --master-port PORT -m w2v_nce train --resume {run_dir} here (HOST: this machine), and the same "
+            "with --node-rank 1, 2, ... on the others")
 
 
 # -- rank 0's data to every rank ------------------------------------------------------------------------

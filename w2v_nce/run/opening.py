@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import shutil
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,7 @@ class Opened:
     state: dict | None = None  # the checkpoint a resume continues from
     ids: np.ndarray | None = None
     resume: bool = False
+    given: list | None = None  # a new run's corpus as this rank's command gave it (the ranks' must agree)
     created: bool = False  # the run directory is this process's: removed if training never starts
     write_s: float = 0.0  # checkpoints, vectors and metrics.jsonl
     score_s: float = 0.0  # --eval-epochs
@@ -111,6 +113,7 @@ def open_run(world, cfg, corpus, run_dir, resume, progress, log, sig, held: cont
             raise UsageError("--epochs 0 trains nothing; it is for --init RUN (RUN's vectors, with the new words')")
         old = prior(init, cfg) if init is not None else None
         run = _new_held(cfg, plan, corpus, run_dir, held)
+        run.given = given(corpus)
         try:
             run.vocab, run.info = make_run_dir(run.cfg, corpus, run.run_dir, progress, world.size if world else 1, old,
                                           init, facts)
@@ -206,13 +209,21 @@ def reopen(run_dir: Path | None, world: distributed.World | None = None):
     return cfg, vocab, info, state
 
 
+def given(corpus) -> list[str]:
+    return [str(p) for p in (corpus if isinstance(corpus, (list, tuple)) else [corpus])]
+
+
 def join_ranks(world, run: Opened, log, timeout) -> None:
-    """A distributed run's ranks: rank 0's run shared with every rank, each its shard, device and threads."""
+    """A distributed run's ranks: rank 0's run shared with every rank, each its shard, device and threads. A rank
+    whose command gave another corpus or other settings than rank 0's stops the job (W2VError, code 2)."""
     rank = world.rank
-    (run.cfg, run.plan, run.vocab, run.info, run.state, run.run_dir, run.ids,
-     run.resume) = share_run(world, run.cfg, run.plan, run.vocab if rank == 0 else None,
-                             run.info if rank == 0 else None, run.state if rank == 0 and run.resume else None,
-                             run.run_dir, run.ids if rank == 0 else None, run.resume)
+    mine = (run.cfg, run.given) if rank > 0 and not run.resume else None
+    (run.cfg, run.plan, run.vocab, run.info, run.state, run.run_dir, run.ids, run.resume,
+     run.given) = share_run(world, run.cfg, run.plan, run.vocab if rank == 0 else None,
+                            run.info if rank == 0 else None, run.state if rank == 0 and run.resume else None,
+                            run.run_dir, run.ids if rank == 0 else None, run.resume, run.given)
+    if mine is not None and not run.resume:  # (rank 0 resumes a restarted job by itself: its command's run)
+        _same_command(world, mine, run.cfg, run.given)
     run.cfg = dataclasses.replace(run.cfg, threads=world.threads(run.cfg.threads),  # this process's share of cores
                                   sync_timeout=timeout or run.cfg.sync_timeout)  # a resume's flag wins
     world.patience(run.cfg.sync_timeout)
@@ -221,14 +232,32 @@ def join_ranks(world, run: Opened, log, timeout) -> None:
             f"image, which can grow: expect divergence (auto never goes above {SAFE_GAIN:g})")
 
 
-def share_run(world, cfg, plan, vocab, info, state, run_dir, ids, resume):
+# what may differ between the ranks' commands: each machine's cores, and what rank 0 fills in from its plan
+PER_RANK = ("threads", "batch_size", "shared_noise", "sync_timeout")
+
+
+def _same_command(world, mine: tuple, cfg: Config, corpus: list | None) -> None:
+    """This rank's command against rank 0's: the same corpus and settings, else one line naming what differs."""
+    own, own_corpus = mine
+    differ = [f"--{f.name.replace('_', '-')} {getattr(own, f.name)} (rank 0: {getattr(cfg, f.name)})"
+              for f in dataclasses.fields(Config) if f.name not in PER_RANK
+              and getattr(own, f.name) != getattr(cfg, f.name)]
+    if own_corpus != corpus:
+        differ.insert(0, f"corpus {' '.join(own_corpus)} (rank 0: {' '.join(corpus or [])})")
+    if differ:
+        raise W2VError(f"rank {world.rank} ({socket.gethostname()}) was started with {', '.join(differ)}: start every "
+                       "machine with the same command", code=2)
+
+
+def share_run(world, cfg, plan, vocab, info, state, run_dir, ids, resume, corpus):
     """Rank 0's run on every rank (distributed.share): the config, the plan (its device placed on this rank's GPU),
-    vocabulary, [run] facts, a resumed run's checkpoint, and each rank's shard of the encoded corpus."""
+    vocabulary, [run] facts, a resumed run's checkpoint, each rank's shard of the encoded corpus, and the corpus as
+    rank 0's command gave it."""
     payload, tensors = None, {}
     if world.rank == 0:
         payload = {"config": dataclasses.asdict(cfg), "plan": {**dataclasses.asdict(plan), "device": plan.device.type},
                    "words": vocab.words, "counts": vocab.counts, "info": info, "run_dir": str(run_dir),
-                   "resume": resume}
+                   "resume": resume, "corpus": corpus}
         if resume:
             tensors = {k: state[k] for k in rundir.TENSORS}
             payload["state"] = {k: v for k, v in state.items() if k not in tensors}
@@ -236,7 +265,7 @@ def share_run(world, cfg, plan, vocab, info, state, run_dir, ids, resume):
     state = {**payload["state"], **tensors} if payload["resume"] else None
     plan = Plan(**{**payload["plan"], "device": world.place(torch.device(payload["plan"]["device"]))})
     return (Config(**payload["config"]), plan, Vocab(payload["words"], payload["counts"]), payload["info"], state,
-            Path(payload["run_dir"]), shard, payload["resume"])
+            Path(payload["run_dir"]), shard, payload["resume"], payload["corpus"])
 
 
 def resume_command(world: distributed.World | None, run_dir) -> str:

@@ -28,7 +28,7 @@ from tqdm import tqdm
 
 from . import distributed, rundir
 from .continued import carry
-from .opening import Opened, open_run, resume_command, join_ranks
+from .opening import Opened, given, open_run, resume_command, join_ranks
 from .replicas import Replicas
 from .rundir import CHECKPOINT, INCOMPLETE, History
 from .trainer import Trainer
@@ -154,7 +154,7 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
         # training name the dead rank rather than report an interruption.
         sig.training = rank > 0
         run = open_run(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, held, init, facts, plan) \
-            if rank == 0 else Opened(cfg, run_dir, resume=resume)
+            if rank == 0 else Opened(cfg, run_dir, resume=resume, given=None if resume else given(corpus))
         trainer, replicas = _start(world, run, hooks, timeout, init)
         start_words = trainer.global_words()
         _loop(trainer, replicas, run, sig, hooks, progress)

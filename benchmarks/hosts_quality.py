@@ -1,0 +1,71 @@
+"""Quality of a model trained across two machines, as docs/torchrun.md's command runs it: two network namespaces of
+this machine (tests/hosts.py: their own addresses, hostnames and /etc/hosts; root needed), one process of one
+thread each, the corpus and the run directory on host 0 only; scored as `w2v-nce bench` scores (analogy, WS353,
+SimLex). Compare with one process's rows in docs/benchmarks-log.md section 7.
+
+    python benchmarks/hosts_quality.py CORPUS.txt [--models cbow-neg,sg-neg] [--epochs 3] [--out hosts.json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from tests.hosts import Hosts, available  # noqa: E402
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("corpus", type=Path)
+    ap.add_argument("--models", default="cbow-neg,sg-neg")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--out", type=Path, default=None)
+    a = ap.parse_args()
+    why = available()
+    if why:
+        sys.exit(f"hosts_quality: {why}")
+    rows = []
+    for spec in a.models.split(","):
+        with tempfile.TemporaryDirectory(prefix="w2v-hosts-") as tmp, Hosts(["host0", "host1"]) as hosts:
+            tmp = Path(tmp)
+            for h in (0, 1):
+                (tmp / f"h{h}").mkdir()
+            (tmp / "h0" / "corpus.txt").symlink_to(a.corpus.resolve())
+            with socket.socket() as s:
+                s.bind(("127.0.0.1", 0))
+                port = s.getsockname()[1]
+            start = time.monotonic()
+            procs = [hosts.popen(h, [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
+                                     str(h), "--nproc-per-node", "1", "--master-addr", "host0", "--master-port",
+                                     str(port), "-m", "w2v_nce", "train", "corpus.txt", "--config", spec, "--epochs",
+                                     str(a.epochs), "--threads", "1", "--no-progress", "--out", "run"],
+                                 cwd=tmp / f"h{h}", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
+                     for h in (0, 1)]
+            errs = [p.communicate()[1] for p in procs]
+            seconds = time.monotonic() - start
+            if any(p.returncode for p in procs):
+                sys.exit(f"hosts_quality: {spec} failed:\n{errs[0][-2000:]}\n{errs[1][-2000:]}")
+            from w2v_nce import load
+            from w2v_nce.tools.evaluate import scores
+            row = {"model": spec, "epochs": a.epochs, "seconds": round(seconds, 1),
+                   **scores(load(tmp / "h0" / "run").vectors),
+                   "summary": [line for line in errs[0].splitlines() if line.startswith("trained ")]}
+            print(json.dumps(row), flush=True)
+            rows.append(row)
+    if a.out:
+        a.out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()
