@@ -105,6 +105,17 @@ class Hosts:
         """The host's link down: its packets stop, and no reset reaches the others."""
         _ip("-n", self.spaces[host], "link", "set", self.links[host], "down")
 
+    def shape(self, delay: str = "1ms", rate: str = "1gbit") -> str:
+        """Every host's link slowed on each end: netem's `delay` each way and `rate`; where the kernel has no netem,
+        a token bucket at `rate` and no delay. Returns what it set."""
+        for space, link in zip(self.spaces, self.links):
+            netem = subprocess.run(["tc", "-n", space, "qdisc", "replace", "dev", link, "root", "netem", "delay",
+                                    delay, "rate", rate], capture_output=True, text=True)
+            if netem.returncode != 0:
+                subprocess.run(["tc", "-n", space, "qdisc", "replace", "dev", link, "root", "tbf", "rate", rate,
+                                "burst", "256kb", "latency", "50ms"], check=True, capture_output=True)
+        return f"netem delay {delay} rate {rate}" if netem.returncode == 0 else f"tbf rate {rate} (no netem here)"
+
     def mend(self, host: int) -> None:
         """The host's link up again."""
         _ip("-n", self.spaces[host], "link", "set", self.links[host], "up")

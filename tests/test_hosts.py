@@ -23,12 +23,12 @@ pytestmark = pytest.mark.skipif(hosts_mod.available() is not None, reason=str(ho
 ENV = {"PYTHONPATH": f"{ROOT / 'tests' / 'hooks'}:{ROOT}"}
 
 
-def torchrun(node_rank: int, endpoint: str, *args, static: bool = False) -> list[str]:
+def torchrun(node_rank: int, endpoint: str, *args, static: bool = False, nodes: int = 2) -> list[str]:
     """docs/torchrun.md's command for several machines: c10d's rendezvous, or with static=True --master-addr's."""
     host, port = endpoint.split(":")
     meet = (["--master-addr", host, "--master-port", port] if static else
             ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint])
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(node_rank),
+    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--node-rank", str(node_rank),
             "--nproc-per-node", "1", *meet, "-m", "w2v_nce", *map(str, args)]
 
 
@@ -37,11 +37,12 @@ def start(hosts: Hosts, tmp_path: Path, *args, static: bool = False, host1=None)
     host 0's only."""
     port = free_port()
     out = []
-    for h in (0, 1):
+    for h in range(len(hosts.names)):
         folder = tmp_path / f"h{h}"
         folder.mkdir(exist_ok=True)
         given = host1 if h == 1 and host1 is not None else args
-        out.append(hosts.popen(h, torchrun(h, f"{hosts.names[0]}:{port}", *given, static=static), cwd=folder,
+        out.append(hosts.popen(h, torchrun(h, f"{hosts.names[0]}:{port}", *given, static=static,
+                                           nodes=len(hosts.names)), cwd=folder,
                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                                env={**os.environ, **ENV}))
     return out
@@ -138,4 +139,16 @@ def test_a_host_started_with_other_flags_or_corpus_is_refused_in_one_line(tmp_pa
     assert errors(err1) == [f"error: {want}"], err1
     assert errors(err0) == [f"error: rank 1 failed: {want}; nothing was kept"], err0
     assert not (tmp_path / "h0" / "run").exists()  # a run that never started leaves nothing
+
+
+def test_three_hosts_on_a_bridge_train_one_model(tmp_path):
+    with Hosts(["host0", "host1", "host2"]) as hosts:
+        procs = start(hosts, tmp_path, "train", corpus(tmp_path), *RUN, "--sync-words", "5000", "--out", "run",
+                      static=True)
+        done = finish(procs)
+    assert all(code == 0 for code, _ in done), "".join(err for _, err in done)
+    run = tmp_path / "h0" / "run"
+    assert "world_size = 3" in (run / "config.toml").read_text()
+    assert neighbour_rank(KeyedVectors.load(str(run / "vectors.kv"))) < THRESHOLD
+    assert not (tmp_path / "h1" / "run").exists() and not (tmp_path / "h2" / "run").exists()
 
