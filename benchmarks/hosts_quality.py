@@ -3,7 +3,7 @@ this machine (tests/hosts.py: their own addresses, hostnames and /etc/hosts; roo
 thread each, the corpus and the run directory on host 0 only; scored as `w2v-nce bench` scores (analogy, WS353,
 SimLex). Compare with one process's rows in docs/benchmarks-log.md section 7.
 
-    python benchmarks/hosts_quality.py CORPUS.txt [--models cbow-neg,sg-neg] [--epochs 3] [--out hosts.json]
+    python benchmarks/hosts_quality.py CORPUS.txt [--models cbow-neg,sg-neg] [--epochs 3] [--seed 1] [--out F]
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ def main() -> None:
     ap.add_argument("corpus", type=Path)
     ap.add_argument("--models", default="cbow-neg,sg-neg")
     ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=None)
     a = ap.parse_args()
     why = available()
@@ -48,7 +49,8 @@ def main() -> None:
             procs = [hosts.popen(h, [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
                                      str(h), "--nproc-per-node", "1", "--master-addr", "host0", "--master-port",
                                      str(port), "-m", "w2v_nce", "train", "corpus.txt", "--config", spec, "--epochs",
-                                     str(a.epochs), "--threads", "1", "--no-progress", "--out", "run"],
+                                     str(a.epochs), "--seed", str(a.seed), "--threads", "1", "--no-progress",
+                                     "--out", "run"],
                                  cwd=tmp / f"h{h}", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
                                  env={**os.environ, "PYTHONPATH": str(ROOT)})
                      for h in (0, 1)]
@@ -58,7 +60,7 @@ def main() -> None:
                 sys.exit(f"hosts_quality: {spec} failed:\n{errs[0][-2000:]}\n{errs[1][-2000:]}")
             from w2v_nce import load
             from w2v_nce.tools.evaluate import scores
-            row = {"model": spec, "epochs": a.epochs, "seconds": round(seconds, 1),
+            row = {"model": spec, "epochs": a.epochs, "seed": a.seed, "seconds": round(seconds, 1),
                    **scores(load(tmp / "h0" / "run").vectors),
                    "summary": [line for line in errs[0].splitlines() if line.startswith("trained ")]}
             print(json.dumps(row), flush=True)
