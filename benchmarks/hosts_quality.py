@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import subprocess
 import sys
 import tempfile
@@ -39,21 +37,12 @@ def main() -> None:
     for spec in a.models.split(","):
         with tempfile.TemporaryDirectory(prefix="w2v-hosts-") as tmp, Hosts(["host0", "host1"]) as hosts:
             tmp = Path(tmp)
-            for h in (0, 1):
-                (tmp / f"h{h}").mkdir()
+            (tmp / "h0").mkdir()
             (tmp / "h0" / "corpus.txt").symlink_to(a.corpus.resolve())
-            with socket.socket() as s:
-                s.bind(("127.0.0.1", 0))
-                port = s.getsockname()[1]
             start = time.monotonic()
-            procs = [hosts.popen(h, [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank",
-                                     str(h), "--nproc-per-node", "1", "--master-addr", "host0", "--master-port",
-                                     str(port), "-m", "w2v_nce", "train", "corpus.txt", "--config", spec, "--epochs",
-                                     str(a.epochs), "--seed", str(a.seed), "--threads", "1", "--no-progress",
-                                     "--out", "run"],
-                                 cwd=tmp / f"h{h}", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                                 env={**os.environ, "PYTHONPATH": str(ROOT)})
-                     for h in (0, 1)]
+            procs = hosts.torchrun(tmp, ["train", "corpus.txt", "--config", spec, "--epochs", a.epochs, "--seed",
+                                         a.seed, "--threads", 1, "--no-progress", "--out", "run"],
+                                   env={"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
             errs = [p.communicate()[1] for p in procs]
             seconds = time.monotonic() - start
             if any(p.returncode for p in procs):

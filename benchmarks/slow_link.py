@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -36,20 +34,13 @@ def bits_per_s(rate: str) -> float:
 
 
 def one(hosts: Hosts, tmp: Path, text: Path, sync: str, words: int) -> dict:
-    for h in (0, 1):
-        (tmp / f"h{h}").mkdir(exist_ok=True)
+    (tmp / "h0").mkdir(exist_ok=True)
     if not (tmp / "h0" / "corpus.txt").exists():
         (tmp / "h0" / "corpus.txt").symlink_to(text.resolve())
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     out = f"run-{sync}-{words}"
-    procs = [hosts.popen(h, [sys.executable, "-m", "torch.distributed.run", "--nnodes", "2", "--node-rank", str(h),
-                             "--nproc-per-node", "1", "--master-addr", "host0", "--master-port", str(port), "-m",
-                             "w2v_nce", "train", "corpus.txt", "--epochs", "1", "--threads", "1", "--no-progress",
-                             "--sync", sync, "--sync-words", str(words), "--out", out],
-                         cwd=tmp / f"h{h}", stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
-                         env={**os.environ, "PYTHONPATH": str(ROOT)}) for h in (0, 1)]
+    procs = hosts.torchrun(tmp, ["train", "corpus.txt", "--epochs", 1, "--threads", 1, "--no-progress", "--sync", sync,
+                                 "--sync-words", words, "--out", out],
+                           env={"PYTHONPATH": str(ROOT)}, stdout=subprocess.DEVNULL)
     errs = [p.communicate()[1] for p in procs]
     if any(p.returncode for p in procs):
         sys.exit(f"slow_link: {sync} {words} failed:\n{errs[0][-1500:]}\n{errs[1][-1500:]}")

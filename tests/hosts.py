@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import shutil
 import signal
+import socket
 import subprocess
+import sys
 from pathlib import Path
 
 SUBNET = "10.77.{}.{}"  # 10.77.<hosts' number>.<host + 1>/24
@@ -91,6 +93,26 @@ class Hosts:
         """cmd in host's namespace, under its hostname, in a session of its own (for killpg)."""
         inner = ["unshare", "--uts", "sh", "-c", f'hostname {self.names[host]} && exec "$@"', "sh", *map(str, cmd)]
         return subprocess.Popen(["ip", "netns", "exec", self.spaces[host], *inner], start_new_session=True, **kw)
+
+    def torchrun(self, folder: Path, args: list, static: bool = True, args_of: dict | None = None,
+                 env: dict | None = None, stdout=subprocess.PIPE) -> list[subprocess.Popen]:
+        """docs/torchrun.md's command for several machines, `-m w2v_nce ARGS` (args_of[h]: host h's own), one
+        process on each host, host h in folder/h<h>: with static=True the --master-addr rendezvous, else c10d's;
+        host 0 is the address. Their stderr piped, as text."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # free here, and so in every namespace (each has its own ports)
+        meet = (["--master-addr", self.names[0], "--master-port", str(port)] if static else
+                ["--rdzv-backend", "c10d", "--rdzv-endpoint", f"{self.names[0]}:{port}"])
+        procs = []
+        for h in range(len(self.names)):
+            (folder / f"h{h}").mkdir(parents=True, exist_ok=True)
+            given = (args_of or {}).get(h, args)
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(len(self.names)), "--node-rank",
+                   str(h), "--nproc-per-node", "1", *meet, "-m", "w2v_nce", *map(str, given)]
+            procs.append(self.popen(h, cmd, cwd=folder / f"h{h}", stdout=stdout, stderr=subprocess.PIPE, text=True,
+                                    env={**os.environ, **(env or {})}))
+        return procs
 
     def kill(self, host: int) -> None:
         """kill -9 every process in the host's namespace."""

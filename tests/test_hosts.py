@@ -2,10 +2,8 @@
 own address, hostname and /etc/hosts, the corpus and the run directory on one of them only. The commands of
 docs/torchrun.md, run as written. Skipped where namespaces cannot be made (they need root)."""
 
-import os
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ from gensim.test.utils import datapath
 
 from . import hosts as hosts_mod
 from .hosts import Hosts
-from .test_distributed import ROOT, RUN, errors, free_port
+from .test_distributed import ROOT, RUN, errors
 from .test_end_to_end import THRESHOLD, neighbour_rank
 
 pytestmark = pytest.mark.skipif(hosts_mod.available() is not None, reason=str(hosts_mod.available()))
@@ -23,29 +21,11 @@ pytestmark = pytest.mark.skipif(hosts_mod.available() is not None, reason=str(ho
 ENV = {"PYTHONPATH": f"{ROOT / 'tests' / 'hooks'}:{ROOT}"}
 
 
-def torchrun(node_rank: int, endpoint: str, *args, static: bool = False, nodes: int = 2) -> list[str]:
-    """docs/torchrun.md's command for several machines: c10d's rendezvous, or with static=True --master-addr's."""
-    host, port = endpoint.split(":")
-    meet = (["--master-addr", host, "--master-port", port] if static else
-            ["--rdzv-backend", "c10d", "--rdzv-endpoint", endpoint])
-    return [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--node-rank", str(node_rank),
-            "--nproc-per-node", "1", *meet, "-m", "w2v_nce", *map(str, args)]
-
-
 def start(hosts: Hosts, tmp_path: Path, *args, static: bool = False, host1=None) -> list[subprocess.Popen]:
-    """The same command on both hosts (or host1's arguments on host 1), each in a folder of its own; the corpus in
+    """The same command on every host (or host1's arguments on host 1), each in a folder of its own; the corpus in
     host 0's only."""
-    port = free_port()
-    out = []
-    for h in range(len(hosts.names)):
-        folder = tmp_path / f"h{h}"
-        folder.mkdir(exist_ok=True)
-        given = host1 if h == 1 and host1 is not None else args
-        out.append(hosts.popen(h, torchrun(h, f"{hosts.names[0]}:{port}", *given, static=static,
-                                           nodes=len(hosts.names)), cwd=folder,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                               env={**os.environ, **ENV}))
-    return out
+    return hosts.torchrun(tmp_path, list(args), static=static, args_of={1: host1} if host1 is not None else None,
+                          env=ENV)
 
 
 def finish(procs, timeout: float = 200) -> list[tuple[int, str]]:
