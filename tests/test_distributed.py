@@ -281,3 +281,23 @@ def test_interrupt_then_resume_with_as_many_processes_only(tmp_path):
     code, err = finish(torchrun("train", "--resume", run))
     assert code == 0, err
     assert (run / "vectors.kv").exists() and not (run / "INCOMPLETE").exists()
+
+
+def test_two_processes_train_the_subword_rows_together(tmp_path):
+    """--subwords under torchrun (--sync rows): every rank holds the same words' and n-gram buckets' rows after each
+    synchronisation, and the run answers words never seen."""
+    (tmp_path / "debug").mkdir()
+    code, err = finish(torchrun("train", LEE, "--epochs", "2", "--min-count", "5", "--lowercase", "--threads", "1",
+                                "--no-progress", "--subwords", "3-5", "--buckets", "3000", "--sync", "rows",
+                                "--sync-words", "10000", "--out", tmp_path / "run",
+                                env={"W2V_NCE_DEBUG_SYNC_DIR": str(tmp_path / "debug")}))
+    assert code == 0, err
+    logs = [[json.loads(line) for line in (tmp_path / "debug" / f"rank{r}.jsonl").read_text().splitlines()
+             if '"sync"' in line] for r in (0, 1)]
+    assert [e["params"] for e in logs[0]] == [e["params"] for e in logs[1]] and len(logs[0]) >= 2
+    st = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
+    words = len(rundir.read_vocab(tmp_path / "run").words)
+    assert st["input"].shape == (words + 3000, 100)
+    from w2v_nce import load
+    kv = load(tmp_path / "run").vectors
+    assert np.isfinite(kv.get_vector("governmentally")).all() and kv.most_similar("governmentally", topn=3)

@@ -150,7 +150,7 @@ HELP = [[], ["train"], ["phrases"], ["export"], ["similar"], ["analogy"], ["plot
 @pytest.mark.parametrize("command", HELP, ids=lambda c: " ".join(c) or "w2v-nce")
 def test_help_has_one_style(command):
     """Defaults as [default: X] (never 'Default: X.' in the text, never '(X)'), placeholders in one style (choices
-    listed, else INTEGER, FLOAT, PATH, TEXT, SIZE), no name broken at a hyphen, every argument described, and the
+    listed, else INTEGER, FLOAT, PATH, TEXT, SIZE, MIN-MAX), no name broken at a hyphen, every argument described, and the
     command list uncut."""
     import re
     out = runner.invoke(app, [*command, "--help"], env={"COLUMNS": "100"}).output
@@ -158,7 +158,7 @@ def test_help_has_one_style(command):
     assert not re.search(r"<(int|str|float|path)>", out), out
     assert not re.search(r"[a-z]-\n", out), out  # a line ending inside a hyphenated name
     placeholders = [p for p in re.findall(r"^  --[a-z-]+ ([^ \n]+)", out, re.MULTILINE) if p != "/"]  # --x / --no-x
-    assert all(re.fullmatch(r"\[[a-z0-9|-]+(\|[A-Z]+)?\]|INTEGER|FLOAT|PATH|TEXT|SIZE|PRESET\|FILE", p)
+    assert all(re.fullmatch(r"\[[a-z0-9|-]+(\|[A-Z]+)?\]|INTEGER|FLOAT|PATH|TEXT|SIZE|MIN-MAX|PRESET\|FILE", p)
                for p in placeholders), placeholders
     if "Arguments:" in out:
         arguments = out.split("Arguments:")[1].split("\n\n")[0].strip().splitlines()

@@ -188,16 +188,17 @@ def test_single_line_100mb_corpus_under_1gb(tmp_path):
     assert rss_mb < 1024
 
 
-@pytest.mark.parametrize("kernel,share,ahead", [("fused", 1, False), ("fused", 8, False), ("torch", None, False),
-                                                ("fused", 1, True)])
-def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share, ahead):
+@pytest.mark.parametrize("kernel,share,ahead,subwords", [("fused", 1, False, None), ("fused", 8, False, None),
+                                                         ("torch", None, False, None), ("fused", 1, True, None),
+                                                         ("fused", 8, False, "3-5"), ("torch", None, False, "2-4")])
+def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kernel, share, ahead, subwords):
     """The chunk loop (the PyTorch step; the fused step of a process of torchrun). ahead: each chunk drawn during the
     last one's final batch, as on a GPU (Chunks.draw_next): the same run, and the same resume, also from a
     checkpoint taken while drawn examples wait."""
     import torch
 
     cfg = make_config(epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2, batch_size=256,
-                      kernel=kernel, shared_noise=share)
+                      kernel=kernel, shared_noise=share, subwords=subwords, buckets=1000)
     vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh(draw_ahead=ahead):
@@ -233,15 +234,16 @@ def test_resume_is_exact_at_chunk_starts_mid_chunk_and_epoch_ends(tmp_path, kern
         assert torch.equal(resumed.model.head.weight, ref.model.head.weight), stop_at
 
 
-@pytest.mark.parametrize("model,loss,share", [("sg", "neg", 8), ("cbow", "nce", 1), ("sg", "hs", 1),
-                                              ("sg", "infonce", 2)])
-def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share):
+@pytest.mark.parametrize("model,loss,share,subwords", [("sg", "neg", 8, None), ("cbow", "nce", 1, None),
+                                                       ("sg", "hs", 1, None), ("sg", "infonce", 2, None),
+                                                       ("sg", "neg", 8, "3-5"), ("cbow", "hs", 1, "1-3")])
+def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share, subwords):
     """One process on the CPU trains by pieces (pieces.py): stopped after any piece (the first, mid-chunk, a chunk's
     end, an epoch's end, the last), its checkpoint resumes to the uninterrupted run's vectors, to the bit."""
     import torch
 
     cfg = make_config(model=model, loss=loss, epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
-                      shared_noise=share)
+                      shared_noise=share, subwords=subwords, buckets=1000)
     vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh():

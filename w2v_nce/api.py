@@ -73,10 +73,10 @@ class Run:
         from .tools import vectorfiles
         if self._trainer is not None:
             return self._trainer.keyed_vectors()
-        if self.finished:
+        if self.finished and rundir.read_config(self.path)[0].subwords is None:
             return vectorfiles.load_vectors(self.path / rundir.VECTORS, self.trust_pickle)
         run = rundir.load_run(self.path)  # a stopped run: its checkpoint's
-        return run_vectors.to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
+        return run_vectors.of_run(run)
 
 
 def load(path: str | os.PathLike | Run, trust_pickle: bool = False) -> Run:
@@ -162,7 +162,7 @@ GENSIM_NAMES = {"vector_size": "dim", "size": "dim", "sg": "model='sg' (sg=1) or
 # what --init takes from its run unless --config or a flag sets it: what its rows were trained as, and how its text
 # was read (the new text is read the same way)
 INHERITED = ("model", "loss", "negatives", "noise_power", "dim", "window", "min_count", "lr", "sample", "lowercase",
-             "encoding_errors", "phrases")
+             "encoding_errors", "phrases", "subwords", "buckets", "jamo")
 
 
 def _resume_options(run_dir: Path | None, config, init, overwrite: bool, options: dict) -> float | None:

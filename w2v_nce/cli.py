@@ -87,12 +87,15 @@ def train(
     sample: Annotated[Optional[float], typer.Option(rich_help_panel="Data", help="Sub-sampling threshold t; 0 turns it off.", show_default="1e-3", metavar="FLOAT")] = None,
     noise_power: Annotated[Optional[float], typer.Option(rich_help_panel="Head", help="Noise distribution unigram^p.", show_default="0.75", metavar="FLOAT")] = None,
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus.", show_default="5", metavar="INTEGER")] = None,
-    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4.", show_default="0.025 sg, 0.05 cbow", metavar="FLOAT")] = None,
+    lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4.", show_default="0.025 sg, 0.05 cbow and with --subwords", metavar="FLOAT")] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step (sg with hs: 65536 on the compiled CPU step; hs: 256 with --kernel torch; on a GPU 1048576 per kernel launch).", show_default="4096", metavar="INTEGER")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec; on the CPU sg shares 8 with neg or nce, 4 with sampled-softmax, 2 with infonce).", show_default="1", metavar="INTEGER")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec; on the CPU sg shares 8 with neg or nce, 4 with sampled-softmax, 2 with infonce, none with --subwords).", show_default="1", metavar="INTEGER")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text.", show_default="no")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace.", show_default="strict", metavar="[strict|replace]")] = None,
     phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token.", show_default="0", metavar="INTEGER")] = None,
+    subwords: Annotated[Optional[str], typer.Option(rich_help_panel="Model", help="fastText's subword vectors: a word's input vector is the mean of its own row and the rows of its character n-grams of MIN to MAX characters (with < and > marking its ends), so that words never seen get vectors too. 3-6 is fastText's; 1-4 suits Korean.", show_default="none", metavar="MIN-MAX")] = None,
+    jamo: Annotated[Optional[bool], typer.Option("--jamo/--no-jamo", rich_help_panel="Model", help="With --subwords: each Hangul word's jamo n-grams of 3 to 5 jamo too (its syllables written as initial, vowel and final consonant, 'e' for no final; Park et al. 2018, with --subwords 1-4). Words without Hangul get their character n-grams only.", show_default="no")] = None,
+    buckets: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="With --subwords: rows the n-grams are hashed into (fastText's -bucket).", show_default="2000000", metavar="INTEGER")] = None,
     device: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="auto (CUDA when available), cpu or cuda.", show_default="auto", metavar="[auto|cpu|cuda]")] = None,
     kernel: Annotated[Optional[str], typer.Option(rich_help_panel="Run", help="Training step: fused (compiled, Hogwild updates as in word2vec: CPU threads or GPU warps; every head but softmax), torch (tensor ops, mini-batch SGD; reproducible with any threads) or auto (fused where numba can run it).", show_default="auto", metavar="[auto|fused|torch]")] = None,
     threads: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="CPU threads; 0 = all cores.", show_default="0", metavar="INTEGER")] = None,
@@ -100,7 +103,7 @@ def train(
     out: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Run directory.", show_default="runs/<corpus>-<model>-<loss>", metavar="PATH")] = None,
     resume: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue an interrupted run directory.", metavar="PATH")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", rich_help_panel="Run", help="Replace the run in --out (a run directory w2v-nce wrote, finished or not; not while another process writes it).")] = False,
-    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. Its model, head (--loss, --negatives, --noise-power), --dim, --window, --min-count, --lr, --sample and tokenisation (--lowercase, --encoding-errors, --phrases) are taken unless --config or a flag sets them. --epochs 0 gives its vectors back, with the new words'.", metavar="PATH")] = None,
+    init: Annotated[Optional[Path], typer.Option(rich_help_panel="Run", help="Continue training a finished run on CORPUS: its words plus CORPUS's words that reach --min-count, counts summed; its vectors carried, new words' started as in a new run; the learning rate starts again at --lr. Its model, head (--loss, --negatives, --noise-power), --dim, --window, --min-count, --lr, --sample tokenisation (--lowercase, --encoding-errors, --phrases) and subwords (--subwords, --buckets, --jamo) are taken unless --config or a flag sets them. --epochs 0 gives its vectors back, with the new words'.", metavar="PATH")] = None,
     eval_epochs: Annotated[Optional[bool], typer.Option("--eval-epochs/--no-eval-epochs", rich_help_panel="Run", help="Score analogies, WordSim353 and SimLex-999 at each epoch end and record them in metrics.jsonl.", show_default="no")] = None,
     sync_words: Annotated[Optional[int], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: words each process trains between synchronisations of the model's replicas (fewer: closer to one process, more time in collectives).", show_default="1000000", metavar="INTEGER")] = None,
     sync: Annotated[Optional[str], typer.Option(rich_help_panel="Torchrun (several processes)", help="Under torchrun: full (all-reduce every matrix whole) or rows (only the rows some process changed since the last synchronisation).", show_default="full", metavar="[full|rows]")] = None,
@@ -125,7 +128,7 @@ def train(
                  max_vocab=max_vocab, vocab_memory=vocab_memory, sample=sample, noise_power=noise_power,
                  epochs=epochs, lr=lr,
                  batch_size=batch_size, shared_noise=shared_noise, lowercase=lowercase,
-                 encoding_errors=encoding_errors, phrases=phrases, device=device,
+                 encoding_errors=encoding_errors, phrases=phrases, subwords=subwords, buckets=buckets, jamo=jamo, device=device,
                  kernel=kernel, threads=threads, seed=seed, eval_epochs=eval_epochs, sync_words=sync_words,
                  sync=sync, sync_timeout=sync_timeout, sync_hot_rows=sync_hot_rows,
                  sync_hot_words=sync_hot_words, keep_corpus=keep_corpus)
@@ -171,7 +174,7 @@ TrustPickle = Annotated[bool, typer.Option("--trust-pickle", help=TRUST_HELP)]
 def export_cmd(
     run_dir: Annotated[Optional[Path], typer.Argument(help="Run directory or vectors file.", metavar="RUN", show_default="runs/latest")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output file; its suffix picks the format (.kv, .txt/.vec, .bin). With --format projector, the files' prefix.", show_default="RUN_DIR/vectors.txt (projector: RUN_DIR/vectors_tensor.tsv and RUN_DIR/vectors_metadata.tsv)", metavar="PATH")] = None,
-    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary or projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them).", metavar="[kv|word2vec|word2vec-binary|projector]")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", help="kv, word2vec (text), word2vec-binary, projector (TensorBoard's: PREFIX_tensor.tsv and PREFIX_metadata.tsv, as gensim's word2vec2tensor writes them) or fasttext (fastText's .bin model, default RUN_DIR/vectors.ft.bin: fasttext.load_model and gensim's load_facebook_vectors read it, and answer words never seen from a --subwords run's n-grams).", metavar="[kv|word2vec|word2vec-binary|projector|fasttext]")] = None,
     checkpoint: Annotated[bool, typer.Option("--checkpoint", help="Write the vectors of the run's checkpoint: the latest state of an interrupted run (default out: RUN_DIR/checkpoint-vectors.txt).")] = False,
     trust_pickle: TrustPickle = False,
 ):
@@ -197,13 +200,13 @@ def eval_analogies(
     trust_pickle: TrustPickle = False,
 ):
     """Analogy accuracy (a:b :: c:?), per section and in total, as gensim's evaluate_word_analogies."""
-    from .tools import evaluate, vectorfiles
+    from .tools import evaluate
 
     if method not in ("3cosadd", "3cosmul"):
         raise typer.BadParameter(f"{method!r}: choose 3cosadd or 3cosmul", param_hint="--method")
     if restrict_vocab <= 0:
         raise typer.BadParameter("must be > 0", param_hint="--restrict-vocab")
-    kv = vectorfiles.load_vectors(rundir.resolve(vectors), trust_pickle)
+    kv = _eval_vectors(rundir.resolve(vectors), trust_pickle)
     result = evaluate.analogies(kv, questions, restrict_vocab=restrict_vocab, method=method)
     typer.echo(json.dumps(result) if json_out else evaluate.format_analogies(result))
 
@@ -216,9 +219,9 @@ def eval_similarity(
     trust_pickle: TrustPickle = False,
 ):
     """Spearman and Pearson correlation with human similarity judgements, and the OOV ratio."""
-    from .tools import evaluate, vectorfiles
+    from .tools import evaluate
 
-    kv = vectorfiles.load_vectors(rundir.resolve(vectors), trust_pickle)
+    kv = _eval_vectors(rundir.resolve(vectors), trust_pickle)
     result = evaluate.similarity(kv, pairs)
     typer.echo(json.dumps(result) if json_out else evaluate.format_similarity(result))
 
@@ -262,6 +265,9 @@ def similar_cmd(
 
     def answer(query_words: list[str]) -> str:
         result = query.similar(kv, query_words, topn, source, each)
+        note = query.unseen_note(kv, query_words)
+        if note and not json_out:
+            _info(note)
         return json.dumps(result) if json_out else query.format_similar(result, query_words, each)
     _answer_all(answer, words, None, "words" if each else "a word, or several for their sum")
 
@@ -288,6 +294,9 @@ def analogy_cmd(
 
     def answer(w: list[str]) -> str:
         result = query.analogy(kv, *w, topn, source)
+        note = query.unseen_note(kv, w)
+        if note and not json_out:
+            _info(note)
         return json.dumps(result) if json_out else query.format_analogy(*w, result)
     _answer_all(answer, given, 3, "three words: A B C")
 
@@ -386,6 +395,15 @@ def bench_cmd(
     if out is not None:
         bench.write_report(out, report)
     typer.echo(json.dumps(rows) if json_out else report)
+
+
+def _eval_vectors(source: Path, trust_pickle: bool):
+    """The vectors eval scores: a subword run's FastTextKeyedVectors (words never seen too), else the file's."""
+    from .run import vectors as run_vectors
+    from .tools import vectorfiles
+    if source.is_dir() and (source / rundir.CONFIG).is_file() and rundir.read_config(source)[0].subwords is not None:
+        return run_vectors.of_run(rundir.load_run(source))
+    return vectorfiles.load_vectors(source, trust_pickle)
 
 
 def _info(msg: str) -> None:

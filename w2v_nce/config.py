@@ -42,7 +42,7 @@ class Config:
     sample: float = 1e-3
     noise_power: float = 0.75
     epochs: int = 5
-    lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults)
+    lr: float | None = None  # None -> 0.025 for sg, 0.05 for cbow (word2vec.c's defaults), 0.05 with subwords
     min_lr_ratio: float = 1e-4  # word2vec.c never lets the rate fall below lr * 1e-4
     batch_size: int | None = None  # examples (sg pairs, cbow centres) per step; None -> step.plan.make_plan's
     # consecutive examples that share one draw of the k noise words; 1 = each its own, as word2vec; None ->
@@ -54,6 +54,11 @@ class Config:
     # phrase passes before the vocabulary (phrases.py): word2phrase's score, min_count, thresholds 100 for the last
     # pass and twice the next one's for each earlier one (demo-phrases.sh's 200, 100); 0: none
     phrases: int = 0
+    # fastText's subword vectors (corpus/subwords.py): a word's input vector is the mean of its own row and the rows
+    # of its character n-grams of these lengths ("MIN-MAX"; None: words only), hashed into `buckets` rows
+    subwords: str | None = None
+    buckets: int = 2_000_000
+    jamo: bool = False  # and each Hangul word's jamo n-grams (Park et al. 2018), hashed into the same buckets
     device: str = "auto"
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
@@ -74,8 +79,22 @@ class Config:
     def resolved(self) -> "Config":
         """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
         depends on the device and the step: step.plan.make_plan fills it in.)"""
-        lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" else 0.05)
+        # with subwords fastText's 0.05 for both: sg at 0.025 scored 0.03 lower on Korean WS353 (issue 39)
+        lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" and self.subwords is None else 0.05)
         return dataclasses.replace(self, lr=lr)
+
+    def subword_lengths(self) -> tuple[int, int] | None:
+        """--subwords' (MIN, MAX) n-gram lengths, or None without subwords; a UsageError for a bad range."""
+        if self.subwords is None:
+            return None
+        lo, _, hi = str(self.subwords).partition("-")
+        try:
+            minn, maxn = int(lo), int(hi or lo)
+        except ValueError:
+            raise UsageError(f"--subwords takes MIN-MAX character lengths, as 3-6 (got {self.subwords!r})") from None
+        if not 1 <= minn <= maxn:
+            raise UsageError(f"--subwords {self.subwords}: need 1 <= MIN <= MAX, as 3-6 (fastText's) or 1-4 (Korean)")
+        return minn, maxn
 
     def validate(self) -> "Config":
         """Raise UsageError for any out-of-range or unknown value, before any work starts."""
@@ -101,6 +120,10 @@ class Config:
             need(self.negatives > 0, f"--negatives must be > 0 with --loss {self.loss} (got {self.negatives})")
         need(self.max_vocab is None or self.max_vocab > 0, f"--max-vocab must be > 0 (got {self.max_vocab})")
         parse_size(self.vocab_memory)
+        need(not self.jamo or self.subwords is not None, "--jamo adds jamo n-grams to --subwords' character "
+             "n-grams: give both, as --subwords 1-4 --jamo (Park et al.'s)")
+        self.subword_lengths()
+        need(self.buckets > 0, f"--buckets must be > 0 (got {self.buckets}); fastText's default is 2000000")
         need(self.lr is None or (self.lr > 0 and math.isfinite(self.lr)), f"--lr must be > 0 (got {self.lr})")
         need(self.sample >= 0 and math.isfinite(self.sample), f"--sample must be >= 0 (got {self.sample}); 0 turns it off")
         need(self.noise_power >= 0, f"--noise-power must be >= 0 (got {self.noise_power})")

@@ -63,8 +63,9 @@ def context_table(words: torch.Tensor, lines: torch.Tensor, eff: torch.Tensor, w
     return pos, valid
 
 
-def skipgram_pairs(words, lines, eff, window):
-    """Skip-gram examples as (input, target) = (context word, centre word), centre by centre in corpus order.
+def skipgram_pairs(words, lines, eff, window, centre_in: bool = False):
+    """Skip-gram examples as (input, target) = (context word, centre word), centre by centre in corpus order; with
+    centre_in, (centre word, context word) (model/word2vec.centre_input says when).
 
     The direction word2vec.c and gensim train in: a centre's examples share its output row (updated once per
     context, in a row) and update each context word's input row once. With the centre as the input, the
@@ -74,14 +75,14 @@ def skipgram_pairs(words, lines, eff, window):
         n = len(words)
         contexts, centres = np.empty((2 * window * n, 1), np.int64), np.empty(2 * window * n, np.int64)
         p = _examples(words.numpy(), lines.numpy(), eff.numpy().astype(np.int64, copy=False), window, contexts,
-                      np.ones((1, 1), np.bool_), centres)
+                      np.ones((1, 1), np.bool_), centres, centre_in)
         return torch.from_numpy(contexts[:p, 0]), torch.from_numpy(centres[:p])
     pos, valid = context_table(words, lines, eff, window)
     slot = valid.view(-1).nonzero().squeeze(1)  # (P,) the valid slots of the flattened (L, 2W) table
     # index_select: faster than boolean masks and fancy indexing on the CPU
     centres = words.index_select(0, slot // (2 * window))  # (P,)
     contexts = words.index_select(0, pos.view(-1).index_select(0, slot))  # (P,)
-    return contexts, centres
+    return (centres, contexts) if centre_in else (contexts, centres)
 
 
 def cbow_examples(words, lines, eff, window):
@@ -94,7 +95,7 @@ def cbow_examples(words, lines, eff, window):
         ctx, valid = np.empty((n, 2 * window), np.int64), np.empty((n, 2 * window), np.bool_)
         centres = np.empty(n, np.int64)
         eff = eff.numpy().astype(np.int64, copy=False)
-        m = _examples(words.numpy(), lines.numpy(), eff, window, ctx, valid, centres)
+        m = _examples(words.numpy(), lines.numpy(), eff, window, ctx, valid, centres, False)
         return tuple(torch.from_numpy(a[:m]) for a in (ctx, valid, centres))
     pos, valid = context_table(words, lines, eff, window)
     centres = words
@@ -121,9 +122,10 @@ def slot(i, s, window, eff, lines, n):
     return q, (abs(o) <= eff[i]) & (p >= 0) & (p < n) & (lines[q] == lines[i])
 
 
-def emit(i, n, window, eff, lines, words, m, ctx, valid, targets):
+def emit(i, n, window, eff, lines, words, m, ctx, valid, targets, centre_in):
     """Centre i's examples into rows n on (words, lines, eff: m kept tokens, their lines and drawn windows): skip-gram
-    (ctx with one slot) its pairs (context, centre) in the window's order, CBOW one example of its context slots and
+    (ctx with one slot) its pairs (context, centre) in the window's order (centre_in: (centre, context)), CBOW one
+    example of its context slots and
     their validity (none if no slot is valid: a one-word line; a slot outside the window holds the word at the
     clamped position, as the tensor ops leave it). Returns the next free row. The chunk loop's passes below and the
     pieces' loop (step/pieces.py) make their examples with it."""
@@ -131,7 +133,7 @@ def emit(i, n, window, eff, lines, words, m, ctx, valid, targets):
         for s in range(2 * window):
             q, ok = slot(i, s, window, eff, lines, m)
             if ok:
-                ctx[n, 0], targets[n] = words[q], words[i]
+                ctx[n, 0], targets[n] = (words[i], words[q]) if centre_in else (words[q], words[i])
                 n += 1
         return n
     used = False
@@ -145,11 +147,11 @@ def emit(i, n, window, eff, lines, words, m, ctx, valid, targets):
     return n
 
 
-def _examples_loop(words, lines, eff, window, ctx, valid, targets):
+def _examples_loop(words, lines, eff, window, ctx, valid, targets, centre_in):
     """Every centre's examples (emit) into ctx, valid and targets; returns how many."""
     n, m = 0, len(words)
     for i in range(m):
-        n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+        n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets, centre_in)
     return n
 
 

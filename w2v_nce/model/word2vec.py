@@ -15,39 +15,71 @@ from torch import nn
 from .heads import OutputHead
 
 
+def centre_input(arch: str, subwords) -> bool:
+    """Whether skip-gram's examples take the centre word as the input and the context word as the target: with
+    subwords (fastText's direction). Then a centre's 2W examples share one input word, whose n-gram rows the CPU
+    kernel reads once and updates once for all of them (step/inputs.py: carry_input), fastText's sequential update in
+    exact arithmetic, at a fraction of its cost. Without subwords word2vec's direction (corpus/examples.py:
+    skipgram_pairs says why)."""
+    return arch == "sg" and subwords is not None
+
+
 class Word2Vec(nn.Module):
     def __init__(self, vocab_size: int, dim: int, arch: str, head: OutputHead,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, subwords: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 buckets: int = 0):
+        """subwords: fastText's subword vectors, as (offsets (V+1,), rows (N,)) int64 (corpus/subwords.table): word
+        w's input rows are rows[offsets[w]:offsets[w+1]], its own and its n-grams', the n-grams' `buckets` rows after
+        the words'; its input vector is their mean. None: a word's input vector is its own row."""
         super().__init__()
         self.arch = arch
+        self.vocab_size = vocab_size
         # gensim's initialisation: input uniform in [-1/D, 1/D) (word2vec.c's, half as wide, scored a little lower
-        # on the analogies), output (in the head) zero
-        init = (torch.rand(vocab_size, dim, generator=generator) * 2 - 1) / dim
-        self.input = nn.Parameter(init, requires_grad=False)  # (V, D)
+        # on the analogies), output (in the head) zero; fastText's n-gram rows the same
+        init = (torch.rand(vocab_size + buckets, dim, generator=generator) * 2 - 1) / dim
+        self.input = nn.Parameter(init, requires_grad=False)  # (V + buckets, D)
         self.head = head
+        self.register_buffer("sub_offsets", None if subwords is None else subwords[0])  # (V+1,) or None
+        self.register_buffer("sub_rows", None if subwords is None else subwords[1])  # (N,) or None
 
     def hidden(self, inputs: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        """sg: inputs (B,) -> (B, D). cbow: inputs (B, 2W), mask (B, 2W) -> masked mean (B, D)."""
-        if self.arch == "sg":
+        """sg: inputs (B,) -> (B, D). cbow: inputs (B, 2W), mask (B, 2W) -> masked mean (B, D). With subwords the
+        mean of every input row of the example's words."""
+        if self.arch == "sg" and self.sub_offsets is None:
             return self.input.index_select(0, inputs)
-        flat, offsets = _bags(inputs, mask)
-        # embedding_bag gathers and averages the valid context rows in one fused kernel
-        return F.embedding_bag(flat, self.input, offsets, mode="mean")
+        rows, example = self._input_rows(inputs, mask)
+        starts = torch.searchsorted(example, torch.arange(len(inputs), device=example.device))  # (B,)
+        # embedding_bag gathers and averages each example's rows in one fused kernel
+        return F.embedding_bag(rows, self.input, starts, mode="mean")
 
     @torch.no_grad()
     def add_to_inputs(self, inputs, mask, update: torch.Tensor) -> None:
         """Add each example's (B, D) update to its input rows."""
-        if self.arch == "sg":
+        if self.arch == "sg" and self.sub_offsets is None:
             self.input.index_add_(0, inputs, update)
+            return
+        # As word2vec.c and gensim (cbow_mean=1) do, every context word receives the hidden vector's full gradient,
+        # not 1/|context| of it: the update their learning rates are tuned for; as fastText does, every n-gram row
+        rows, example = self._input_rows(inputs, mask)
+        self.input.index_add_(0, rows, update.index_select(0, example))
+
+    def _input_rows(self, inputs, mask) -> tuple[torch.Tensor, torch.Tensor]:
+        """Every input row of the examples, in order, (N,), and the example each belongs to, (N,) ascending."""
+        if self.arch == "sg":
+            words, example = inputs, torch.arange(len(inputs), device=inputs.device)
         else:
-            # As word2vec.c and gensim (cbow_mean=1) do, every context word receives the hidden
-            # vector's full gradient, not 1/|context| of it: the update their learning rates are tuned for.
-            flat, _ = _bags(inputs, mask)
+            words = inputs[mask]
             example = torch.repeat_interleave(mask.sum(1))  # (N,) the example each context slot belongs to
-            self.input.index_add_(0, flat, update.index_select(0, example))
+        if self.sub_offsets is None:
+            return words, example
+        start, length = self.sub_offsets[words], self.sub_offsets[words + 1] - self.sub_offsets[words]
+        first = torch.cumsum(length, 0) - length  # each word's first place among the rows
+        place = torch.arange(int(length.sum()), device=words.device) - torch.repeat_interleave(first, length)
+        return self.sub_rows[torch.repeat_interleave(start, length) + place], torch.repeat_interleave(example, length)
 
-
-def _bags(inputs: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """The valid context ids of each example, concatenated (N,), and where each example's start (B,)."""
-    counts = mask.sum(1)  # (B,)
-    return inputs[mask], torch.cumsum(counts, 0) - counts
+    @torch.no_grad()
+    def word_vectors(self) -> torch.Tensor:
+        """(V, D): each word's input vector (with subwords the mean of its rows, as fastText's getWordVector)."""
+        if self.sub_offsets is None:
+            return self.input
+        return F.embedding_bag(self.sub_rows, self.input, self.sub_offsets[:-1], mode="mean")

@@ -38,7 +38,16 @@ def prior(init: Path, cfg: Config):
     if old.dim != cfg.dim:
         raise UsageError(f"--init {init} has dim {old.dim} and dim {cfg.dim} was asked: a run's rows continue only "
                          f"at its dim; leave --dim out (it is taken from {init})")
+    if _subwords(old) != _subwords(cfg):
+        was = (f"--subwords {old.subwords} --buckets {old.buckets}" + " --jamo" * old.jamo if old.subwords
+               else "no --subwords")
+        raise UsageError(f"--init {init} was trained with {was}: its rows continue only with the same subwords; "
+                         "leave --subwords and --buckets out (they are taken from it)")
     return rundir.read_vocab(init, info.get("vocab_size"))
+
+
+def _subwords(cfg: Config) -> tuple | None:
+    return (cfg.subword_lengths(), cfg.buckets, cfg.jamo) if cfg.subwords is not None else None
 
 
 def carry(trainer, init: Path) -> str:
@@ -55,8 +64,14 @@ def carry(trainer, init: Path) -> str:
     model, device = trainer.model, trainer.model.input.device
     rows = rows.to(device)
     with torch.no_grad():
-        model.input[rows] = run["input"].to(device)
-        carried = "input vectors"
+        if run["subwords"] is None:
+            model.input[rows] = run["input"].to(device)
+            carried = "input vectors"
+        else:  # the words' own rows, and the n-gram buckets' (the same subwords: prior checked)
+            old_rows, v = run["subwords"]["rows"], len(run["words"])
+            model.input[rows] = old_rows[:v].to(device)
+            model.input[model.vocab_size:] = old_rows[v:].to(device)
+            carried = "input vectors (the words' and the n-gram buckets' rows)"
         if run["config"].loss != "hs" and trainer.cfg.loss != "hs":
             model.head.weight[rows] = run["head"].weight.to(device)
             model.head.bias[rows] = run["head"].bias.to(device)

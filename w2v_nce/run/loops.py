@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..corpus.examples import cbow_examples, draw_windows, skipgram_pairs, split_lines, subsample
+from ..model.word2vec import centre_input
 
 REPORT_EVERY = 0.5  # seconds between progress reports (the bar, metrics.jsonl, the callbacks)
 
@@ -123,7 +124,7 @@ class Chunks:
         words, lines = split_lines(ids)
         eff = draw_windows(len(words), cfg.window, t.device, t.gen)
         if cfg.model == "sg":
-            inputs, targets = skipgram_pairs(words, lines, eff, cfg.window)
+            inputs, targets = skipgram_pairs(words, lines, eff, cfg.window, centre_input(cfg.model, cfg.subwords))
             return inputs, targets, None
         ctx, mask, centre = cbow_examples(words, lines, eff, cfg.window)
         return ctx, centre, mask

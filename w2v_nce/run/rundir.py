@@ -247,8 +247,9 @@ def save_checkpoint(state: dict, run_dir: Path) -> None:
     save_torch({**state, "crc32": _checksum(state)}, Path(run_dir) / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: Path, vocab_size: int, dim: int, loss: str) -> dict:
-    """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes and its checksum."""
+def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config) -> dict:
+    """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes (the input's: a row a word, and with
+    --subwords a row a bucket) and its checksum."""
     import torch
 
     from ..model.heads import output_rows
@@ -263,10 +264,12 @@ def load_checkpoint(run_dir: Path, vocab_size: int, dim: int, loss: str) -> dict
     need = (*TENSORS, "position", "gen_state")
     if not isinstance(st, dict) or any(k not in st for k in need):
         raise damaged(path, "it is not a checkpoint (keys missing)")
-    shapes, rows = [tuple(st[k].shape) for k in TENSORS], output_rows(loss, vocab_size)
-    if shapes != [(vocab_size, dim), (rows, dim), (rows,)]:
-        raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words of dim {dim} "
-                      f"and {rows} output rows")
+    shapes, rows = [tuple(st[k].shape) for k in TENSORS], output_rows(cfg.loss, vocab_size)
+    inputs = vocab_size + (cfg.buckets if cfg.subwords is not None else 0)
+    if shapes != [(inputs, cfg.dim), (rows, cfg.dim), (rows,)]:
+        buckets = f" and {cfg.buckets} subword buckets" if cfg.subwords is not None else ""
+        raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words{buckets} of dim "
+                      f"{cfg.dim} and {rows} output rows")
     if "crc32" in st and _checksum(st) != st["crc32"]:  # checkpoints of w2v-nce 0.1 have none
         raise damaged(path, "its checksum does not match its contents (corrupt)")
     return st
@@ -282,10 +285,19 @@ def load_run(run_dir: Path) -> dict:
                        "`w2v-nce train`")
     cfg, info = read_config(run_dir)
     vocab = read_vocab(run_dir, info.get("vocab_size"))
-    st = load_checkpoint(run_dir, len(vocab), cfg.dim, cfg.loss)
-    return {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
-            "head": trained_head(cfg, vocab.counts, st), "position": st["position"],
-            "complete": not interrupted(run_dir)}
+    st = load_checkpoint(run_dir, len(vocab), cfg)
+    run = {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
+           "head": trained_head(cfg, vocab.counts, st), "position": st["position"],
+           "complete": not interrupted(run_dir), "subwords": None}
+    lengths = cfg.subword_lengths()
+    if lengths is not None:  # "input": the words' vectors, each the mean of its rows; "subwords": the rows
+        import torch
+        from ..corpus import subwords
+        offsets, rows = (torch.from_numpy(a) for a in subwords.table(vocab.words, *lengths, cfg.buckets, cfg.jamo))
+        run["subwords"] = {"rows": st["input"], "offsets": offsets, "sub_rows": rows, "lengths": lengths,
+                           "buckets": cfg.buckets, "jamo": cfg.jamo}
+        run["input"] = torch.nn.functional.embedding_bag(rows, st["input"], offsets[:-1], mode="mean")
+    return run
 
 
 def trained_head(cfg: Config, counts: np.ndarray, state: dict):

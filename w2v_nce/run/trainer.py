@@ -16,7 +16,7 @@ from tqdm import tqdm
 from . import loops, rundir, vectors
 from .rundir import History
 from ..config import Config
-from ..corpus import vocab as vocab_mod
+from ..corpus import subwords, vocab as vocab_mod
 from ..errors import W2VError
 from ..model.heads import make_head
 from ..model.sampling import AliasSampler, keep_probs
@@ -62,7 +62,13 @@ class Trainer:
         cfg, counts = self.cfg, self.vocab.counts
         sampler = AliasSampler(counts, cfg.noise_power, self.device)
         head = make_head(cfg.loss, counts, cfg.dim, sampler, cfg.negatives)
-        return Word2Vec(len(counts), cfg.dim, cfg.model, head, torch.Generator().manual_seed(cfg.seed)).to(self.device)
+        lengths, subs, buckets = cfg.subword_lengths(), None, 0
+        if lengths is not None:
+            subs = tuple(torch.from_numpy(a) for a in subwords.table(self.vocab.words, *lengths, cfg.buckets,
+                                                                          cfg.jamo))
+            buckets = cfg.buckets
+        return Word2Vec(len(counts), cfg.dim, cfg.model, head, torch.Generator().manual_seed(cfg.seed), subs,
+                        buckets).to(self.device)
 
     def _warm(self, log, single: bool) -> loops.Pieces | loops.Chunks:
         """The step compiled (or loaded from numba's cache, a fraction of a second) and the epoch's loop: by pieces
@@ -252,11 +258,21 @@ class Trainer:
             rundir.save_checkpoint(st, self.run_dir)
             self.saved = st["position"]
 
+    def word_vectors(self) -> np.ndarray:
+        """(V, D) float32: every word's input vector (with subwords the mean of its rows)."""
+        return self.model.word_vectors().detach().cpu().numpy()
+
     def keyed_vectors(self):
-        return vectors.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy())
+        """gensim's KeyedVectors of the words, or with subwords its FastTextKeyedVectors (words never seen too)."""
+        m, lengths = self.model, self.cfg.subword_lengths()
+        if lengths is None:
+            return vectors.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.word_vectors())
+        return vectors.to_fasttext_vectors(self.vocab.words, self.vocab.counts, m.input.detach().cpu().numpy(),
+                                           m.sub_offsets.cpu().numpy(), m.sub_rows.cpu().numpy(), lengths,
+                                           self.cfg.buckets, self.cfg.jamo)
 
     def save_vectors(self) -> None:
-        vectors.write_kv(self.vocab.words, self.vocab.counts, self.model.input.detach().cpu().numpy(),
+        vectors.write_kv(self.vocab.words, self.vocab.counts, self.word_vectors(),
                         self.run_dir / rundir.VECTORS)
 
 

@@ -3,6 +3,7 @@ the same pickle gensim's KeyedVectors.save writes, made without importing gensim
 
 from __future__ import annotations
 
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -67,3 +68,56 @@ def write_kv(words: list[str], counts: np.ndarray, vectors: np.ndarray, path: st
         pickle.Pickler(f, protocol=5).dump(fields)
         f.seek(-1, os.SEEK_END)
         f.write(b"b.")
+
+
+def to_fasttext_vectors(words: list[str], counts: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
+                        sub_rows: np.ndarray, lengths: tuple[int, int], buckets: int, jamo: bool = False):
+    """A subword run's vectors as gensim's FastTextKeyedVectors, which answers words never seen from their n-grams:
+    rows (V + buckets, D) the input rows (the words' own, then the buckets'), offsets and sub_rows each word's rows
+    (corpus/subwords.table). Its words' vectors are the mean of their rows, as the run's vectors.kv holds them.
+    With jamo, a JamoKeyedVectors, whose words never seen get their jamo n-grams too."""
+    v = len(words)
+    kv = (_jamo_class() if jamo else _fasttext_class())(rows.shape[1], lengths[0], lengths[1], buckets, count=0,
+                                                         dtype=np.float32)
+    composed = np.add.reduceat(rows[sub_rows], offsets[:-1], axis=0) / np.diff(offsets)[:, None] if v else rows[:0]
+    kv.__dict__.update(_fields(words, counts, composed))
+    kv.vectors_vocab = np.ascontiguousarray(rows[:v])
+    kv.vectors_ngrams = np.ascontiguousarray(rows[v:])
+    kv.buckets_word = [sub_rows[offsets[w] + 1:offsets[w + 1]].astype(np.uint32) - v for w in range(v)]
+    return kv
+
+
+def of_run(run: dict):
+    """The vectors of a run loaded by rundir.load_run: KeyedVectors, or FastTextKeyedVectors with subwords."""
+    s = run["subwords"]
+    if s is None:
+        return to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
+    return to_fasttext_vectors(run["words"], run["counts"], s["rows"].numpy(), s["offsets"].numpy(),
+                               s["sub_rows"].numpy(), s["lengths"], s["buckets"], s["jamo"])
+
+
+def _fasttext_class():
+    from gensim.models.fasttext import FastTextKeyedVectors
+    return FastTextKeyedVectors
+
+
+@functools.cache
+def _jamo_class():
+    """gensim's FastTextKeyedVectors, whose words never seen are the mean of their character n-grams' rows and, for
+    Hangul, their jamo n-grams' (corpus/subwords.word_rows): the vectors of a --jamo run, made here only (gensim,
+    fastText and our file readers know no jamo n-grams, so it is not a file format)."""
+    from gensim.models.fasttext import FastTextKeyedVectors
+
+    from ..corpus.subwords import word_rows
+
+    class JamoKeyedVectors(FastTextKeyedVectors):
+        def get_vector(self, word, norm=False):
+            if word in self.key_to_index or not word:
+                return super().get_vector(word, norm=norm)
+            rows = word_rows(word, self.min_n, self.max_n, self.bucket, True)
+            if not len(rows):  # no n-gram: the origin, as gensim and fastText answer
+                return np.zeros(self.vector_size, dtype=np.float32)
+            vec = self.vectors_ngrams[rows].mean(0)
+            return vec / np.linalg.norm(vec) if norm else vec
+
+    return JamoKeyedVectors

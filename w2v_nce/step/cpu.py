@@ -22,7 +22,7 @@ import torch
 from ..model.heads import LOGISTIC
 from .kernel import Tables, tables
 from .native import inline, jit, numba, prange
-from .update import Batch, Params, add_biases, fixed_for, logistic_range, of_thread, scratch, softmax_range
+from .update import WORDS_ONLY, Batch, Params, add_biases, params_of, fixed_for, logistic_range, of_thread, scratch, softmax_range
 
 
 def set_threads(n: int) -> None:
@@ -80,7 +80,7 @@ def _bind(model, share: int, n: int) -> _Bound:
     if bound is None or bound.key != key or len(bound.loss) < n:
         family, tab, width = tables(head)
         bound = _Bound(key, family, tab._replace(share=share),
-                       Params(model.input.numpy(), head.weight.numpy(), head.bias.numpy()),
+                       params_of(model),
                        np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32),
                        np.ones((n, 1), np.bool_))
         _BOUND[model] = bound
@@ -101,20 +101,26 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     else:  # CBOW: (B, 2W) context ids and which slots are real
         ctx, valid = inputs.numpy(), mask.numpy()
     loss = b.loss[:n]
-    step(b.family, *b.params, ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss, lr, need_loss, b.tab, seed)
+    _run(b.family, b.params, Batch(ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss), b.tab, lr, need_loss,
+         seed)
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
 
 def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
-         threads: int | None = None):
+         threads: int | None = None, subwords: tuple = (WORDS_ONLY, WORDS_ONLY)):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
     sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C) receive
     each example's candidates and -lr dL/dΔ (0 where a term is skipped, where the biases learn); loss (B,) each
-    example's loss (or the probe: 0, NaN if a score is not finite)."""
+    example's loss (or the probe: 0, NaN if a score is not finite). subwords: (offsets, rows) of each word's
+    input rows (update.Params), or words only."""
+    _run(family, Params(inp, out, bias, *subwords), Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed,
+         threads)
+
+
+def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed, threads: int | None = None) -> None:
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
-    kernel(Params(inp, out, bias), Batch(ctx, valid, targets, rows, coef, loss), tab, np.float32(lr),
-           bool(need_loss), threads, np.uint64(seed), fixed_for(inp.shape[1]))
+    kernel(params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(params.inp.shape[1]))
 
 
 def warm_up(head) -> None:

@@ -29,18 +29,20 @@ from typing import NamedTuple
 import numpy as np
 
 
-from .update import Batch, Params, add_biases, fixed_for, logistic_range, of_thread, scratch, softmax_range
+from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, params_of, scratch, softmax_range
 from .kernel import tables
 from .native import inline, jit, mark, numba, prange, read, serial, take
 from ..corpus.examples import emit
 from ..corpus.vocab import SEPARATOR
 from ..model.heads import LOGISTIC
+from ..model.word2vec import centre_input
 
 class Text(NamedTuple):
     """The corpus as the kernel reads it."""
     ids: np.ndarray  # (N,) int32: the encoded corpus, SEPARATOR between lines
     bounds: np.ndarray  # (P, 2) int64: each piece's [start, end)
     keep: np.ndarray  # (V,) float32: each word's probability of being kept by sub-sampling
+    centre_in: bool = False  # skip-gram's pairs as (centre, context) (model/word2vec.centre_input)
 
 
 class Kept(NamedTuple):
@@ -165,7 +167,7 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
             count += n
             n, block = 0, block + 1
         if i < c1:
-            n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+            n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets, text.centre_in)
     words_done = 0
     for p in range(start, end):
         words_done += ids[p] != SEPARATOR
@@ -175,13 +177,13 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
 
 
 @serial
-def _all_examples(ids, start, end, keep, key, window, ctx, valid, targets, words, lines, eff):
+def _all_examples(ids, start, end, keep, key, window, ctx, valid, targets, words, lines, eff, centre_in=False):
     """Every example of the piece [start, end) into ctx, valid and targets (large enough), as _piece makes them;
     returns how many (tests/test_pieces.py holds them to a reference)."""
     m, c0, c1 = _compact(ids, start, end, keep, key, window, words, lines, eff)
     n = 0
     for i in range(c0, c1):
-        n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets)
+        n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets, centre_in)
     return n
 
 
@@ -218,11 +220,12 @@ class Threads:
         family, tab, width = tables(model.head)
         self.tab = tab._replace(share=plan.share)
         self.softmax = family != LOGISTIC
-        self.params = Params(model.input.numpy(), model.head.weight.numpy(), model.head.bias.numpy())
+        self.params = params_of(model)
         ids = np.asarray(ids)
         self.size = piece_tokens(len(ids), cfg.chunk_tokens)
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
-        self.text = Text(ids, self.bounds, np.ascontiguousarray(keep, dtype=np.float32))
+        self.text = Text(ids, self.bounds, np.ascontiguousarray(keep, dtype=np.float32),
+                         centre_input(cfg.model, cfg.subwords))
         self.before = np.concatenate(([0], np.cumsum(_words(ids, self.bounds, cfg.chunk_tokens))))  # (P+1,)
         # the pieces that end a chunk: a progress report when the pieces done reach one, as the chunk loop reports
         self.chunk_end = (self.bounds[:, 1] % cfg.chunk_tokens == 0) | (self.bounds[:, 1] == len(ids))

@@ -33,6 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
+from .inputs import carried, carry_input, dims, flush, hidden_of, to_inputs
 from .native import float32_bits, inline, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
@@ -40,11 +41,25 @@ SYNC = 1024  # hs with several threads: each gives its changes to those rows and
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
 
 
+WORDS_ONLY = np.zeros(1, dtype=np.int64)  # Params' subword arrays where a word's input vector is its own row
+
+
 class Params(NamedTuple):
-    """The model's arrays the kernels train in place."""
-    inp: np.ndarray  # (V, D) float32: the input vectors
+    """The model's arrays the kernels train in place, and which input rows make a word's vector."""
+    inp: np.ndarray  # (V + buckets, D) float32: the input vectors (words', then subword n-grams')
     out: np.ndarray  # (R, D) float32: the output rows (a word each, or hs's inner nodes)
     bias: np.ndarray  # (R,) float32
+    # subwords (model/word2vec.py): (V+1,) and (N,) int64, word w's input rows sub_rows[sub_offsets[w]:...[w+1]];
+    # WORDS_ONLY (one element) each: a word's row is its own
+    sub_offsets: np.ndarray = WORDS_ONLY
+    sub_rows: np.ndarray = WORDS_ONLY
+
+
+def params_of(model) -> Params:
+    """The kernels' view of a model's tensors (which train in place)."""
+    head, subs = model.head, model.sub_offsets is not None
+    return Params(model.input.numpy(), head.weight.numpy(), head.bias.numpy(),
+                  model.sub_offsets.numpy() if subs else WORDS_ONLY, model.sub_rows.numpy() if subs else WORDS_ONLY)
 
 
 class Batch(NamedTuple):
@@ -62,6 +77,7 @@ class Scratch(NamedTuple):
     hidden: np.ndarray  # (D,) float32: the hidden vector (cbow's mean; sg reads its context row itself)
     grad: np.ndarray  # (D,) float32: the gradient of the hidden vector
     deltas: np.ndarray  # (C,) float32: the softmax loop's scores
+    acc: np.ndarray  # (D,) float32: the gradient waiting for the carried input word's rows (carry_input)
     kept: np.ndarray  # (C,) bool: the softmax loop's candidates that are terms of the loss
     mine: np.ndarray  # (TOP_NODES, D) float32: hs's copy of the top rows (empty for the other heads)
     base: np.ndarray  # (TOP_NODES, D) float32: those rows as the thread took them
@@ -103,58 +119,17 @@ _logistic = inline(logistic_function(_exp32))
 
 
 @inline
-def _dims(fixed, row):
-    """The length of the rows: len(fixed), a constant of the compiled kernel, or if fixed is empty the row's."""
-    return len(fixed) if len(fixed) else row.shape[0]
-
-
-@inline
-def _hidden(h, grad, inp, ctx, valid, i, fixed):
-    """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
-    cbow's mean of example i's valid context rows, in h."""
-    dim = _dims(fixed, h)
-    for d in range(dim):
-        grad[d] = np.float32(0.0)
-    if ctx.shape[1] == 1:
-        return inp[ctx[i, 0]]
-    for d in range(dim):
-        h[d] = np.float32(0.0)
-    used = 0
-    for s in range(ctx.shape[1]):
-        if valid[i, s]:
-            row = inp[ctx[i, s]]
-            for d in range(dim):
-                h[d] += row[d]
-            used += 1
-    if used > 1:
-        scale = np.float32(1.0) / np.float32(used)
-        for d in range(dim):
-            h[d] *= scale
-    return h
-
-
-@inline
 def _update(o, h, grad, c, fixed):
     """grad += c out_r, with the row before its update (as the gradient needs); then out_r += c h."""
-    for d in range(_dims(fixed, h)):
+    for d in range(dims(fixed, h)):
         grad[d] += c * o[d]
         o[d] += c * h[d]
 
 
 @inline
-def _to_inputs(inp, ctx, valid, i, grad, fixed):
-    """Every context row of example i gets the hidden vector's full gradient (word2vec's CBOW rule)."""
-    for s in range(ctx.shape[1]):
-        if valid[i, s]:
-            row = inp[ctx[i, s]]
-            for d in range(_dims(fixed, grad)):
-                row[d] += grad[d]
-
-
-@inline
 def _dot(o, h, fixed):
     total = np.float32(0.0)
-    for d in range(_dims(fixed, h)):
+    for d in range(dims(fixed, h)):
         total += o[d] * h[d]
     return total
 
@@ -272,10 +247,11 @@ def _sync(out, top, mine, base, give):
 def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch, several):
     """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
-    inp, out, bias = params
+    out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
     width = rows.shape[1]
+    carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
     _sync(out, top, mine, base, False)
     for i in range(i0, i1):
         if several and (i - i0) % SYNC == SYNC - 1:
@@ -284,30 +260,42 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        if carry:
+            h, word, gain = carry_input(params, hidden, grad, scratch.acc, ctx[i, 0], word, gain, fixed)
+        else:
+            h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
         if tab.source == TREE:
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
         else:
             loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed, tab,
                                      width, fixed)
-        _to_inputs(inp, ctx, valid, i, grad, fixed)
+        if carry:
+            carried(h, grad, scratch.acc, gain, fixed)
+        else:
+            to_inputs(params, ctx, valid, i, grad, fixed)
+    if carry and word >= 0:
+        flush(params, word, scratch.acc, fixed)
     _sync(out, top, mine, base, True)
 
 
 @serial
 def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch):
     """The softmax loop over examples [i0, i1), in order, by one thread."""
-    inp, out, bias = params
+    out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch
     hidden, grad, deltas, kept = scratch.hidden, scratch.grad, scratch.deltas, scratch.kept
     width = rows.shape[1]
+    carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
     for i in range(i0, i1):
         if tab.ahead and i + tab.ahead < i1:
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        h = _hidden(hidden, grad, inp, ctx, valid, i, fixed)
+        if carry:
+            h, word, gain = carry_input(params, hidden, grad, scratch.acc, ctx[i, 0], word, gain, fixed)
+        else:
+            h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
         top, first = np.float32(-np.inf), i - i % tab.share
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
             r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], seed, tab)
@@ -333,17 +321,23 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             coef[i, j] = c
             if tab.learn_bias and tab.bias_now:
                 bias[rows[i, j]] += c
-        _to_inputs(inp, ctx, valid, i, grad, fixed)
+        if carry:
+            carried(h, grad, scratch.acc, gain, fixed)
+        else:
+            to_inputs(params, ctx, valid, i, grad, fixed)
+    if carry and word >= 0:
+        flush(params, word, scratch.acc, fixed)
 
 
 def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
-    """Each thread's hidden vector, gradient and scores, 128 bytes apart from the next thread's (two threads writing
-    one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the top rows: as
-    arrays with a thread each, (rowwise (T, 2D + C + 32), kept (T, C + 128), copies, bases (T, n_top, D + 32), top),
+    """Each thread's hidden vector, gradient, scores and carried gradient, 128 bytes apart from the next thread's (two
+    threads writing one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the
+    top rows: as arrays with a thread each, (rowwise (T, 3D + C + 32), kept (T, C + 128), copies, bases (T, n_top,
+    D + 32), top),
     which `of_thread` views for thread t."""
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
-    return (np.zeros((threads, 2 * dim + width + 32), dtype=np.float32), np.zeros((threads, width + 128), np.bool_),
+    return (np.zeros((threads, 3 * dim + width + 32), dtype=np.float32), np.zeros((threads, width + 128), np.bool_),
             copies, np.empty_like(copies), top)
 
 
@@ -351,5 +345,5 @@ def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
 def of_thread(shared, t, dim, width):
     """Thread t's Scratch of the arrays `scratch` made."""
     rowwise, kept, copies, bases, top = shared
-    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + width], kept[t],
-                   copies[t], bases[t], top)
+    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + width],
+                   rowwise[t, 2 * dim + width:3 * dim + width], kept[t], copies[t], bases[t], top)

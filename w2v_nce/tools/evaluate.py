@@ -168,12 +168,13 @@ def analogies(
     ok = _ok_vocab(kv, restrict_vocab, case_insensitive)
     fold = str.upper if case_insensitive else str
 
-    rows, skipped = [], 0  # rows: (a, b, c, expected, section) as rows of ok's groups
+    rows, skipped, unseen = [], 0, []  # rows: (a, b, c, expected, section) as rows of ok's groups
     for s, (_, quads) in enumerate(sections):
         for quad in quads:
             ids = [ok.get(fold(w)) for w in quad]
             if None in ids:
                 skipped += 1
+                unseen.append(quad)
             else:
                 rows.append(ids + [s])
     rows = np.array(rows, dtype=np.int64).reshape(-1, 5)
@@ -196,7 +197,31 @@ def analogies(
         "method": method,
         "questions": str(path),
         "restrict_vocab": restrict_vocab,
+        **({"with_unseen": _unseen_analogies(kv, unseen, restrict_vocab, n_correct, n_total)} if _subwords(kv) else {}),
     }
+
+
+def _subwords(kv) -> bool:
+    """Whether kv gives words never seen a vector (FastTextKeyedVectors: a subword run's)."""
+    return bool(getattr(kv, "bucket", 0))
+
+
+def _unseen_analogies(kv, quads, restrict_vocab: int, correct: int, total: int) -> dict:
+    """A subword run's questions with a word outside the top restrict_vocab words too: a, b and c from their n-grams
+    where unseen (3CosAdd), the answer among the top words (a, b and c left out); an expected word outside them is
+    wrong. Counted with the questions scored in vocabulary."""
+    top = kv.vectors[:restrict_vocab]
+    unit = top / np.maximum(np.linalg.norm(top, axis=1, keepdims=True), 1e-12)
+    index = {w: i for i, w in enumerate(kv.index_to_key[:restrict_vocab])}
+    for a, b, c, d in quads:
+        va, vb, vc = (matutils.unitvec(kv.get_vector(w)) for w in (a, b, c))
+        scores = unit @ (vb - va + vc)
+        for w in (a, b, c):
+            if w in index:
+                scores[index[w]] = -np.inf
+        correct += int(kv.index_to_key[int(np.argmax(scores))] == d)
+    total += len(quads)
+    return {"correct": correct, "total": total, "accuracy": correct / total if total else 0.0}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -250,6 +275,12 @@ def similarity(
         spearman = float(stats.spearmanr(gold, model).statistic)
         pearson = float(stats.pearsonr(gold, model).statistic)
     oov = len(rows) - len(gold)
+    both = {}
+    if _subwords(kv):  # every pair: a word never seen from its n-grams
+        every = [np.dot(matutils.unitvec(kv.get_vector(a)), matutils.unitvec(kv.get_vector(b))) for a, b, _ in rows]
+        gold_all = [s for _, _, s in rows]
+        both = {"all_pairs": {"spearman": float(stats.spearmanr(gold_all, every).statistic) if len(rows) >= 2 else None,
+                              "pairs": len(rows), "unseen_pairs": oov}}
     return {
         "spearman": spearman if spearman is None or math.isfinite(spearman) else None,
         "pearson": pearson if pearson is None or math.isfinite(pearson) else None,
@@ -257,6 +288,7 @@ def similarity(
         "pairs": str(path),
         "total": len(rows),
         "oov": oov,
+        **both,
     }
 
 
@@ -271,6 +303,10 @@ def format_analogies(result: dict) -> str:
         acc = f"{100 * s['accuracy']:5.1f}%" if s["total"] else "     -"
         lines.append(f"  {s['name']:<{width}}  {s['correct']:>6}/{s['total']:<6} {acc}")
     lines.append(f"skipped {result['skipped']} questions with out-of-vocabulary words")
+    if "with_unseen" in result:
+        u = result["with_unseen"]
+        lines.append(f"with them (unseen words from their n-grams): {u['correct']}/{u['total']} "
+                     f"{100 * u['accuracy']:.1f}%")
     return "\n".join(lines)
 
 
@@ -284,4 +320,5 @@ def format_similarity(result: dict) -> str:
         f"  pearson   {num(result['pearson'])}",
         f"  pairs     {result['total'] - result['oov']}/{result['total']} in vocabulary",
         f"skipped {result['oov']} pairs with out-of-vocabulary words ({100 * result['oov_ratio']:.1f}%)",
-    ])
+    ] + ([f"all {result['all_pairs']['pairs']} pairs (unseen words from their n-grams): spearman "
+          f"{num(result['all_pairs']['spearman'])}"] if "all_pairs" in result else []))

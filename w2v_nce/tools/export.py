@@ -1,7 +1,8 @@
 """Export: turn trained vectors into a gensim KeyedVectors and write them in the formats people load.
 
 A run directory holds `vectors.kv` (a gensim pickle). `export` converts it, or any vectors file
-`vectorfiles.load_vectors` accepts, into the C word2vec text or binary format. Those two outputs are
+`vectorfiles.load_vectors` accepts, into the C word2vec text or binary format; a run directory also into fastText's
+model format (fasttext_bin.py), whose readers answer words never seen from a subword run's n-gram rows. Those two outputs are
 written by gensim's own `save_word2vec_format`, so they are byte-for-byte what gensim would write.
 With checkpoint=True it writes the input vectors of a run's checkpoint instead: the latest state of an
 interrupted run, or a finished run's vectors again.
@@ -17,13 +18,14 @@ from ..run import rundir
 from ..errors import UsageError, W2VError
 from ..files import atomic_path
 from ..run.vectors import to_keyed_vectors
+from . import fasttext_bin
 from .vectorfiles import load_vectors
 
 if TYPE_CHECKING:
     from gensim.models import KeyedVectors
 
-FORMATS = ("kv", "word2vec", "word2vec-binary", "projector")
-_SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin", "projector": ""}
+FORMATS = ("kv", "word2vec", "word2vec-binary", "projector", "fasttext")
+_SUFFIX = {"kv": ".kv", "word2vec": ".txt", "word2vec-binary": ".bin", "projector": "", "fasttext": ".ft.bin"}
 _FROM_SUFFIX = {".kv": "kv", ".txt": "word2vec", ".vec": "word2vec", ".bin": "word2vec-binary"}
 
 
@@ -86,8 +88,14 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None, checkp
     if out.is_dir():
         raise W2VError(f"cannot write {out}: it is a directory; pass a file name such as {out}/vectors{_SUFFIX[fmt]}")
 
-    if checkpoint:
+    if fmt == "fasttext" and not (source / rundir.CONFIG).is_file():
+        raise UsageError(f"--format fasttext needs a run directory (the n-gram rows are in its checkpoint); {source} "
+                         "is not one")
+    if checkpoint or fmt == "fasttext":
         run = rundir.load_run(source)
+        if fmt == "fasttext" and run["subwords"] is not None and run["subwords"]["jamo"]:
+            raise UsageError(f"{source} was trained with --jamo, whose jamo n-grams fastText's readers do not make: "
+                             "export it as kv or word2vec (its words), or use w2v_nce.load(RUN).vectors")
         kv = to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
     else:
         kv = load_vectors(source, trust_pickle)
@@ -97,6 +105,8 @@ def export(source: Path, out: Path | None = None, fmt: str | None = None, checkp
             else contextlib.nullcontext():
         if fmt == "kv":
             save_kv(kv, out)
+        elif fmt == "fasttext":
+            fasttext_bin.write(out, run, int(rundir.read_config(source)[1].get("tokens", 0)))
         elif fmt == "projector":
             return save_projector(kv, out), fmt
         else:

@@ -26,6 +26,7 @@ import numpy as np
 
 from . import vectorfiles
 from ..errors import UsageError, W2VError
+from ..run import rundir, vectors as run_vectors
 
 try:
     import numba
@@ -82,6 +83,10 @@ def load(source: Path, trust_pickle: bool = False):
     binary file read without gensim, into Vectors; anything else (other gensim classes, a file the quick readers
     find anything unusual in) through vectorfiles.load_vectors, gensim's loaders and checks. A pickle is read only
     through vectorfiles' restricted unpickler, unless trust_pickle."""
+    if Path(source).is_dir() and (Path(source) / rundir.CONFIG).is_file() \
+            and rundir.read_config(Path(source))[0].subwords is not None:
+        # a subword run: gensim's FastTextKeyedVectors, which answer words never seen from their n-grams
+        return run_vectors.of_run(rundir.load_run(Path(source)))
     path = Path(source) / "vectors.kv" if Path(source).is_dir() else Path(source)
     try:
         kv = _quick(path, trust_pickle)
@@ -333,8 +338,24 @@ _vector = _compiled(_vector_at, inline="always")
 _parse_text = _compiled(_parse_text_loop)
 
 
+def unseen(kv, words: list[str]) -> list[str]:
+    """The words that subword vectors (FastTextKeyedVectors) answer from their n-grams alone: not in the
+    vocabulary. Empty for vectors without subwords, which answer no such word."""
+    return [w for w in words if w not in kv.key_to_index] if getattr(kv, "bucket", 0) else []
+
+
+def unseen_note(kv, words: list[str]) -> str:
+    """A line naming the unseen words a query's answer rests on, or ''."""
+    missing = unseen(kv, words)
+    return (f"not in the training text, a vector from its character n-grams: {', '.join(map(repr, missing))}"
+            if missing else "")
+
+
 def _check(kv, words: list[str], source) -> None:
+    subwords = bool(getattr(kv, "bucket", 0))
     for w in words:
+        if w and subwords:
+            continue  # any word has n-grams
         if w not in kv.key_to_index:
             close = [v for v in (w.lower(), w.capitalize(), w.upper()) if v != w and v in kv.key_to_index]
             hint = f" (did you mean {close[0]!r}?)" if close else ""

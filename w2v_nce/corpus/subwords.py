@@ -1,0 +1,119 @@
+"""A word's subwords: fastText's character n-grams (Bojanowski et al. 2017) and, for Korean, Park et al.'s (2018) jamo
+n-grams; the rows beside the word's own that make its vector, so that a word never seen still has one.
+
+fastText's scheme, to the bit (its models are written in its format): the word w is written <w>, and its n-grams
+are the substrings of `minn` to `maxn` characters (code points, not bytes) of <w>, by start and then by length, but
+for the single characters < and >; the word <w> itself is one when it is short enough. Each is hashed with
+FNV-1a over its UTF-8 bytes, every byte taken as a signed char as fastText's C++ takes it (so a byte above 127
+changes the hash as 0xFFFFFF00 | byte does), into one of `buckets` rows.
+
+Jamo (Park et al.): each Hangul syllable written as its three jamo, the initial consonant, the vowel and the final
+consonant (compatibility jamo, U+3131-U+3163), the empty final as JAMO_EMPTY_FINAL; other characters stay as they are.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+FNV_OFFSET, FNV_PRIME = 2166136261, 16777619
+BOW, EOW = "<", ">"  # fastText's marks of a word's ends
+
+HANGUL_FIRST, HANGUL_LAST = 0xAC00, 0xD7A3  # the precomposed syllables: 19 initials x 21 vowels x 28 finals
+N_VOWELS, N_FINALS = 21, 28
+INITIALS = "ㄱㄲㄴㄷㄸㄹㅁㅂㅃㅅㅆㅇㅈㅉㅊㅋㅌㅍㅎ"
+VOWELS = "ㅏㅐㅑㅒㅓㅔㅕㅖㅗㅘㅙㅚㅛㅜㅝㅞㅟㅠㅡㅢㅣ"
+FINALS = " ㄱㄲㄳㄴㄵㄶㄷㄹㄺㄻㄼㄽㄾㄿㅀㅁㅂㅄㅅㅆㅇㅈㅊㅋㅌㅍㅎ"  # index 0: no final
+JAMO_EMPTY_FINAL = "e"  # Park et al.'s mark of a syllable without a final consonant
+JAMO_LENGTHS = (3, 5)  # Park et al.'s jamo n-grams (beside character n-grams 1-4): a syllable and more
+
+
+def ft_hash(text: str) -> int:
+    """fastText's hash of a string: 32-bit FNV-1a over its UTF-8 bytes, each sign-extended as a C++ char."""
+    h = FNV_OFFSET
+    for b in text.encode("utf-8"):
+        h ^= b | 0xFFFFFF00 if b > 127 else b
+        h = (h * FNV_PRIME) & 0xFFFFFFFF
+    return h
+
+
+def ngrams(word: str, minn: int, maxn: int) -> list[str]:
+    """fastText's character n-grams of `word`, in its order (Dictionary::computeSubwords)."""
+    marked = BOW + word + EOW
+    out = []
+    for i in range(len(marked)):
+        for n in range(1, maxn + 1):
+            if i + n > len(marked):
+                break
+            if n >= minn and not (n == 1 and (i == 0 or i + n == len(marked))):
+                out.append(marked[i:i + n])
+    return out
+
+
+def ngram_rows(word: str, minn: int, maxn: int, buckets: int) -> np.ndarray:
+    """(m,) int64: the buckets of the word's n-grams, in ngrams' order, repeats kept (as fastText sums them). The
+    n-grams from one start extend each other, so their hashes are one FNV-1a pass from that start (the same values
+    as ft_hash of each)."""
+    marked = BOW + word + EOW
+    codes = [ch.encode("utf-8") for ch in marked]
+    out = []
+    for i in range(len(marked)):
+        h = FNV_OFFSET
+        for n in range(1, min(maxn, len(marked) - i) + 1):
+            for b in codes[i + n - 1]:
+                h = ((h ^ (b | 0xFFFFFF00 if b > 127 else b)) * FNV_PRIME) & 0xFFFFFFFF
+            if n >= minn and not (n == 1 and (i == 0 or i + n == len(marked))):
+                out.append(h % buckets)
+    return np.array(out, dtype=np.int64)
+
+
+def word_rows(word: str, minn: int, maxn: int, buckets: int, jamo: bool = False) -> np.ndarray:
+    """(m,) int64: the buckets of a word's n-grams: its character n-grams, and with `jamo` and Hangul in the word,
+    after them the JAMO_LENGTHS n-grams of its jamo spelling (Park et al.; a word without Hangul has none, as its
+    jamo spelling is itself)."""
+    rows = ngram_rows(word, minn, maxn, buckets)
+    spelled = to_jamo(word) if jamo else word
+    if spelled == word:
+        return rows
+    return np.concatenate((rows, ngram_rows(spelled, *JAMO_LENGTHS, buckets)))
+
+
+def table(words: list[str], minn: int, maxn: int, buckets: int, jamo: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """Every word's input rows, as fastText's getSubwords gives them: its own row (its index) first, then
+    len(words) + the bucket of each of its n-grams (word_rows). As (V+1,) int64 offsets and (N,) int64 rows: word
+    w's are rows[offsets[w]:offsets[w+1]]."""
+    v = len(words)
+    parts = [np.concatenate(([w], v + word_rows(word, minn, maxn, buckets, jamo))) for w, word in enumerate(words)]
+    offsets = np.zeros(v + 1, dtype=np.int64)
+    np.cumsum([len(p) for p in parts], out=offsets[1:])
+    return offsets, (np.concatenate(parts) if parts else np.zeros(0, np.int64)).astype(np.int64)
+
+
+def to_jamo(word: str) -> str:
+    """The word with each Hangul syllable written as its initial, vowel and final jamo (JAMO_EMPTY_FINAL where it has
+    no final); other characters as they are."""
+    out = []
+    for ch in word:
+        c = ord(ch)
+        if HANGUL_FIRST <= c <= HANGUL_LAST:
+            s = c - HANGUL_FIRST
+            final = s % N_FINALS
+            out += [INITIALS[s // (N_VOWELS * N_FINALS)], VOWELS[(s // N_FINALS) % N_VOWELS],
+                    FINALS[final] if final else JAMO_EMPTY_FINAL]
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+def from_jamo(text: str) -> str:
+    """to_jamo undone: every initial-vowel-final triple made a syllable again."""
+    out, i = [], 0
+    while i < len(text):
+        a, b, c = text[i:i + 1], text[i + 1:i + 2], text[i + 2:i + 3]
+        if a and a in INITIALS and b and b in VOWELS and c and (c == JAMO_EMPTY_FINAL or c in FINALS[1:]):
+            final = 0 if c == JAMO_EMPTY_FINAL else FINALS.index(c)
+            out.append(chr(HANGUL_FIRST + (INITIALS.index(a) * N_VOWELS + VOWELS.index(b)) * N_FINALS + final))
+            i += 3
+        else:
+            out.append(a)
+            i += 1
+    return "".join(out)

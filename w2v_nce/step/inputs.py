@@ -1,0 +1,118 @@
+"""The input side of an example, for update.py's loops: the hidden vector made from the example's input rows, and the
+rows' update after it. Without subwords a word's input vector is its row (skip-gram reads it in place, CBOW averages
+its context words'); with subwords each word's rows are its own and its n-grams' (update.Params), and skip-gram's
+centre carries its hidden vector over its examples (carry_input).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .native import inline
+
+
+@inline
+def dims(fixed, row):
+    """The length of the rows: len(fixed), a constant of the compiled kernel, or if fixed is empty the row's."""
+    return len(fixed) if len(fixed) else row.shape[0]
+
+
+@inline
+def hidden_of(h, grad, params, ctx, valid, i, fixed):
+    """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
+    the mean of example i's valid context words' input rows in h: one a word, or with subwords each word's own and
+    its n-grams'."""
+    inp, offsets, subs = params.inp, params.sub_offsets, len(params.sub_offsets) > 1
+    dim = dims(fixed, h)
+    for d in range(dim):
+        grad[d] = np.float32(0.0)
+    if ctx.shape[1] == 1 and not subs:
+        return inp[ctx[i, 0]]
+    for d in range(dim):
+        h[d] = np.float32(0.0)
+    used = 0
+    for s in range(ctx.shape[1]):
+        if not valid[i, s]:
+            continue
+        w = ctx[i, s]
+        if subs:
+            for p in range(offsets[w], offsets[w + 1]):
+                add_row(h, inp[params.sub_rows[p]], fixed)
+            used += offsets[w + 1] - offsets[w]
+        else:
+            add_row(h, inp[w], fixed)
+            used += 1
+    if used > 1:
+        scale = np.float32(1.0) / np.float32(used)
+        for d in range(dim):
+            h[d] *= scale
+    return h
+
+
+@inline
+def to_inputs(params, ctx, valid, i, grad, fixed):
+    """Every input row of example i gets the hidden vector's full gradient (word2vec's CBOW rule; fastText's for
+    every n-gram row)."""
+    inp, offsets, subs = params.inp, params.sub_offsets, len(params.sub_offsets) > 1
+    for s in range(ctx.shape[1]):
+        if not valid[i, s]:
+            continue
+        w = ctx[i, s]
+        if subs:
+            for p in range(offsets[w], offsets[w + 1]):
+                add_row(inp[params.sub_rows[p]], grad, fixed)
+        else:
+            add_row(inp[w], grad, fixed)
+
+
+@inline
+def add_row(row, x, fixed):
+    """row += x."""
+    for d in range(dims(fixed, x)):
+        row[d] += x[d]
+
+
+@inline
+def carry_input(params, h, grad, acc, w, word, gain, fixed):
+    """Skip-gram with subwords (model/word2vec.centre_input: a centre's examples in a row share it as their input):
+    the hidden vector of input word w and grad = 0. A new word: the waiting gradient given to the last one's rows
+    (flush), h made from w's rows and acc = 0; the same word: h as carried left it. Returns (h, w, gain): gain is
+    how much h moves for each unit of gradient given to w's rows, sum of each row's count squared over the count of
+    rows (1 where no row repeats), so that h is the mean of the rows as they would be with every update made at
+    once: fastText's sequential update in exact arithmetic, with w's rows read once and written once."""
+    dim = dims(fixed, h)
+    for d in range(dim):
+        grad[d] = np.float32(0.0)
+    if w == word:
+        return h, word, gain
+    if word >= 0:
+        flush(params, word, acc, fixed)
+    offsets, rows, inp = params.sub_offsets, params.sub_rows, params.inp
+    a, b = offsets[w], offsets[w + 1]
+    for d in range(dim):
+        h[d] = np.float32(0.0)
+        acc[d] = np.float32(0.0)
+    same = 0
+    for p in range(a, b):
+        add_row(h, inp[rows[p]], fixed)
+        for q in range(a, b):
+            same += rows[q] == rows[p]
+    scale = np.float32(1.0) / np.float32(b - a)
+    for d in range(dim):
+        h[d] *= scale
+    return h, w, np.float32(same) * scale
+
+
+@inline
+def carried(h, grad, acc, gain, fixed):
+    """After an example of the carried word: its gradient waits in acc, and h moves as its rows would."""
+    for d in range(dims(fixed, h)):
+        acc[d] += grad[d]
+        h[d] += gain * grad[d]
+
+
+@inline
+def flush(params, word, acc, fixed):
+    """The carried word's rows each get the gradient waiting in acc."""
+    for p in range(params.sub_offsets[word], params.sub_offsets[word + 1]):
+        add_row(params.inp[params.sub_rows[p]], acc, fixed)
