@@ -8,21 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_step_cpu import SAMPLED, candidates_of, make_problem, reference
+from tests.test_step_cpu import SAMPLED, candidates_of, make_problem, one_thread, reference  # noqa: F401 (a fixture)
 from w2v_nce.corpus.subwords import ngram_rows, table
 from w2v_nce.model.word2vec import Word2Vec
 from w2v_nce.step import cpu, kernel
 
 pytestmark = pytest.mark.skipif(cpu.numba is None, reason="numba is not installed")
 BUCKETS = 30
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    old = cpu.numba.get_num_threads()
-    cpu.set_threads(1)
-    yield
-    cpu.set_threads(old)
 
 
 def with_subwords(model: Word2Vec, seed=0) -> Word2Vec:

@@ -116,3 +116,21 @@ def flush(params, word, acc, fixed):
     """The carried word's rows each get the gradient waiting in acc."""
     for p in range(params.sub_offsets[word], params.sub_offsets[word + 1]):
         add_row(params.inp[params.sub_rows[p]], acc, fixed)
+
+
+@inline
+def example_input(params, h, grad, acc, ctx, valid, i, carry, word, gain, fixed):
+    """Example i's hidden vector, and grad = 0: carried (carry_input: skip-gram with subwords) or made (hidden_of).
+    Returns (h, the carried word, its gain)."""
+    if carry:
+        return carry_input(params, h, grad, acc, ctx[i, 0], word, gain, fixed)
+    return hidden_of(h, grad, params, ctx, valid, i, fixed), word, gain
+
+
+@inline
+def example_done(params, h, grad, acc, ctx, valid, i, carry, gain, fixed):
+    """After example i: its gradient to its input rows (to_inputs), or waiting for the carried word's (carried)."""
+    if carry:
+        carried(h, grad, acc, gain, fixed)
+    else:
+        to_inputs(params, ctx, valid, i, grad, fixed)
