@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .native import inline
+from .native import inline, prefetch
 
 
 @inline
@@ -119,10 +119,28 @@ def flush(params, word, acc, fixed):
 
 
 @inline
+def touch_next(params, ctx, i, i1):
+    """Prefetch every cache line of the rows of the next input word after example i's (up to i1): the n-gram rows are
+    spread over a matrix far larger than the caches, each a miss, which now overlap the carried word's examples
+    (skip-gram with subwords, alternated runs: 1.09x the median words/s, 5 rounds of 5; log section 16). A prefetch
+    changes no result, and one of a row past the block's examples only costs its fetch."""
+    j = i + 1
+    while j < i1 and ctx[j, 0] == ctx[i, 0]:
+        j += 1
+    if j < i1:
+        w = ctx[j, 0]
+        for p in range(params.sub_offsets[w], params.sub_offsets[w + 1]):
+            for d in range(0, params.inp.shape[1], 16):
+                prefetch(params.inp, params.sub_rows[p], d)
+
+
+@inline
 def example_input(params, h, grad, acc, ctx, valid, i, carry, word, gain, fixed):
     """Example i's hidden vector, and grad = 0: carried (carry_input: skip-gram with subwords) or made (hidden_of).
     Returns (h, the carried word, its gain)."""
     if carry:
+        if ctx[i, 0] != word:
+            touch_next(params, ctx, i, ctx.shape[0])
         return carry_input(params, h, grad, acc, ctx[i, 0], word, gain, fixed)
     return hidden_of(h, grad, params, ctx, valid, i, fixed), word, gain
 
