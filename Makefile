@@ -178,3 +178,4 @@ corpora/text8:
 
 clean:
 	rm -rf runs build *.egg-info .pytest_cache
+	find w2v_nce \( -name '*.nbi' -o -name '*.nbc' \) -delete  # numba's caches (docs/troubleshooting.md: Test)
