@@ -12,9 +12,7 @@ best and of the medians.
 
 CAUTION (2026-12-05, Xeon, docs/benchmarks-log.md section 16): against a base whose kernel is this checkout's but for
 lines that do not run (no subwords), it gave A / B = 1.40, and a change it measured at 1.23-1.40x changed nothing in
-whole runs (`train --epochs 1`, alternated, 3 rounds). Check a ratio it gives against whole runs before believing it;
-numba's cache does not follow a kernel into the modules it calls (delete w2v_nce's *.nbi and *.nbc after editing
-step/update.py, or cpu.py's kernels load the old loops).
+whole runs (`train --epochs 1`, alternated, 3 rounds). Check a ratio it gives against whole runs before believing it.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "w2v_nce"
-# front doors > tools > run > step > model > corpus; the base (errors, config, files, lock) under all of them
+# front doors > tools > run > step > model > corpus; the base (errors, config, files, lock, jit_cache) under all of them
 STAGES = {"api": 5, "cli": 5, "help_format": 5, "__init__": 5, "__main__": 5, "tools": 4, "run": 3, "step": 2, "model": 1,
-          "corpus": 0, "errors": -1, "config": -1, "files": -1, "lock": -1}
+          "corpus": 0, "errors": -1, "config": -1, "files": -1, "lock": -1, "jit_cache": -1}
 LONGEST = 400  # lines a module, about
 
 

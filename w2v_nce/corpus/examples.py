@@ -10,6 +10,8 @@ chunk boundary either: with 1M-token chunks that drops about window/1M of the pa
 
 from __future__ import annotations
 
+from .. import jit_cache  # noqa: F401 (before any kernel: numba's cache keyed to every file a kernel reaches)
+
 import numpy as np
 import torch
 

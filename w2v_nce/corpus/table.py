@@ -12,6 +12,8 @@ pass and of the bounded phrase pass (WordTable.lookup), and the bounded phrase p
 
 from __future__ import annotations
 
+from .. import jit_cache  # noqa: F401 (before any kernel: numba's cache keyed to every file a kernel reaches)
+
 import numpy as np
 
 from .tokenize import ASCII_SPACE

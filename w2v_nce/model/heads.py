@@ -26,6 +26,8 @@ the vocabulary is log Z(c), 0 for hs up to rounding.
 
 from __future__ import annotations
 
+from .. import jit_cache  # noqa: F401 (before any kernel: numba's cache keyed to every file a kernel reaches)
+
 import math
 from typing import NamedTuple
 

@@ -3,6 +3,8 @@ machine instructions numba has no words for (a bit cast, a prefetch, atomic coun
 
 from __future__ import annotations
 
+from .. import jit_cache  # noqa: F401 (before any kernel: numba's cache keyed to every file a kernel reaches)
+
 try:
     import numba
 except ImportError:  # the PyTorch step is used instead (plan.unsupported says numba is missing)

@@ -15,6 +15,8 @@ gensim, which reads it or says in one line what is wrong.
 
 from __future__ import annotations
 
+from .. import jit_cache  # noqa: F401 (before any kernel: numba's cache keyed to every file a kernel reaches)
+
 import bz2
 import gzip
 import mmap

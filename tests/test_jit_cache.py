@@ -1,0 +1,70 @@
+"""numba's cache follows the kernels across files (w2v_nce/jit_cache.py): a kernel cached before an edit of any file it
+can reach is compiled again, not loaded with the old code."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from w2v_nce import jit_cache
+
+numba = pytest.importorskip("numba")
+ROOT = Path(__file__).resolve().parents[1]
+# one small kernel of the package, called once (corpus/examples.py's pass over a chunk)
+CALL = ("import numpy as np; from w2v_nce.corpus import examples as e; "
+        "e._examples(np.arange(5), np.zeros(5, np.int32), np.ones(5, np.int64), 2, np.zeros((40, 1), np.int64), "
+        "np.ones((1, 1), np.bool_), np.zeros(40, np.int64), False)")
+
+
+def test_the_packages_kernels_carry_the_hash_of_every_file_they_reach():
+    from w2v_nce.step import cpu
+    locator = cpu._logistic_step._cache._impl._locator
+    assert type(locator).__name__.startswith("W2VNCE")
+    assert locator.get_source_stamp()[1] == jit_cache.source_hash()
+
+
+def test_the_hash_changes_with_any_compiled_stage_and_not_with_the_cli(tmp_path, monkeypatch):
+    copy = tmp_path / "w2v_nce"
+    shutil.copytree(jit_cache.PACKAGE, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(jit_cache, "PACKAGE", copy)
+    before = jit_cache.source_hash()
+    (copy / "cli.py").write_text((copy / "cli.py").read_text() + "\n# a comment\n")
+    assert jit_cache.source_hash() == before
+    for name in ("step/inputs.py", "corpus/examples.py", "model/heads.py", "tools/query.py"):
+        (copy / name).write_text((copy / name).read_text() + "\n# a comment\n")
+        assert jit_cache.source_hash() != before, name
+        before = jit_cache.source_hash()
+
+
+def test_a_kernel_cached_before_an_edit_is_compiled_again(tmp_path):
+    """The bug it fixes: a copy of the package, a kernel compiled and cached, then loaded; a file it reaches edited
+    (step/inputs.py: another file than the kernel's own): compiled again; then loaded again."""
+    shutil.copytree(jit_cache.PACKAGE, tmp_path / "w2v_nce", ignore=shutil.ignore_patterns("__pycache__"))
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "NUMBA_DEBUG_CACHE": "1"}
+    env.pop("NUMBA_CACHE_DIR", None)
+
+    def run() -> str:
+        p = subprocess.run([sys.executable, "-c", CALL], capture_output=True, text=True, env=env, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+        return p.stdout + p.stderr
+
+    assert "data saved" in run()
+    assert "data loaded" in run()
+    inputs = tmp_path / "w2v_nce" / "step" / "inputs.py"
+    inputs.write_text(inputs.read_text() + "\n# an edit\n")
+    out = run()
+    assert "data saved" in out and "data loaded" not in out
+    assert "data loaded" in run()
+
+
+def test_a_function_outside_the_package_keeps_numbas_own_cache(tmp_path):
+    (tmp_path / "mine.py").write_text("import numba\n@numba.njit(cache=True)\ndef f(x):\n    return x + 1\n")
+    p = subprocess.run([sys.executable, "-c", "import w2v_nce.jit_cache, mine; print(type(mine.f._cache._impl._locator)"
+                        ".__name__, mine.f(1))"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}"})
+    assert p.returncode == 0, p.stderr
+    name, value = p.stdout.split()
+    assert not name.startswith("W2VNCE") and value == "2"
