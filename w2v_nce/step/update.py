@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
-from .inputs import dims, example_done, example_input, flush
+from .inputs import dims, example_done, example_input, flush, hidden_of
 from .native import float32_bits, inline, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
@@ -260,7 +260,10 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
+        if carry:
+            h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
+        else:
+            h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
         if tab.source == TREE:
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
@@ -286,7 +289,10 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
+        if carry:
+            h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
+        else:
+            h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
         top, first = np.float32(-np.inf), i - i % tab.share
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
             r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], seed, tab)
