@@ -1,6 +1,7 @@
 # w2v-nce: the README's commands. PYTHON may point at a virtual environment's interpreter.
 PYTHON ?= python3
 CORPUS ?= ../shared/corpora/wiki100m.txt.gz
+KO_CORPUS ?= ../shared/corpora/nsmc-a.txt.gz
 
 .PHONY: install demo test same-vectors bench bench-busy bench-speed bench-continued bench-scale bench-phrases bench-levers bench-heads bench-heldout bench-scaling bench-softmax bench-gpu-emulated bench-distributed bench-sync pictures gpu-kit gpu-check text8 clean
 
@@ -154,8 +155,8 @@ bench-gpu-emulated:
 	  print(json.dumps(rows))"; done
 
 # The GPU figures (docs/benchmarks-log.md section 6) on a lent GPU machine, which has torch but neither gensim nor
-# ../shared. Here: `make gpu-kit` copies the corpus and gensim's wheels into .device/ (ignored by git; 61 MB of
-# the 64 MiB a device call may carry). There, with .device carried: `make gpu-check OUT=$$OUT` runs
+# ../shared. Here: `make gpu-kit` copies the corpus, a Korean slice and gensim's wheels into .device/ (ignored by
+# git; 63 MB of the 64 MiB a device call may carry). There, with .device carried: `make gpu-check OUT=$$OUT` runs
 # benchmarks/gpu_check.sh: the kernels' self-check, the CUDA tests, where the time goes (benchmarks/gpu_profile.py),
 # the bench of sg and cbow x neg and nce on the GPU, and Nsight Compute on one launch, each stage within what is
 # left of DEADLINE seconds (default 420); logs and reports land in $$OUT. STAGES="..." runs some stages only.
@@ -163,6 +164,7 @@ KIT := .device
 gpu-kit:
 	mkdir -p $(KIT)
 	cp $(CORPUS) $(KIT)/corpus.txt.gz
+	zcat $(KO_CORPUS) | head -n 60000 | gzip > $(KIT)/ko.txt.gz  # 1.8 MB: the Korean reviews' first 60,000 lines
 	$(PYTHON) -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
 	  --platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 \
 	  -d $(KIT) gensim==4.4.0 smart_open==9.0.2

@@ -8,14 +8,15 @@
 #   ncu.txt         Nsight Compute on one training launch of the fused sg-neg kernel
 #   tests.log       pytest -m cuda, whole
 #   bench-share.md  sg-neg and sg-nce with --shared-noise 8 (the CPU's default for sg), 5 epochs
-# STAGES (default: all) picks some: env selfcheck kerneltests profile bench share trainingtests ncu. DEADLINE (seconds,
+#   (the subwords stage prints its words/s into gpu-check.log: sg-neg words only, --subwords, --jamo, 1 epoch)
+# STAGES (default: all) picks some: env selfcheck kerneltests profile bench share subwords trainingtests ncu. DEADLINE (seconds,
 # default 420) bounds the whole: each stage gets at most what is left of it, so the device call's timeout can be
 # DEADLINE plus a margin and still return every log.
 set -u
 OUT=${OUT:-.}
 KIT=${KIT:-.device}
 PY=${PYTHON:-python3}
-STAGES=${STAGES:-"env selfcheck kerneltests profile bench share trainingtests ncu"}
+STAGES=${STAGES:-"env selfcheck kerneltests profile bench share subwords trainingtests ncu"}
 DEADLINE=${DEADLINE:-420}
 mkdir -p "$OUT"
 exec > >(tee -a "$OUT/gpu-check.log") 2>&1
@@ -93,6 +94,20 @@ if want bench; then bench cbow 90; fi
 
 if want share; then bench sg 90 "--shared-noise 8" share; fi
 
+if want subwords && fits 40; then
+  stage "subword rows on the GPU (issue 39): sg-neg, 1 epoch, words only against --subwords; Korean with --jamo"
+  zcat "$KIT/corpus.txt.gz" | head -c 20000000 > /tmp/slice20.txt
+  [ -f "$KIT/ko.txt.gz" ] && zcat "$KIT/ko.txt.gz" > /tmp/ko.txt
+  for job in "/tmp/slice20.txt|" "/tmp/slice20.txt|--subwords 3-6" "/tmp/ko.txt|" "/tmp/ko.txt|--subwords 1-4" \
+             "/tmp/ko.txt|--subwords 1-4 --jamo"; do
+    text=${job%%|*}; flags=${job#*|}
+    [ -f "$text" ] && fits 15 || continue
+    echo "-- $text $flags"
+    timeout "$(lim 60)" $PY -m w2v_nce.cli train "$text" --epochs 1 --device cuda --no-progress $flags \
+      --out "/tmp/sub-run-$RANDOM$RANDOM" 2>&1 | grep -E "trained|note|error" | grep -v "little text"
+  done
+fi
+
 if want trainingtests && fits 40; then
   stage "pytest -m cuda: every head x model x step trains on the Lee corpus"
   run_tests 120 "learns_the_same_signal"
@@ -102,8 +117,8 @@ if want ncu && fits 40; then
   stage "Nsight Compute on one training launch (sg-neg, a 20 MB slice)"
   NCU=$(command -v ncu || ls /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
   zcat "$KIT/corpus.txt.gz" | head -c 20000000 > /tmp/slice20.txt
-  # 5 launches of the logistic kernel come before training (warm_up 2, self_check 3): skip those and one more
-  timeout "$(lim 75)" "$NCU" --clock-control none -k regex:logistic_kernel --launch-skip 6 --launch-count 1 \
+  # 6 launches of the logistic kernel come before training (warm_up 2, self_check 4): skip those and one more
+  timeout "$(lim 75)" "$NCU" --clock-control none -k regex:logistic_kernel --launch-skip 7 --launch-count 1 \
     --section SpeedOfLight --section Occupancy --section LaunchStats --section WarpStateStats \
     --section MemoryWorkloadAnalysis --section SchedulerStats \
     $PY -m w2v_nce.cli train /tmp/slice20.txt --epochs 1 --device cuda --no-progress --out /tmp/ncu-run \

@@ -18,6 +18,7 @@ from .test_step_cpu import SAMPLED, candidates_of, make_problem, reference
 pytestmark = pytest.mark.skipif(cpu.numba is None, reason="numba is not installed")
 ROOT = Path(__file__).resolve().parents[1]
 CASES = [("sg", loss) for loss in SAMPLED] + [("cbow", loss) for loss in SAMPLED]
+SUBWORD_CASES = [("sg", "neg"), ("sg", "infonce"), ("sg", "hs"), ("cbow", "nce"), ("cbow", "sampled-softmax")]
 
 
 def test_cuda_kernels_in_the_simulator():
@@ -25,12 +26,13 @@ def test_cuda_kernels_in_the_simulator():
     r = subprocess.run([sys.executable, "-c", "from tests.test_step_cuda import checks; checks()"], cwd=ROOT,
                        env=env, capture_output=True, text=True, timeout=900)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert r.stdout.count("ok") == len(CASES) + 4, r.stdout
+    assert r.stdout.count("ok") == len(CASES) + len(SUBWORD_CASES) + 4, r.stdout
 
 
 def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True, share=1, record=True):
     """cuda_step.launch on numpy copies (the simulator's device arrays); returns them after the step. Without
-    record, rows and coef are (1, C) placeholders, as in training: the kernel leaves them alone."""
+    record, rows and coef are (1, C) placeholders, as in training: the kernel leaves them alone. A model with
+    subwords (model.sub_offsets) runs with its words' rows."""
     from w2v_nce.step import cuda as cuda_step
 
     head = model.head
@@ -40,8 +42,9 @@ def run_kernel(model, ctx, valid, targets, lr, workers, need_loss=True, share=1,
     n = len(targets) if record else 1
     rows, coef = np.zeros((n, width), np.int64), np.zeros((n, width), np.float32)
     loss = np.zeros(len(targets), dtype=np.float32)
+    subwords = None if model.sub_offsets is None else (model.sub_offsets.numpy(), model.sub_rows.numpy())
     cuda_step.launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, 7,
-                      workers=workers)
+                     workers=workers, subwords=subwords)
     return inp, out, bias, rows, loss
 
 
@@ -66,6 +69,25 @@ def checks():
             # atol scaled to the entries' size: see test_step_cpu.test_kernel_equals_the_sequential_reference
             np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(exp).max())))
         print("ok", arch, loss)
+    # subwords: every word's own row and its n-gram rows (repeats included); skip-gram's centre carries its hidden
+    # vector over its examples, which equals the reference's sequential update with each word expanded
+    from .test_subwords_train import expanded, with_subwords
+    for arch, loss in SUBWORD_CASES:
+        base, ctx, valid, targets = make_problem(arch, loss, n=10, dim=40)
+        model = with_subwords(base)
+        if arch == "sg":  # a centre's examples in a row, as skip-gram makes them; words with a bucket twice and not
+            off, sub = model.sub_offsets.numpy(), model.sub_rows.numpy()
+            twice = [len(set(sub[off[w]:off[w + 1]])) < off[w + 1] - off[w] for w in range(model.vocab_size)]
+            centres = [int(np.flatnonzero(twice)[0]), int(np.flatnonzero(~np.array(twice))[0])] * 2
+            ctx[:, 0] = np.repeat(centres, 3)[:len(ctx)]
+        inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.05, workers=1)
+        head = model.head
+        want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)),
+                         *expanded(model, ctx, valid), candidates_of(head, targets, rows), 0.05, bias_now=True)
+        for got, exp in zip((inp, out, bias, losses), want):
+            np.testing.assert_allclose(got, exp, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(exp).max())))
+        assert np.abs(inp[model.vocab_size:] - model.input.numpy()[model.vocab_size:]).max() > 1e-3
+        print("ok subwords", arch, loss)
     # several workers, examples not divisible by them: with lr = 0 every example's loss is the reference's
     model, ctx, valid, targets = make_problem("cbow", "nce", n=13, dim=40)
     *_, rows, losses = run_kernel(model, ctx, valid, targets, 0.0, workers=4)

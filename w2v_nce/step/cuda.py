@@ -28,6 +28,8 @@ simulator.
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import torch
 
@@ -35,6 +37,7 @@ from . import cpu
 from .cuda_update import MAX_CANDIDATES, kernels  # noqa: F401 (the limits of the GPU, plan.unsupported reads here)
 from numba import config, cuda  # after cuda_update, which makes numpy ready for numba-cuda
 from .kernel import TREE, tables
+from .update import WORDS_ONLY
 from ..model.heads import LOGISTIC
 
 WORKERS = 16384  # warps a launch; at most 32 an SM run at once (the module docstring)
@@ -50,12 +53,15 @@ MAX_DIM = 1024  # 32 components a lane at most; a larger --dim runs the PyTorch 
 
 
 def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed,
-           workers: int = WORKERS, stream=0):
+           workers: int = WORKERS, stream=0, subwords=None):
     """Run a family's kernel on device arrays (or numpy arrays in the simulator); `tab` is kernel.Tables of
     device arrays; `seed` an int or a one-element int64 device array. rows and coef must be zero, and are written
     only where they have a row per example (else (1, C) placeholders). The biases are updated in the kernel where
-    tab.bias_now, else not at all: then bias[rows] += coef after it."""
+    tab.bias_now, else not at all: then bias[rows] += coef after it. subwords: (offsets, rows) of each word's input
+    rows (update.Params's sub_offsets and sub_rows), or None: a word's row is its own."""
     n = targets.shape[0]
+    if subwords is None:
+        subwords = (WORDS_ONLY, WORDS_ONLY) if config.ENABLE_CUDASIM else (_words_only(),) * 2
     if inp.shape[1] > MAX_DIM:
         raise ValueError(f"the CUDA step supports dim <= {MAX_DIM}")
     if isinstance(seed, (int, np.integer)):
@@ -65,8 +71,14 @@ def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     blocks = max(1, -(-n // (per * warps)))
     logistic_kernel, softmax_kernel = kernels(-(-inp.shape[1] // 32), warps, MAX_REGISTERS)
     kernel = logistic_kernel if family == LOGISTIC else softmax_kernel
-    kernel[blocks, 32 * warps, stream](inp, out, bias, ctx, valid, targets, rows, coef, loss, np.float32(lr),
-                                       bool(need_loss), per, seed, *tab)
+    kernel[blocks, 32 * warps, stream](inp, out, bias, *subwords, ctx, valid, targets, rows, coef, loss,
+                                       np.float32(lr), bool(need_loss), per, seed, *tab)
+
+
+@functools.lru_cache(maxsize=None)
+def _words_only():
+    """update.WORDS_ONLY on the device, made once."""
+    return cuda.to_device(WORDS_ONLY)
 
 
 @torch.no_grad()
@@ -97,7 +109,9 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     seed = cuda.as_cuda_array(seed)
     stream = cuda.external_stream(torch.cuda.current_stream(device).cuda_stream)
     workers = TREE_WORKERS if tab.source == TREE else WORKERS
-    launch(family, *arrays, lr, need_loss, tab, seed, workers=workers, stream=stream)
+    subwords = None if model.sub_offsets is None else (cuda.as_cuda_array(model.sub_offsets),
+                                                       cuda.as_cuda_array(model.sub_rows))
+    launch(family, *arrays, lr, need_loss, tab, seed, workers=workers, stream=stream, subwords=subwords)
     return loss.sum()
 
 
@@ -120,45 +134,53 @@ def warm_up(device: torch.device, dim: int = 1, losses=("neg", "infonce", "hs"))
 
 def self_check(tol: float = 1e-4, n: int = 64) -> str | None:
     """One step of small problems of each family and candidate source (sg-nce, cbow-neg with some empty context
-    slots, sg-hs, cbow-sampled-softmax; dim 40, so lanes are partly used) with one worker here and with the CPU
-    kernel on one thread: the same sequential update, so they must agree to float rounding. None if they do,
-    else what differed. Why at run time: the kernels are tested in numba's simulator, but a GPU, driver or numba
-    version they were never run on could still compile them wrongly, and a wrong kernel would train silently
-    worse vectors instead of failing."""
+    slots, sg-hs, cbow-sampled-softmax; dim 40, so lanes are partly used) and of subword rows (sg-neg, whose
+    centre carries its hidden vector, and cbow-infonce) with one worker here and with the CPU kernel on one thread:
+    the same sequential update, so they must agree to float rounding. None if they do, else what differed. Why at
+    run time: the kernels are tested in numba's simulator, but a GPU, driver or numba version they were never run
+    on could still compile them wrongly, and a wrong kernel would train silently worse vectors instead of failing."""
     from ..model.heads import make_head
     from ..model.sampling import AliasSampler
 
     rng = np.random.default_rng(0)
-    v, dim, k, lr = 40, 40, 3, np.float32(0.05)
+    v, dim, k, lr, buckets = 40, 40, 3, np.float32(0.05), 20
     counts = (1000 / np.arange(1, v + 1)).astype(np.int64) + 1
     sampler = AliasSampler(counts, 0.75)
-    for arch, loss_name in (("sg", "nce"), ("cbow", "neg"), ("sg", "hs"), ("cbow", "sampled-softmax")):
+    for arch, loss_name, subs in (("sg", "nce", False), ("cbow", "neg", False), ("sg", "hs", False),
+                                  ("cbow", "sampled-softmax", False), ("sg", "neg", True), ("cbow", "infonce", True)):
         head = make_head(loss_name, counts, dim, sampler, k)
         family, tab, width = tables(head)
         tab = tab._replace(bias_now=True)  # as train_step runs it; the CPU kernel on one thread does the same
         slots = 1 if arch == "sg" else 6
         ctx = rng.integers(0, v, (n, slots))
+        if arch == "sg":  # a centre's examples in a row, as skip-gram makes them
+            ctx = np.sort(ctx, axis=0)
         valid = np.ones((n, slots), dtype=np.bool_) if arch == "sg" else rng.random((n, slots)) < 0.6
         valid[:, 0] = True
         targets = rng.integers(0, v, n)
         rows_n = len(head.weight)
-        start = [rng.normal(0, s, shape).astype(np.float32) for s, shape in ((0.5, (v, dim)), (0.3, (rows_n, dim)),
-                                                                             (0.1, rows_n))]
+        subwords = (WORDS_ONLY, WORDS_ONLY)
+        if subs:  # each word's own row and 0-4 n-gram rows, a bucket twice in some words
+            parts = [np.concatenate(([w], v + rng.integers(0, buckets, rng.integers(0, 5)))) for w in range(v)]
+            subwords = (np.cumsum([0] + [len(q) for q in parts]).astype(np.int64), np.concatenate(parts))
+        start = [rng.normal(0, s, shape).astype(np.float32) for s, shape in
+                 ((0.5, (v + buckets * subs, dim)), (0.3, (rows_n, dim)), (0.1, rows_n))]
         want = [a.copy() for a in start] + [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32),
                                             np.zeros(n, np.float32)]
-        cpu.step(family, *want[:3], ctx, valid, targets, *want[3:], lr, True, tab, 11, threads=1)
+        cpu.step(family, *want[:3], ctx, valid, targets, *want[3:], lr, True, tab, 11, threads=1, subwords=subwords)
         dev = [cuda.to_device(a) for a in (*start, ctx, valid, targets, np.zeros((n, width), np.int64),
                                            np.zeros((n, width), np.float32), np.zeros(n, np.float32))]
         dtab = tab._replace(**{f: cuda.to_device(x) for f, x in tab._asdict().items() if isinstance(x, np.ndarray)})
-        launch(family, *dev, lr, True, dtab, 11, workers=1)
+        launch(family, *dev, lr, True, dtab, 11, workers=1,
+               subwords=tuple(cuda.to_device(a) for a in subwords) if subs else None)
         cuda.synchronize()
         got = [dev[i].copy_to_host() for i in (0, 1, 2, 6, 7, 8)]
+        case = f"{arch}-{loss_name}" + (" with subwords" if subs else "")
         if not (got[3] == want[3]).all():
-            return f"self-check: the CUDA kernel chose other candidates than the CPU kernel ({arch}-{loss_name})"
+            return f"self-check: the CUDA kernel chose other candidates than the CPU kernel ({case})"
         for name, g, w in zip(("input rows", "output rows", "biases", "losses"), got[:3] + got[5:],
                               want[:3] + want[5:]):
             err = float(np.max(np.abs(g - w) / (1 + np.abs(w))))
             if not err <= tol:  # also catches NaN
-                return (f"self-check: the CUDA kernel's {name} differ from the CPU kernel's by {err:.1e} "
-                        f"({arch}-{loss_name})")
+                return f"self-check: the CUDA kernel's {name} differ from the CPU kernel's by {err:.1e} ({case})"
     return None

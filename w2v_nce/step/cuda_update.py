@@ -1,6 +1,7 @@
 """update.py's per-example loops as CUDA kernels, one per family of heads (kernels()): a worker is one warp, each lane
 holding every 32nd component of the hidden vector and of its gradient, a dot product a warp sum, every update an
-atomic add. The candidates, the noise draws and the loss terms are kernel.py's functions compiled for the GPU.
+atomic add. With subwords a word's input rows are its own and its n-grams' (update.Params), and skip-gram's centre
+carries its hidden vector over its examples, as inputs.py does on the CPU. The candidates, the noise draws and the loss terms are kernel.py's functions compiled for the GPU.
 cuda.py launches them.
 
 This module imports numba.cuda, so import it only for a CUDA run, or with NUMBA_ENABLE_CUDASIM=1 for the
@@ -64,8 +65,9 @@ else:
 
 
 @cuda.jit(device=True)
-def _hidden(h, grad, inp, ctx, valid, i, lane, nq):
-    """This lane's components of h = the mean of example i's valid context rows; grad = 0."""
+def _hidden(h, grad, inp, offsets, subs, ctx, valid, i, lane, nq):
+    """This lane's components of h = the mean of example i's valid context words' input rows (one a word, or with
+    subwords each word's own and its n-grams': offsets, subs as update.Params's sub_offsets, sub_rows); grad = 0."""
     dim = inp.shape[1]
     for q in range(nq):
         h[q] = float32(0.0)
@@ -73,15 +75,94 @@ def _hidden(h, grad, inp, ctx, valid, i, lane, nq):
     used = 0
     for s in range(ctx.shape[1]):
         if valid[i, s]:
-            for q in range(nq):
-                d = lane + 32 * q
-                if d < dim:
-                    h[q] += inp[ctx[i, s], d]
-            used += 1
+            w = ctx[i, s]
+            a, b = _rows_of(offsets, w)
+            for p in range(a, b):
+                r = subs[p] if offsets.shape[0] > 1 else w
+                for q in range(nq):
+                    d = lane + 32 * q
+                    if d < dim:
+                        h[q] += inp[r, d]
+            used += b - a
     if used > 1:
         scale = float32(1.0) / float32(used)
         for q in range(nq):
             h[q] *= scale
+
+
+@cuda.jit(device=True)
+def _rows_of(offsets, w):
+    """[a, b): word w's input rows in subs, or (w, w + 1) where a word's row is its own (offsets of one element)."""
+    if offsets.shape[0] > 1:
+        return offsets[w], offsets[w + 1]
+    return w, w + 1
+
+
+@cuda.jit(device=True)
+def _add_to_rows(inp, offsets, subs, w, x, lane, nq):
+    """Each input row of word w += x (this lane's components; atomic adds)."""
+    a, b = _rows_of(offsets, w)
+    for p in range(a, b):
+        r = subs[p] if offsets.shape[0] > 1 else w
+        for q in range(nq):
+            d = lane + 32 * q
+            if d < inp.shape[1]:
+                cuda.atomic.add(inp, (r, d), x[q])
+
+
+@cuda.jit(device=True)
+def _carry(h, grad, acc, inp, offsets, subs, w, word, gain, lane, nq):
+    """inputs.carry_input for a warp: skip-gram with subwords, a centre's examples in a row share their input word w.
+    grad = 0; a new word: the waiting gradient (acc) given to the last word's rows, h made from w's rows, acc = 0.
+    Returns (the carried word, its gain: the sum of each row's count squared over the count of rows)."""
+    for q in range(nq):
+        grad[q] = float32(0.0)
+    if w == word:
+        return word, gain
+    if word >= 0:
+        _add_to_rows(inp, offsets, subs, word, acc, lane, nq)
+    a, b = offsets[w], offsets[w + 1]
+    for q in range(nq):
+        h[q] = float32(0.0)
+        acc[q] = float32(0.0)
+    same = 0
+    for p in range(a, b):
+        for q in range(nq):
+            d = lane + 32 * q
+            if d < inp.shape[1]:
+                h[q] += inp[subs[p], d]
+        for t in range(a, b):
+            same += subs[t] == subs[p]
+    scale = float32(1.0) / float32(b - a)
+    for q in range(nq):
+        h[q] *= scale
+    return w, float32(same) * scale
+
+
+@cuda.jit(device=True)
+def _carried(h, grad, acc, gain, nq):
+    """inputs.carried: the example's gradient waits in acc, and h moves as the carried word's rows would."""
+    for q in range(nq):
+        acc[q] += grad[q]
+        h[q] += gain * grad[q]
+
+
+@cuda.jit(device=True)
+def _input_of(h, grad, acc, inp, offsets, subs, ctx, valid, i, carry, word, gain, lane, nq):
+    """Example i's hidden vector in h and grad = 0: carried (_carry) or made (_hidden). Returns (word, gain)."""
+    if carry:
+        return _carry(h, grad, acc, inp, offsets, subs, ctx[i, 0], word, gain, lane, nq)
+    _hidden(h, grad, inp, offsets, subs, ctx, valid, i, lane, nq)
+    return word, gain
+
+
+@cuda.jit(device=True)
+def _input_done(h, grad, acc, inp, offsets, subs, ctx, valid, i, carry, gain, lane, nq):
+    """After example i: its gradient waits for the carried word's rows (_carried) or goes to its input rows."""
+    if carry:
+        _carried(h, grad, acc, gain, nq)
+    else:
+        _to_inputs(inp, offsets, subs, ctx, valid, i, grad, lane, nq)
 
 
 @cuda.jit(device=True)
@@ -114,14 +195,12 @@ def _update(out, r, o, h, grad, c, lane, nq):
 
 
 @cuda.jit(device=True)
-def _to_inputs(inp, ctx, valid, i, grad, lane, nq):
-    """Every context word gets the hidden vector's full gradient (word2vec's CBOW rule)."""
+def _to_inputs(inp, offsets, subs, ctx, valid, i, grad, lane, nq):
+    """Every input row of example i gets the hidden vector's full gradient (word2vec's CBOW rule; fastText's for
+    every n-gram row)."""
     for s in range(ctx.shape[1]):
         if valid[i, s]:
-            for q in range(nq):
-                d = lane + 32 * q
-                if d < inp.shape[1]:
-                    cuda.atomic.add(inp, (ctx[i, s], d), grad[q])
+            _add_to_rows(inp, offsets, subs, ctx[i, s], grad, lane, nq)
 
 
 @cuda.jit(device=True)
@@ -155,7 +234,7 @@ def _logistic_family(jit, nq: int, warps: int):
     """update.logistic_range as a kernel (kernels())."""
 
     @jit
-    def logistic_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
+    def logistic_kernel(inp, out, bias, sub_offsets, sub_rows, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
                         source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share,
                         ahead):
         """update.logistic_range for the examples [worker·per, (worker+1)·per), one warp. (`ahead`, the CPU
@@ -171,10 +250,12 @@ def _logistic_family(jit, nq: int, warps: int):
         grad = cuda.local.array(nq, float32)  # the same components of -lr dL/dh
         o = cuda.local.array(nq, float32)  # the same components of the candidate's output row, read once
         o2 = cuda.local.array(nq, float32)  # and of the next candidate's, read while this one is applied
+        acc = cuda.local.array(nq, float32)  # the gradient waiting for the carried input word's rows (_carry)
+        carry, word, gain = sub_offsets.shape[0] > 1 and ctx.shape[1] == 1, int64(-1), float32(1.0)
         seed = np.uint64(seeds[0])
         start = (cuda.blockIdx.x * warps + warp) * per
         for i in range(start, min(targets.shape[0], start + per)):
-            _hidden(h, grad, inp, ctx, valid, i, lane, nq)
+            word, gain = _input_of(h, grad, acc, inp, sub_offsets, sub_rows, ctx, valid, i, carry, word, gain, lane, nq)
             target, total, first = targets[i], float32(0.0), i - i % share
             prod = float64(1.0)  # the product of the terms' q (kernel.logistic)
             cnt = _count(target, source, width, offsets)
@@ -222,7 +303,9 @@ def _logistic_family(jit, nq: int, warps: int):
                         o[q] = o2[q]
             if lane == 0:
                 loss[i] = total - float32(math.log(prod))
-            _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+            _input_done(h, grad, acc, inp, sub_offsets, sub_rows, ctx, valid, i, carry, gain, lane, nq)
+        if carry and word >= 0:
+            _add_to_rows(inp, sub_offsets, sub_rows, word, acc, lane, nq)
 
     return logistic_kernel
 
@@ -231,7 +314,7 @@ def _softmax_family(jit, nq: int, warps: int):
     """update.softmax_range as a kernel (kernels())."""
 
     @jit
-    def softmax_kernel(inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
+    def softmax_kernel(inp, out, bias, sub_offsets, sub_rows, ctx, valid, targets, rows, coef, loss, lr, need_loss, per, seeds,
                        source, shift, prob, alias, drop_hits, offsets, points, codes, learn_bias, bias_now, share,
                        ahead):
         """update.softmax_range for the examples [worker·per, (worker+1)·per), one warp."""
@@ -246,10 +329,12 @@ def _softmax_family(jit, nq: int, warps: int):
         h = cuda.local.array(nq, float32)
         grad = cuda.local.array(nq, float32)
         o = cuda.local.array(nq, float32)
+        acc = cuda.local.array(nq, float32)
+        carry, word, gain = sub_offsets.shape[0] > 1 and ctx.shape[1] == 1, int64(-1), float32(1.0)
         seed = np.uint64(seeds[0])
         start = (cuda.blockIdx.x * warps + warp) * per
         for i in range(start, min(targets.shape[0], start + per)):
-            _hidden(h, grad, inp, ctx, valid, i, lane, nq)
+            word, gain = _input_of(h, grad, acc, inp, sub_offsets, sub_rows, ctx, valid, i, carry, word, gain, lane, nq)
             top, first = float32(-math.inf), i - i % share
             for base in range(0, width, 32):  # every candidate, 32 at a time (_draw)
                 _draw(first, base + lane, width, width, targets[i], source, seed, shift, prob, alias, drop_hits,
@@ -289,6 +374,8 @@ def _softmax_family(jit, nq: int, warps: int):
                     if learn_bias and bias_now:
                         cuda.atomic.add(bias, picked[j], c)
             _sync_warp()  # every lane has read this example's scores before the next one's are written
-            _to_inputs(inp, ctx, valid, i, grad, lane, nq)
+            _input_done(h, grad, acc, inp, sub_offsets, sub_rows, ctx, valid, i, carry, gain, lane, nq)
+        if carry and word >= 0:
+            _add_to_rows(inp, sub_offsets, sub_rows, word, acc, lane, nq)
 
     return softmax_kernel

@@ -85,8 +85,6 @@ def make_plan(cfg: Config) -> Plan:
     """The device, the step and its batch for a run; a usage error where the flags ask for what cannot run."""
     device = resolve_device(cfg.device)
     need = unsupported(device, cfg.loss, cfg.negatives, cfg.dim)
-    if need is None and cfg.subwords is not None and device.type == "cuda":
-        need = "words without --subwords (the subword rows run on the CPU's compiled step and the PyTorch step)"
     if cfg.kernel == "fused" and need is not None:
         raise UsageError(f"--kernel fused needs {need}; use --kernel auto or torch")
     kernel = "fused" if cfg.kernel != "torch" and need is None else "torch"
