@@ -296,8 +296,10 @@ def test_two_processes_train_the_subword_rows_together(tmp_path):
              if '"sync"' in line] for r in (0, 1)]
     assert [e["params"] for e in logs[0]] == [e["params"] for e in logs[1]] and len(logs[0]) >= 2
     st = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)
-    words = len(rundir.read_vocab(tmp_path / "run").words)
-    assert st["input"].shape == (words + 3000, 100)
+    words = rundir.read_vocab(tmp_path / "run").words
+    from w2v_nce.corpus.subwords import run_table
+    used = run_table(words, (3, 5), 3000, False)[2]  # a row for each bucket the words use
+    assert st["input"].shape == (len(words) + len(used), 100) and len(used) <= 3000
     from w2v_nce import load
     kv = load(tmp_path / "run").vectors
     assert np.isfinite(kv.get_vector("governmentally")).all() and kv.most_similar("governmentally", topn=3)

@@ -119,7 +119,7 @@ def test_a_subword_runs_vectors_answer_words_never_seen(subword_run):
     kv = subword_run.vectors
     assert isinstance(kv, FastTextKeyedVectors) and (kv.min_n, kv.max_n, kv.bucket) == (3, 5, 5000)
     run = rundir.load_run(subword_run.path)
-    rows, v = run["subwords"]["rows"].numpy(), len(run["words"])
+    rows, v = fasttext_layout(run), len(run["words"])
     # a seen word: the mean of its own row and its n-grams', as vectors.kv holds it for every other reader
     plain = KeyedVectors.load(str(subword_run.path / "vectors.kv"))
     assert plain.index_to_key == kv.index_to_key
@@ -132,6 +132,46 @@ def test_a_subword_runs_vectors_answer_words_never_seen(subword_run):
         assert word not in kv.key_to_index
         np.testing.assert_allclose(kv.get_vector(word), rows[v + ngram_rows(word, 3, 5, 5000)].mean(0), rtol=1e-5,
                                    atol=1e-7)
+
+
+def fasttext_layout(run) -> np.ndarray:
+    """A loaded run's input rows with a row every bucket, fastText's layout (V + buckets, D)."""
+    from w2v_nce.run.vectors import all_buckets
+    s, v = run["subwords"], len(run["words"])
+    rows = s["rows"].numpy()
+    return np.vstack((rows[:v], all_buckets(rows, v, s["buckets"], s["used"].numpy())))
+
+
+def test_a_subword_run_has_a_row_only_for_the_buckets_its_words_use(subword_run):
+    from w2v_nce.run import rundir
+    run = rundir.load_run(subword_run.path)
+    s, v = run["subwords"], len(run["words"])
+    want = np.unique(np.concatenate([ngram_rows(w, 3, 5, 5000) for w in run["words"]]))
+    np.testing.assert_array_equal(s["used"].numpy(), want)
+    assert s["rows"].shape == (v + len(want), 16) and len(want) < 5000
+    offsets, sub_rows = s["offsets"].numpy(), s["sub_rows"].numpy()
+    for w in (0, 7, v - 1):  # each word: its own row, then its n-grams' rows in their buckets' order of use
+        mine = sub_rows[offsets[w]:offsets[w + 1]]
+        assert mine[0] == w and (want[mine[1:] - v] == ngram_rows(run["words"][w], 3, 5, 5000)).all()
+    kv = subword_run.vectors  # a bucket no word uses is zero: never trained
+    unused = np.setdiff1d(np.arange(5000), want)
+    assert not kv.vectors_ngrams[unused].any() and kv.vectors_ngrams[want].any(axis=1).all()
+
+
+def test_a_checkpoint_with_a_row_every_bucket_loads_compacted(subword_run, tmp_path):
+    """Subword runs of before the rows were compacted stored every bucket's row: they load, resume and export."""
+    import shutil
+    import torch
+    from w2v_nce.run import rundir
+    run = rundir.load_run(subword_run.path)
+    old = tmp_path / "old"
+    shutil.copytree(subword_run.path, old)
+    st = torch.load(old / "checkpoint.pt", weights_only=True)
+    st["input"] = torch.from_numpy(fasttext_layout(run))
+    st["crc32"] = rundir._checksum(st)
+    torch.save(st, old / "checkpoint.pt")
+    again = rundir.load_run(old)
+    torch.testing.assert_close(again["subwords"]["rows"], run["subwords"]["rows"], rtol=0, atol=0)
 
 
 def test_similar_and_analogy_answer_unseen_words_and_say_so(subword_run):
@@ -196,10 +236,11 @@ def test_a_jamo_run_gives_hangul_words_their_jamo_ngrams(tmp_path):
     offsets, sub_rows = loaded["subwords"]["offsets"].numpy(), loaded["subwords"]["sub_rows"].numpy()
     v, words = len(loaded["words"]), loaded["words"]
     i = words.index("학교에")
-    assert (sub_rows[offsets[i] + 1:offsets[i + 1]] - v).tolist() == word_rows("학교에", 1, 4, 5000, True).tolist()
+    used = loaded["subwords"]["used"].numpy()
+    assert used[sub_rows[offsets[i] + 1:offsets[i + 1]] - v].tolist() == word_rows("학교에", 1, 4, 5000, True).tolist()
     assert len(word_rows("학교에", 1, 4, 5000, True)) > len(word_rows("학교에", 1, 4, 5000))
     assert len(word_rows("movie", 1, 4, 5000, True)) == len(word_rows("movie", 1, 4, 5000))  # no Hangul: no jamo
-    kv, rows = run.vectors, loaded["subwords"]["rows"].numpy()
+    kv, rows = run.vectors, fasttext_layout(loaded)
     for word in ["배우에서는", "감독님"]:  # never seen
         assert word not in kv.key_to_index
         np.testing.assert_allclose(kv.get_vector(word), rows[v + word_rows(word, 1, 4, 5000, True)].mean(0),

@@ -28,15 +28,18 @@ class Word2Vec(nn.Module):
     def __init__(self, vocab_size: int, dim: int, arch: str, head: OutputHead,
                  generator: torch.Generator | None = None, subwords: tuple[torch.Tensor, torch.Tensor] | None = None,
                  buckets: int = 0):
-        """subwords: fastText's subword vectors, as (offsets (V+1,), rows (N,)) int64 (corpus/subwords.table): word
-        w's input rows are rows[offsets[w]:offsets[w+1]], its own and its n-grams', the n-grams' `buckets` rows after
-        the words'; its input vector is their mean. None: a word's input vector is its own row."""
+        """subwords: fastText's subword vectors, as (offsets (V+1,), rows (N,)) int64 (corpus/subwords.run_table): word
+        w's input rows are rows[offsets[w]:offsets[w+1]], its own and its n-grams', the n-grams' `buckets` rows (one
+        for each hash bucket the words use) after the words'; its input vector is their mean. None: a word's input
+        vector is its own row."""
         super().__init__()
         self.arch = arch
         self.vocab_size = vocab_size
         # gensim's initialisation: input uniform in [-1/D, 1/D) (word2vec.c's, half as wide, scored a little lower
         # on the analogies), output (in the head) zero; fastText's n-gram rows the same
-        init = (torch.rand(vocab_size + buckets, dim, generator=generator) * 2 - 1) / dim
+        # in place: with 2M n-gram rows the matrix is 0.8 GB, and (rand * 2 - 1) / dim held two of it at once (the
+        # peak of a subword run, 1.8x fastText's); the same values to the bit
+        init = torch.rand(vocab_size + buckets, dim, generator=generator).mul_(2).sub_(1).div_(dim)
         self.input = nn.Parameter(init, requires_grad=False)  # (V + buckets, D)
         self.head = head
         self.register_buffer("sub_offsets", None if subwords is None else subwords[0])  # (V+1,) or None

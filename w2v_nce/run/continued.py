@@ -70,7 +70,9 @@ def carry(trainer, init: Path) -> str:
         else:  # the words' own rows, and the n-gram buckets' (the same subwords: prior checked)
             old_rows, v = run["subwords"]["rows"], len(run["words"])
             model.input[rows] = old_rows[:v].to(device)
-            model.input[model.vocab_size:] = old_rows[v:].to(device)
+            # every bucket the old words use, the new words use too (they include the old): its row to its new place
+            new = np.searchsorted(trainer.bucket_ids, run["subwords"]["used"].numpy())
+            model.input[model.vocab_size + torch.from_numpy(new).to(device)] = old_rows[v:].to(device)
             carried = "input vectors (the words' and the n-gram buckets' rows)"
         if run["config"].loss != "hs" and trainer.cfg.loss != "hs":
             model.head.weight[rows] = run["head"].weight.to(device)

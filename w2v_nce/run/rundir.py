@@ -247,9 +247,10 @@ def save_checkpoint(state: dict, run_dir: Path) -> None:
     save_torch({**state, "crc32": _checksum(state)}, Path(run_dir) / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config) -> dict:
+def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config, words: list[str] | None = None) -> dict:
     """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes (the input's: a row a word, and with
-    --subwords a row a bucket) and its checksum."""
+    --subwords a row for each bucket the words use, which `words` gives) and its checksum. A subword checkpoint with
+    a row for every bucket (before the rows were compacted) comes back compacted."""
     import torch
 
     from ..model.heads import output_rows
@@ -265,13 +266,23 @@ def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config) -> dict:
     if not isinstance(st, dict) or any(k not in st for k in need):
         raise damaged(path, "it is not a checkpoint (keys missing)")
     shapes, rows = [tuple(st[k].shape) for k in TENSORS], output_rows(cfg.loss, vocab_size)
-    inputs = vocab_size + (cfg.buckets if cfg.subwords is not None else 0)
+    inputs, buckets, used = vocab_size, "", None
+    if cfg.subwords is not None:  # a row for each bucket the words use (subwords.run_table)
+        if words is not None:
+            from ..corpus import subwords
+            used = subwords.run_table(words, cfg.subword_lengths(), cfg.buckets, cfg.jamo)[2]
+            inputs, buckets = vocab_size + len(used), f" and {len(used)} subword buckets in use"
+        else:  # the caller has no words: any count of the run's buckets
+            inputs = min(max(shapes[0][0], vocab_size), vocab_size + cfg.buckets)
+        if shapes[0] == (vocab_size + cfg.buckets, cfg.dim):  # before the rows were compacted: a row every bucket
+            inputs = shapes[0][0]
     if shapes != [(inputs, cfg.dim), (rows, cfg.dim), (rows,)]:
-        buckets = f" and {cfg.buckets} subword buckets" if cfg.subwords is not None else ""
         raise damaged(path, f"its matrices have shapes {shapes} where the run has {vocab_size} words{buckets} of dim "
                       f"{cfg.dim} and {rows} output rows")
     if "crc32" in st and _checksum(st) != st["crc32"]:  # checkpoints of w2v-nce 0.1 have none
         raise damaged(path, "its checksum does not match its contents (corrupt)")
+    if used is not None and inputs == vocab_size + cfg.buckets != vocab_size + len(used):
+        st["input"] = torch.cat((st["input"][:vocab_size], st["input"][vocab_size + torch.from_numpy(used)]))
     return st
 
 
@@ -285,7 +296,7 @@ def load_run(run_dir: Path) -> dict:
                        "`w2v-nce train`")
     cfg, info = read_config(run_dir)
     vocab = read_vocab(run_dir, info.get("vocab_size"))
-    st = load_checkpoint(run_dir, len(vocab), cfg)
+    st = load_checkpoint(run_dir, len(vocab), cfg, vocab.words)
     run = {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
            "head": trained_head(cfg, vocab.counts, st), "position": st["position"],
            "complete": not interrupted(run_dir), "subwords": None}
@@ -293,9 +304,10 @@ def load_run(run_dir: Path) -> dict:
     if lengths is not None:  # "input": the words' vectors, each the mean of its rows; "subwords": the rows
         import torch
         from ..corpus import subwords
-        offsets, rows = (torch.from_numpy(a) for a in subwords.table(vocab.words, *lengths, cfg.buckets, cfg.jamo))
+        offsets, rows, used = (torch.from_numpy(a) for a in subwords.run_table(vocab.words, lengths, cfg.buckets,
+                                                                                cfg.jamo))
         run["subwords"] = {"rows": st["input"], "offsets": offsets, "sub_rows": rows, "lengths": lengths,
-                           "buckets": cfg.buckets, "jamo": cfg.jamo}
+                           "buckets": cfg.buckets, "used": used, "jamo": cfg.jamo}
         run["input"] = torch.nn.functional.embedding_bag(rows, st["input"], offsets[:-1], mode="mean")
     return run
 

@@ -62,13 +62,12 @@ class Trainer:
         cfg, counts = self.cfg, self.vocab.counts
         sampler = AliasSampler(counts, cfg.noise_power, self.device)
         head = make_head(cfg.loss, counts, cfg.dim, sampler, cfg.negatives)
-        lengths, subs, buckets = cfg.subword_lengths(), None, 0
-        if lengths is not None:
-            subs = tuple(torch.from_numpy(a) for a in subwords.table(self.vocab.words, *lengths, cfg.buckets,
-                                                                          cfg.jamo))
-            buckets = cfg.buckets
+        lengths, subs, self.bucket_ids = cfg.subword_lengths(), None, np.zeros(0, np.int64)
+        if lengths is not None:  # the n-gram rows of the buckets the vocabulary uses (subwords.run_table)
+            offsets, rows, self.bucket_ids = subwords.run_table(self.vocab.words, lengths, cfg.buckets, cfg.jamo)
+            subs = (torch.from_numpy(offsets), torch.from_numpy(rows))
         return Word2Vec(len(counts), cfg.dim, cfg.model, head, torch.Generator().manual_seed(cfg.seed), subs,
-                        buckets).to(self.device)
+                        len(self.bucket_ids)).to(self.device)
 
     def _warm(self, log, single: bool) -> loops.Pieces | loops.Chunks:
         """The step compiled (or loaded from numba's cache, a fraction of a second) and the epoch's loop: by pieces
@@ -237,6 +236,8 @@ class Trainer:
 
     def load_state(self, st: dict) -> None:
         for name, t in self.tensors().items():
+            if st[name].shape != t.shape:  # rundir.load_checkpoint checked them against the run: not a user's error
+                raise RuntimeError(f"checkpoint tensor {name} is {tuple(st[name].shape)}, the model's {tuple(t.shape)}")
             t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
@@ -269,7 +270,7 @@ class Trainer:
             return vectors.to_keyed_vectors(self.vocab.words, self.vocab.counts, self.word_vectors())
         return vectors.to_fasttext_vectors(self.vocab.words, self.vocab.counts, m.input.detach().cpu().numpy(),
                                            m.sub_offsets.cpu().numpy(), m.sub_rows.cpu().numpy(), lengths,
-                                           self.cfg.buckets, self.cfg.jamo)
+                                           self.cfg.buckets, self.bucket_ids, self.cfg.jamo)
 
     def save_vectors(self) -> None:
         vectors.write_kv(self.vocab.words, self.vocab.counts, self.word_vectors(),

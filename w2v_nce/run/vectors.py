@@ -71,20 +71,30 @@ def write_kv(words: list[str], counts: np.ndarray, vectors: np.ndarray, path: st
 
 
 def to_fasttext_vectors(words: list[str], counts: np.ndarray, rows: np.ndarray, offsets: np.ndarray,
-                        sub_rows: np.ndarray, lengths: tuple[int, int], buckets: int, jamo: bool = False):
+                        sub_rows: np.ndarray, lengths: tuple[int, int], buckets: int, used: np.ndarray,
+                        jamo: bool = False):
     """A subword run's vectors as gensim's FastTextKeyedVectors, which answers words never seen from their n-grams:
-    rows (V + buckets, D) the input rows (the words' own, then the buckets'), offsets and sub_rows each word's rows
-    (corpus/subwords.table). Its words' vectors are the mean of their rows, as the run's vectors.kv holds them.
-    With jamo, a JamoKeyedVectors, whose words never seen get their jamo n-grams too."""
+    rows (V + U, D) the input rows (the words' own, then those of the U buckets `used`), offsets and sub_rows each
+    word's rows (corpus/subwords.run_table). Its words' vectors are the mean of their rows, as the run's vectors.kv
+    holds them; the buckets no word of the run uses are zero (never trained: fastText leaves them at their random
+    start). With jamo, a JamoKeyedVectors, whose words never seen get their jamo n-grams too."""
     v = len(words)
     kv = (_jamo_class() if jamo else _fasttext_class())(rows.shape[1], lengths[0], lengths[1], buckets, count=0,
                                                          dtype=np.float32)
     composed = np.add.reduceat(rows[sub_rows], offsets[:-1], axis=0) / np.diff(offsets)[:, None] if v else rows[:0]
     kv.__dict__.update(_fields(words, counts, composed))
     kv.vectors_vocab = np.ascontiguousarray(rows[:v])
-    kv.vectors_ngrams = np.ascontiguousarray(rows[v:])
-    kv.buckets_word = [sub_rows[offsets[w] + 1:offsets[w + 1]].astype(np.uint32) - v for w in range(v)]
+    kv.vectors_ngrams = all_buckets(rows, v, buckets, used)
+    kv.buckets_word = [used[sub_rows[offsets[w] + 1:offsets[w + 1]] - v].astype(np.uint32) for w in range(v)]
     return kv
+
+
+def all_buckets(rows: np.ndarray, v: int, buckets: int, used: np.ndarray) -> np.ndarray:
+    """(buckets, D) float32: the n-gram rows of a run (rows (V + U, D)) in fastText's layout, a row every bucket,
+    zero where no word uses it (np.zeros: pages no row is written to are never touched)."""
+    full = np.zeros((buckets, rows.shape[1]), np.float32)
+    full[used] = rows[v:]
+    return full
 
 
 def of_run(run: dict):
@@ -93,7 +103,7 @@ def of_run(run: dict):
     if s is None:
         return to_keyed_vectors(run["words"], run["counts"], run["input"].numpy())
     return to_fasttext_vectors(run["words"], run["counts"], s["rows"].numpy(), s["offsets"].numpy(),
-                               s["sub_rows"].numpy(), s["lengths"], s["buckets"], s["jamo"])
+                               s["sub_rows"].numpy(), s["lengths"], s["buckets"], s["used"].numpy(), s["jamo"])
 
 
 def _fasttext_class():

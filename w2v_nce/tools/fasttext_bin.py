@@ -24,6 +24,7 @@ MAGIC, VERSION = 793712314, 12
 LOSS = {"hs": 1, "neg": 2, "nce": 2, "infonce": 3, "sampled-softmax": 3, "softmax": 3}  # fastText's hs, ns, softmax
 MODEL = {"cbow": 1, "sg": 2}
 LR_UPDATE_RATE = 100  # fastText's default; read back, not used by the vectors
+BLOCK = 65536  # buckets written at a time (26 MB at dim 100)
 
 
 def write(path: str | Path, run: dict, tokens: int) -> None:
@@ -45,6 +46,19 @@ def write(path: str | Path, run: dict, tokens: int) -> None:
         f.write(struct.pack("<iiiqq", len(words), len(words), 0, tokens, -1))
         for word, count in zip(words, counts.tolist()):
             f.write(word.encode("utf-8") + b"\0" + struct.pack("<qb", count, 0))
-        for matrix in (rows, out):
-            f.write(struct.pack("<?qq", False, *matrix.shape))
-            f.write(memoryview(np.ascontiguousarray(matrix, dtype="<f4")).cast("B"))  # no copy of a large matrix
+        v = len(words)
+        f.write(struct.pack("<?qq", False, v + buckets, rows.shape[1]))
+        _write_rows(f, rows[:v])
+        # the run has a row only for the buckets its words use (subwords.run_table); fastText's file has every one
+        used = sub["used"].numpy() if sub is not None else np.zeros(0, np.int64)
+        for b in range(0, buckets, BLOCK):
+            block = np.zeros((min(BLOCK, buckets - b), rows.shape[1]), np.float32)
+            a, z = np.searchsorted(used, (b, b + len(block)))
+            block[used[a:z] - b] = rows[v + a:v + z]
+            _write_rows(f, block)
+        f.write(struct.pack("<?qq", False, *out.shape))
+        _write_rows(f, out)
+
+
+def _write_rows(f, matrix: np.ndarray) -> None:
+    f.write(memoryview(np.ascontiguousarray(matrix, dtype="<f4")).cast("B"))  # no copy of a large matrix
