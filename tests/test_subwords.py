@@ -59,3 +59,17 @@ def test_jamo_round_trips_every_syllable():
     assert from_jamo(jamo) == syllables
     assert to_jamo("해달") == "ㅎㅐ" + JAMO_EMPTY_FINAL + "ㄷㅏㄹ"  # Park et al.'s example
     assert to_jamo("a학b") == "aㅎㅏㄱb" and from_jamo("aㅎㅏㄱb") == "a학b"
+
+
+@pytest.mark.parametrize("minn,maxn", [(3, 6), (1, 4), (1, 1), (5, 5)])
+@pytest.mark.parametrize("jamo", [False, True])
+@pytest.mark.parametrize("buckets", [2_000_000, 7])
+def test_the_compiled_table_is_each_words_rows_as_word_rows_gives_them(minn, maxn, jamo, buckets):
+    from w2v_nce.corpus.subwords import table, word_rows
+    offsets, rows = table(WORDS, minn, maxn, buckets, jamo)
+    v = len(WORDS)
+    assert offsets[0] == 0 and offsets[-1] == len(rows)
+    for w, word in enumerate(WORDS):
+        assert rows[offsets[w]] == w
+        assert (rows[offsets[w] + 1:offsets[w + 1]] - v).tolist() == word_rows(word, minn, maxn, buckets, jamo).tolist()
+    assert [len(a) for a in table([], minn, maxn, buckets, jamo)] == [1, 0]

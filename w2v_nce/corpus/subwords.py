@@ -17,6 +17,8 @@ import functools
 
 import numpy as np
 
+from .table import jit
+
 FNV_OFFSET, FNV_PRIME = 2166136261, 16777619
 BOW, EOW = "<", ">"  # fastText's marks of a word's ends
 
@@ -82,12 +84,66 @@ def word_rows(word: str, minn: int, maxn: int, buckets: int, jamo: bool = False)
 def table(words: list[str], minn: int, maxn: int, buckets: int, jamo: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Every word's input rows, as fastText's getSubwords gives them: its own row (its index) first, then
     len(words) + the bucket of each of its n-grams (word_rows). As (V+1,) int64 offsets and (N,) int64 rows: word
-    w's are rows[offsets[w]:offsets[w+1]]."""
+    w's are rows[offsets[w]:offsets[w+1]]. Compiled (word_rows in one pass over every word's UTF-8 bytes): in Python
+    it took 14 us a word, 0.7 s for the Korean reviews' 51k words (2.5 s with jamo) at every load of a run."""
     v = len(words)
-    parts = [np.concatenate(([w], v + word_rows(word, minn, maxn, buckets, jamo))) for w, word in enumerate(words)]
+    spellings, lengths, owner = [], [], []  # every word's spellings in word order: its own, then its jamo one
+    for w, word in enumerate(words):
+        spelled = to_jamo(word) if jamo else word
+        for text, span in ((word, (minn, maxn)), (spelled, JAMO_LENGTHS))[:1 + (spelled != word)]:
+            spellings.append(text)
+            lengths.append(span)
+            owner.append(w)
+    encoded = [(BOW + text + EOW).encode("utf-8") for text in spellings]
+    starts = np.zeros(len(encoded) + 1, dtype=np.int64)
+    np.cumsum([len(e) for e in encoded], out=starts[1:])
+    data = np.frombuffer(b"".join(encoded), dtype=np.uint8)
+    lengths = np.array(lengths, dtype=np.int64).reshape(-1, 2)
+    counts = _ngram_hashes(data, starts, lengths, buckets, np.zeros(0, np.int64), np.zeros(len(encoded), np.int64))
+    hashes = np.empty(int(counts.sum()), dtype=np.int64)
+    _ngram_hashes(data, starts, lengths, buckets, hashes, counts)
+    per_word = np.bincount(np.array(owner, dtype=np.int64), weights=counts, minlength=v).astype(np.int64)
     offsets = np.zeros(v + 1, dtype=np.int64)
-    np.cumsum([len(p) for p in parts], out=offsets[1:])
-    return offsets, (np.concatenate(parts) if parts else np.zeros(0, np.int64)).astype(np.int64)
+    np.cumsum(1 + per_word, out=offsets[1:])
+    rows = np.empty(offsets[-1], dtype=np.int64)
+    own = np.zeros(len(rows), dtype=bool)
+    own[offsets[:-1]] = True
+    rows[own] = np.arange(v)
+    rows[~own] = v + hashes  # the spellings in word order: each word's n-grams right after its own row
+    return offsets, rows
+
+
+@jit
+def _ngram_hashes(data, starts, lengths, buckets, out, counts):
+    """word_rows' buckets of every spelling s (data[starts[s]:starts[s+1]], UTF-8 with the < > marks, n-grams of
+    lengths[s] characters) in order into out; with out empty, only counts[s] = how many. Returns counts."""
+    at = 0
+    chars = np.empty(data.shape[0] + 1, dtype=np.int64)  # the byte where each character of a spelling starts
+    for s in range(starts.shape[0] - 1):
+        a, b = starts[s], starts[s + 1]
+        m = 0
+        for j in range(a, b):
+            if data[j] & 0xC0 != 0x80:
+                chars[m] = j
+                m += 1
+        chars[m] = b
+        minn, maxn = lengths[s, 0], lengths[s, 1]
+        c = 0
+        for i in range(m):
+            h = np.uint64(FNV_OFFSET)
+            for n in range(1, min(maxn, m - i) + 1):
+                for j in range(chars[i + n - 1], chars[i + n]):
+                    x = np.uint64(data[j])
+                    if x > 127:
+                        x |= np.uint64(0xFFFFFF00)
+                    h = ((h ^ x) * np.uint64(FNV_PRIME)) & np.uint64(0xFFFFFFFF)
+                if n >= minn and not (n == 1 and (i == 0 or i + n == m)):
+                    if out.shape[0] > 0:
+                        out[at] = np.int64(h % np.uint64(buckets))
+                        at += 1
+                    c += 1
+        counts[s] = c
+    return counts
 
 
 @functools.lru_cache(maxsize=2)
