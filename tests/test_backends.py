@@ -142,6 +142,9 @@ def test_plan_decides_the_step_and_its_batch_once():
     assert cpu(model="sg", loss="infonce").share == 2
     assert cpu(model="sg", loss="sampled-softmax").share == 4 and cpu(model="cbow", loss="sampled-softmax").share == 1
     assert cpu(model="cbow", shared_noise=4).share == 4
+    # under torchrun none by default (it cost 2 processes of sg-neg 0.016 of analogy), a given one kept
+    assert make_plan(make_config(device="cpu", model="sg"), processes=2).share == 1
+    assert make_plan(make_config(device="cpu", model="sg", shared_noise=8), processes=2).share == 8
     assert cpu(kernel="torch").share == 1 and cpu(kernel="torch", shared_noise=1).share == 1
     with pytest.raises(UsageError, match="--shared-noise 8 runs on the fused steps only"):
         cpu(kernel="torch", shared_noise=8)

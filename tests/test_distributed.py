@@ -234,6 +234,7 @@ def test_a_killed_rank_ends_the_job_with_one_line_naming_it_and_a_resume_finishe
                         f"with its checkpoint at epoch 1, step {lines[0].split('step ')[1].split(';')[0]}; resume it "
                         f"with: torchrun --standalone --nproc-per-node 2 -m w2v_nce train --resume {run}")
     assert f"restart 1 of the torchrun job: resuming {run}" in err
+    assert f"traceback : {lines[0].removeprefix('error: ')}" in err  # torchrun's report gives rank 0's reason, ours
     assert elapsed < 2 * (20 + 15)  # per attempt: the timeout, and the start of torchrun and 2 ranks (8 s here)
     # the checkpoint of the last synchronisation before the loss, every rank's position in it
     assert (run / "INCOMPLETE").exists() and not (run / "vectors.kv").exists()

@@ -220,10 +220,12 @@ def configure(config, options: dict, init: Path | None = None) -> tuple[Config, 
                          + (f" ({'; '.join(hints)})" if hints else "")
                          + f"; the options are the training flags' names: {', '.join(sorted(_FIELDS))}")
     options = train_values({k: v for k, v in options.items() if v is not None}, "the options of w2v_nce.train")
+    from .run.distributed import from_env
     from .step.plan import make_plan
     base, taken = (_inherited(init, config, options) if init is not None else ({}, ()))
     cfg = make_config(config, base=base, **options)
-    return cfg, taken, make_plan(cfg)
+    world = from_env()
+    return cfg, taken, make_plan(cfg, world.size if world else 1)
 
 
 def _inherited(init: Path, config, options: dict) -> tuple[dict, tuple[str, ...]]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import time
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -34,7 +35,20 @@ class _Group(TyperGroup):
                 raise
             if not e.quiet:
                 typer.echo(f"error: {e}", err=True)
+            _tell_torchrun(e)
             ctx.exit(e.code)
+
+
+def _tell_torchrun(e: W2VError) -> None:
+    """Under torchrun, the error's line is also this process's reason in the failure report torchrun prints after
+    it (its error file), where it would say "To enable traceback see: <a URL>"; torchrun's report itself cannot be
+    turned off."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if path:
+        try:
+            Path(path).write_text(json.dumps({"message": str(e), "timestamp": int(time.time())}))
+        except OSError:
+            pass  # the report then says what it says without it
 
 
 help_format.plain_arguments()
@@ -89,7 +103,7 @@ def train(
     epochs: Annotated[Optional[int], typer.Option(rich_help_panel="Model", help="Passes over the corpus.", show_default="5", metavar="INTEGER")] = None,
     lr: Annotated[Optional[float], typer.Option(rich_help_panel="Model", help="Initial learning rate, decayed linearly to lr*1e-4.", show_default="0.025 sg, 0.05 cbow and with --subwords", metavar="FLOAT")] = None,
     batch_size: Annotated[Optional[int], typer.Option(rich_help_panel="Run", help="Examples per call of the training step (sg with hs: 65536 on the compiled CPU step; hs: 256 with --kernel torch; on a GPU 1048576 per kernel launch).", show_default="4096", metavar="INTEGER")] = None,
-    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec; on the CPU sg shares 8 with neg or nce, 4 with sampled-softmax, 2 with infonce, none with --subwords).", show_default="1", metavar="INTEGER")] = None,
+    shared_noise: Annotated[Optional[int], typer.Option(rich_help_panel="Head", help="Consecutive examples that share one draw of the k noise words (1: each draws its own, as word2vec; on the CPU one process of sg shares 8 with neg or nce, 4 with sampled-softmax, 2 with infonce; none with --subwords or under torchrun).", show_default="1", metavar="INTEGER")] = None,
     lowercase: Annotated[Optional[bool], typer.Option("--lowercase/--no-lowercase", rich_help_panel="Data", help="Lower-case the text.", show_default="no")] = None,
     encoding_errors: Annotated[Optional[str], typer.Option(rich_help_panel="Data", help="Invalid UTF-8: strict (stop) or replace.", show_default="strict", metavar="[strict|replace]")] = None,
     phrases: Annotated[Optional[int], typer.Option(rich_help_panel="Data", help="Phrase passes before the vocabulary, as `w2v-nce phrases --passes N` (word2phrase's score, --min-count, threshold 100 for the last pass and twice the next one's for each earlier one): the vocabulary and training see new_york as one token.", show_default="0", metavar="INTEGER")] = None,

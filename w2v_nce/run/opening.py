@@ -108,7 +108,7 @@ def open_run(world, cfg, corpus, run_dir, resume, progress, log, sig, held: cont
     if resume:
         run = _reopen_held(world, run_dir, held)
     else:
-        plan = plan or make_plan(cfg)  # usage errors before any work
+        plan = plan or make_plan(cfg, world.size if world else 1)  # usage errors before any work
         if cfg.epochs == 0 and init is None:
             raise UsageError("--epochs 0 trains nothing; it is for --init RUN (RUN's vectors, with the new words')")
         old = prior(init, cfg) if init is not None else None
@@ -139,7 +139,7 @@ def _reopen_held(world, run_dir: Path | None, held: contextlib.ExitStack) -> Ope
     except StorageError as e:  # the lock file cannot be made there (read-only): nor can a checkpoint
         raise StorageError(f"{e}, then continue with: {resume_command(world, run_dir)}", e.errno, e.path) from None
     cfg, vocab, info, state = reopen(run_dir, world)
-    return Opened(cfg, run_dir, make_plan(cfg), vocab, info, state, resume=True)
+    return Opened(cfg, run_dir, make_plan(cfg, world.size if world else 1), vocab, info, state, resume=True)
 
 
 def _new_held(cfg: Config, plan: Plan, corpus, run_dir: Path | None, held: contextlib.ExitStack) -> Opened:

@@ -81,8 +81,9 @@ def resolve_device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def make_plan(cfg: Config) -> Plan:
-    """The device, the step and its batch for a run; a usage error where the flags ask for what cannot run."""
+def make_plan(cfg: Config, processes: int = 1) -> Plan:
+    """The device, the step and its batch for a run of `processes` processes (torchrun's); a usage error where the
+    flags ask for what cannot run."""
     device = resolve_device(cfg.device)
     need = unsupported(device, cfg.loss, cfg.negatives, cfg.dim)
     if cfg.kernel == "fused" and need is not None:
@@ -103,9 +104,10 @@ def make_plan(cfg: Config) -> Plan:
     # the GPU's default stays 1: its quality with shared noise is unmeasured
     cpu_fused = kernel == "fused" and device.type == "cpu"
     # with subwords none: shared noise cost 0.02-0.03 of Korean WS353 there, and gained no speed (the n-gram rows
-    # are the step's work, not the noise rows' fetches)
-    share = cfg.shared_noise or (SHARED_NOISE.get((cfg.model, cfg.loss), 1) if cpu_fused and cfg.subwords is None
-                                 else 1)
+    # are the step's work, not the noise rows' fetches); nor under torchrun: 2 processes of sg-neg (each at twice the
+    # rate) lost 0.016 of analogy with it, 0.306 without against one process's 0.305 (log section 15)
+    share = cfg.shared_noise or (SHARED_NOISE.get((cfg.model, cfg.loss), 1)
+                                 if cpu_fused and cfg.subwords is None and processes == 1 else 1)
     return Plan(device, kernel, cfg.batch_size or default, note, share)
 
 
