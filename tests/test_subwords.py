@@ -73,3 +73,5 @@ def test_the_compiled_table_is_each_words_rows_as_word_rows_gives_them(minn, max
         assert rows[offsets[w]] == w
         assert (rows[offsets[w] + 1:offsets[w + 1]] - v).tolist() == word_rows(word, minn, maxn, buckets, jamo).tolist()
     assert [len(a) for a in table([], minn, maxn, buckets, jamo)] == [1, 0]
+    offsets, rows = table(["</s>", "cat"], minn, maxn, buckets, jamo)  # --eos's word: its own row only (fastText's)
+    assert rows[offsets[0]:offsets[1]].tolist() == [0] and rows[offsets[1]] == 1

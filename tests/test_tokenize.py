@@ -87,6 +87,25 @@ def test_vocab_counts_order_and_encoding(tmp_path):
     assert back.words == v.words and back.counts.tolist() == v.counts.tolist()
 
 
+@pytest.mark.parametrize("chunk", [3, 1 << 24])
+def test_every_line_ends_with_the_eos_word(tmp_path, monkeypatch, chunk):
+    """--eos (fastText's </s>): the word after each line's last kept word, counted once a line, in its place by count;
+    empty lines and lines of dropped words get none; a </s> of the text is the same word. chunk: the rewrite's block
+    of ids, small so that line ends fall on its edges."""
+    monkeypatch.setattr(vocab, "REMAP_CHUNK", chunk)
+    p = tmp_path / "c.txt"
+    p.write_text("b a b c b a\n\nd\nb a c </s>\nc </s> b\n", encoding="utf-8")
+    v, stats = vocab.build(p, tmp_path / "ids", min_count=2)
+    assert v.words == ["b", "a", "c", "</s>"] and stats["ids"] == 17
+    v, stats = vocab.with_line_ends(v, tmp_path / "ids", stats)
+    # </s>: the text's 2 and 3 line ends (the empty line and the line of d alone have no kept word)
+    assert v.words == ["b", "</s>", "a", "c"] and v.counts.tolist() == [5, 5, 3, 3]
+    b, eos, a, c = range(4)
+    want = [b, a, b, c, b, a, eos, -1, -1, -1, b, a, c, eos, eos, -1, c, eos, b, eos]
+    assert vocab.load_ids(tmp_path / "ids").tolist() == want and stats["ids"] == len(want)
+    assert stats["tokens"] == 14 + 3 and stats["kept_tokens"] == 13 + 3
+
+
 def test_max_vocab_and_ties_keep_first_seen_order(tmp_path):
     p = tmp_path / "c.txt"
     p.write_text("x y z x y z w", encoding="utf-8")

@@ -162,7 +162,7 @@ GENSIM_NAMES = {"vector_size": "dim", "size": "dim", "sg": "model='sg' (sg=1) or
 # what --init takes from its run unless --config or a flag sets it: what its rows were trained as, and how its text
 # was read (the new text is read the same way)
 INHERITED = ("model", "loss", "negatives", "noise_power", "dim", "window", "min_count", "lr", "sample", "lowercase",
-             "encoding_errors", "phrases", "subwords", "buckets", "jamo")
+             "encoding_errors", "phrases", "subwords", "buckets", "jamo", "eos")
 
 
 def _resume_options(run_dir: Path | None, config, init, overwrite: bool, options: dict) -> float | None:

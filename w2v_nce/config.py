@@ -59,6 +59,8 @@ class Config:
     subwords: str | None = None
     buckets: int = 2_000_000
     jamo: bool = False  # and each Hangul word's jamo n-grams (Park et al. 2018), hashed into the same buckets
+    # every line ends with the word </s> (fastText's; vocab.with_line_ends): None -> on with subwords, else off
+    eos: bool | None = None
     device: str = "auto"
     kernel: str = "auto"  # neg/nce step: fused (compiled, Hogwild; CPU or GPU) or torch (tensor ops); auto = fused where it runs
     threads: int = 0  # 0 -> all cores
@@ -77,11 +79,13 @@ class Config:
     sync_hot_words: int = 50_000
 
     def resolved(self) -> "Config":
-        """A copy with the learning rate's default, which depends on the model, filled in. (The batch's
+        """A copy with the learning rate's and --eos's defaults, which depend on the model and --subwords, filled in. (The batch's
         depends on the device and the step: step.plan.make_plan fills it in.)"""
         # with subwords fastText's 0.05 for both: sg at 0.025 scored 0.03 lower on Korean WS353 (issue 39)
         lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" and self.subwords is None else 0.05)
-        return dataclasses.replace(self, lr=lr)
+        # fastText's end-of-line word with its subwords: 0.02 of Korean WS353 (issue 39); word2vec's none without
+        eos = self.eos if self.eos is not None else self.subwords is not None
+        return dataclasses.replace(self, lr=lr, eos=eos)
 
     def subword_lengths(self) -> tuple[int, int] | None:
         """--subwords' (MIN, MAX) n-gram lengths, or None without subwords; a UsageError for a bad range."""

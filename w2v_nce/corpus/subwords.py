@@ -18,6 +18,7 @@ import functools
 import numpy as np
 
 from .table import jit
+from .vocab import EOS
 
 FNV_OFFSET, FNV_PRIME = 2166136261, 16777619
 BOW, EOW = "<", ">"  # fastText's marks of a word's ends
@@ -84,11 +85,14 @@ def word_rows(word: str, minn: int, maxn: int, buckets: int, jamo: bool = False)
 def table(words: list[str], minn: int, maxn: int, buckets: int, jamo: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Every word's input rows, as fastText's getSubwords gives them: its own row (its index) first, then
     len(words) + the bucket of each of its n-grams (word_rows). As (V+1,) int64 offsets and (N,) int64 rows: word
-    w's are rows[offsets[w]:offsets[w+1]]. Compiled (word_rows in one pass over every word's UTF-8 bytes): in Python
-    it took 14 us a word, 0.7 s for the Korean reviews' 51k words (2.5 s with jamo) at every load of a run."""
+    w's are rows[offsets[w]:offsets[w+1]]; EOS (--eos's </s>) has its own row only, as in fastText. Compiled (one
+    pass over every word's UTF-8 bytes): in Python it took 14 us a word, 0.7 s for the Korean reviews' 51k words
+    (2.5 s with jamo) at every load of a run."""
     v = len(words)
     spellings, lengths, owner = [], [], []  # every word's spellings in word order: its own, then its jamo one
     for w, word in enumerate(words):
+        if word == EOS:  # fastText's end-of-line word has its own row only (Dictionary::initNgrams)
+            continue
         spelled = to_jamo(word) if jamo else word
         for text, span in ((word, (minn, maxn)), (spelled, JAMO_LENGTHS))[:1 + (spelled != word)]:
             spellings.append(text)

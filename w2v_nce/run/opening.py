@@ -58,6 +58,8 @@ def make_run_dir(cfg: Config, corpus, run_dir: Path, progress: bool = False, wor
             (run_dir / phrases.RUN_TEXT).unlink(missing_ok=True)
     if joined:
         stats["replaced_bytes"] = joined.pop("replaced_bytes")  # the phrase pass read the corpus
+    if cfg.eos:  # every line ends with the word </s>, as fastText trains
+        vocab, stats = vocabulary.with_line_ends(vocab, run_dir / rundir.IDS, stats)
     if stats["kept_tokens"] < 2 * cfg.window + 1:
         raise W2VError(f"corpus {name} has only {stats['kept_tokens']} tokens in the vocabulary, fewer than one "
                        f"window ({2 * cfg.window + 1} with --window {cfg.window}); give more text or lower --window")

@@ -175,6 +175,7 @@ def read_config(run_dir: Path) -> tuple[Config, dict]:
         values = train_values(data["train"], path)
         # a run from before --shared-noise drew noise words for every example: it resumes so
         values.setdefault("shared_noise", 1)
+        values.setdefault("eos", False)  # a run from before --eos: its corpus.ids has no end-of-line words
         cfg = Config(**values).validate().resolved()
     except (tomllib.TOMLDecodeError, UsageError, ValueError) as e:
         raise damaged(path, " ".join(str(e).split())) from None
