@@ -227,7 +227,7 @@ def test_disk_full_at_a_checkpoint_keeps_the_last_one(small_disk, monkeypatch, r
     assert e.value.code == 1
     assert f"cannot write {run / CHECKPOINT}: No space left on device; free some space on its disk" in msg
     assert f"w2v-nce train --resume {run}" in msg
-    kept = rundir.load_checkpoint(run, len(rundir.read_vocab(run)), rundir.read_config(run)[0])["position"]  # whole, and as said
+    kept = rundir.load_checkpoint(run, rundir.read_vocab(run).words, rundir.read_config(run)[0])["position"]  # whole, and as said
     assert (rundir.describe_position(kept) in msg) if call == 2 else msg.startswith("training finished, but")
     assert (run / INCOMPLETE).exists() and not (run / VECTORS).exists()
     assert sorted(p.name for p in run.iterdir()) == sorted([CONFIG, VOCAB, IDS, CHECKPOINT, METRICS, INCOMPLETE])
@@ -288,4 +288,4 @@ def test_a_run_directory_made_read_only_mid_run(made, tmp_path):
     finally:
         os.chmod(run, 0o700)
     one_line_error(r, "Permission denied", "check its permissions", f"w2v-nce train --resume {run}")
-    assert rundir.load_checkpoint(run, len(rundir.read_vocab(run)), rundir.read_config(run)[0])["position"]["epoch"] == 1  # the kept one
+    assert rundir.load_checkpoint(run, rundir.read_vocab(run).words, rundir.read_config(run)[0])["position"]["epoch"] == 1  # the kept one

@@ -79,11 +79,11 @@ class Config:
     sync_hot_words: int = 50_000
 
     def resolved(self) -> "Config":
-        """A copy with the learning rate's and --eos's defaults, which depend on the model and --subwords, filled in. (The batch's
-        depends on the device and the step: step.plan.make_plan fills it in.)"""
+        """A copy with the learning rate's and --eos's defaults, which depend on the model and --subwords, filled
+        in. (The batch's depends on the device and the step: step.plan.make_plan fills it in.)"""
         # with subwords fastText's 0.05 for both: sg at 0.025 scored 0.03 lower on Korean WS353 (issue 39)
         lr = self.lr if self.lr is not None else (0.025 if self.model == "sg" and self.subwords is None else 0.05)
-        # fastText's end-of-line word with its subwords: 0.02 of Korean WS353 (issue 39); word2vec's none without
+        # fastText's end-of-line word with its subwords, as fastText trains them; word2vec's none without
         eos = self.eos if self.eos is not None else self.subwords is not None
         return dataclasses.replace(self, lr=lr, eos=eos)
 

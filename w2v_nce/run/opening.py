@@ -204,7 +204,7 @@ def reopen(run_dir: Path | None, world: distributed.World | None = None):
     if not (run_dir / CHECKPOINT).exists():
         raise W2VError(f"nothing to resume in {run_dir}: it has no {CHECKPOINT} (training never started, or the "
                        "file was lost); start a new run instead")
-    state = rundir.load_checkpoint(run_dir, len(vocab), cfg, vocab.words)
+    state = rundir.load_checkpoint(run_dir, vocab.words, cfg)
     if size > 1 and len(state.get("ranks", [])) != size:
         raise rundir.damaged(run_dir / CHECKPOINT, f"it holds the positions of {len(state.get('ranks', []))} "
                              f"ranks where the run has {size}")

@@ -248,10 +248,10 @@ def save_checkpoint(state: dict, run_dir: Path) -> None:
     save_torch({**state, "crc32": _checksum(state)}, Path(run_dir) / CHECKPOINT)
 
 
-def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config, words: list[str] | None = None) -> dict:
-    """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes (the input's: a row a word, and with
-    --subwords a row for each bucket the words use, which `words` gives) and its checksum. A subword checkpoint with
-    a row for every bucket (before the rows were compacted) comes back compacted."""
+def load_checkpoint(run_dir: Path, words: list[str], cfg: Config) -> dict:
+    """checkpoint.pt on the CPU, checked: its keys, the matrices' shapes (the input's: a row a word of `words`, the
+    run's vocabulary, and with --subwords a row for each bucket the words use) and its checksum. A subword checkpoint
+    with a row for every bucket (before the rows were compacted) comes back compacted."""
     import torch
 
     from ..model.heads import output_rows
@@ -266,15 +266,13 @@ def load_checkpoint(run_dir: Path, vocab_size: int, cfg: Config, words: list[str
     need = (*TENSORS, "position", "gen_state")
     if not isinstance(st, dict) or any(k not in st for k in need):
         raise damaged(path, "it is not a checkpoint (keys missing)")
+    vocab_size = len(words)
     shapes, rows = [tuple(st[k].shape) for k in TENSORS], output_rows(cfg.loss, vocab_size)
     inputs, buckets, used = vocab_size, "", None
     if cfg.subwords is not None:  # a row for each bucket the words use (subwords.run_table)
-        if words is not None:
-            from ..corpus import subwords
-            used = subwords.run_table(words, cfg.subword_lengths(), cfg.buckets, cfg.jamo)[2]
-            inputs, buckets = vocab_size + len(used), f" and {len(used)} subword buckets in use"
-        else:  # the caller has no words: any count of the run's buckets
-            inputs = min(max(shapes[0][0], vocab_size), vocab_size + cfg.buckets)
+        from ..corpus import subwords
+        used = subwords.run_table(words, cfg.subword_lengths(), cfg.buckets, cfg.jamo)[2]
+        inputs, buckets = vocab_size + len(used), f" and {len(used)} subword buckets in use"
         if shapes[0] == (vocab_size + cfg.buckets, cfg.dim):  # before the rows were compacted: a row every bucket
             inputs = shapes[0][0]
     if shapes != [(inputs, cfg.dim), (rows, cfg.dim), (rows,)]:
@@ -297,7 +295,7 @@ def load_run(run_dir: Path) -> dict:
                        "`w2v-nce train`")
     cfg, info = read_config(run_dir)
     vocab = read_vocab(run_dir, info.get("vocab_size"))
-    st = load_checkpoint(run_dir, len(vocab), cfg, vocab.words)
+    st = load_checkpoint(run_dir, vocab.words, cfg)
     run = {"config": cfg, "words": vocab.words, "counts": vocab.counts, "input": st["input"],
            "head": trained_head(cfg, vocab.counts, st), "position": st["position"],
            "complete": not interrupted(run_dir), "subwords": None}

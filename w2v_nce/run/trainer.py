@@ -236,8 +236,6 @@ class Trainer:
 
     def load_state(self, st: dict) -> None:
         for name, t in self.tensors().items():
-            if st[name].shape != t.shape:  # rundir.load_checkpoint checked them against the run: not a user's error
-                raise RuntimeError(f"checkpoint tensor {name} is {tuple(st[name].shape)}, the model's {tuple(t.shape)}")
             t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]

@@ -61,7 +61,7 @@ def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     rows (update.Params's sub_offsets and sub_rows), or None: a word's row is its own."""
     n = targets.shape[0]
     if subwords is None:
-        subwords = (WORDS_ONLY, WORDS_ONLY) if config.ENABLE_CUDASIM else (_words_only(),) * 2
+        subwords = (_words_only(),) * 2
     if inp.shape[1] > MAX_DIM:
         raise ValueError(f"the CUDA step supports dim <= {MAX_DIM}")
     if isinstance(seed, (int, np.integer)):

@@ -68,22 +68,13 @@ else:
 def _hidden(h, grad, inp, offsets, subs, ctx, valid, i, lane, nq):
     """This lane's components of h = the mean of example i's valid context words' input rows (one a word, or with
     subwords each word's own and its n-grams': offsets, subs as update.Params's sub_offsets, sub_rows); grad = 0."""
-    dim = inp.shape[1]
     for q in range(nq):
         h[q] = float32(0.0)
         grad[q] = float32(0.0)
     used = 0
     for s in range(ctx.shape[1]):
         if valid[i, s]:
-            w = ctx[i, s]
-            a, b = _rows_of(offsets, w)
-            for p in range(a, b):
-                r = subs[p] if offsets.shape[0] > 1 else w
-                for q in range(nq):
-                    d = lane + 32 * q
-                    if d < dim:
-                        h[q] += inp[r, d]
-            used += b - a
+            used += _add_rows(h, inp, offsets, subs, ctx[i, s], lane, nq)
     if used > 1:
         scale = float32(1.0) / float32(used)
         for q in range(nq):
@@ -96,6 +87,19 @@ def _rows_of(offsets, w):
     if offsets.shape[0] > 1:
         return offsets[w], offsets[w + 1]
     return w, w + 1
+
+
+@cuda.jit(device=True)
+def _add_rows(h, inp, offsets, subs, w, lane, nq):
+    """h += each input row of word w (this lane's components); returns how many rows."""
+    a, b = _rows_of(offsets, w)
+    for p in range(a, b):
+        r = subs[p] if offsets.shape[0] > 1 else w
+        for q in range(nq):
+            d = lane + 32 * q
+            if d < inp.shape[1]:
+                h[q] += inp[r, d]
+    return b - a
 
 
 @cuda.jit(device=True)
@@ -125,12 +129,9 @@ def _carry(h, grad, acc, inp, offsets, subs, w, word, gain, lane, nq):
     for q in range(nq):
         h[q] = float32(0.0)
         acc[q] = float32(0.0)
+    _add_rows(h, inp, offsets, subs, w, lane, nq)
     same = 0
     for p in range(a, b):
-        for q in range(nq):
-            d = lane + 32 * q
-            if d < inp.shape[1]:
-                h[q] += inp[subs[p], d]
         for t in range(a, b):
             same += subs[t] == subs[p]
     scale = float32(1.0) / float32(b - a)
