@@ -68,3 +68,34 @@ def test_a_function_outside_the_package_keeps_numbas_own_cache(tmp_path):
     assert p.returncode == 0, p.stderr
     name, value = p.stdout.split()
     assert not name.startswith("W2VNCE") and value == "2"
+
+
+AVX512 = "+sse4.2,+avx2,+fma,+avx512f,+avx512bw,-amx-tile"
+
+
+def test_512_bit_vectors_where_the_core_runs_them_at_full_clock():
+    assert jit_cache.wide_features(AVX512, "emeraldrapids") == AVX512 + ",-prefer-256-bit"
+    assert jit_cache.wide_features(AVX512, "znver4") == AVX512 + ",-prefer-256-bit"
+    assert jit_cache.wide_features(AVX512, "skylake-avx512") is None  # its clock drops: LLVM's 256 bits kept
+    assert jit_cache.wide_features(AVX512, "cascadelake") is None
+    assert jit_cache.wide_features("+sse4.2,+avx2,+fma,-avx512f,-avx512bw", "alderlake") is None  # no AVX-512
+    assert jit_cache.wide_features("+sse4.2,+neon", "generic") is None
+
+
+FEATURES = ("import w2v_nce.step.cpu; from numba.core.registry import cpu_target; "
+            "print(cpu_target.target_context.codegen().magic_tuple()[2])")
+
+
+@pytest.mark.parametrize("mine", [None, "+avx2,+fma"])
+def test_the_compilers_features_are_the_hosts_or_the_users(mine):
+    """In a fresh process the code generator numba makes (at the package's first kernel) has wide_features' string, or
+    the host's where that is None; a user's NUMBA_CPU_FEATURES is kept."""
+    import llvmlite.binding as ll
+    env = {k: v for k, v in os.environ.items() if k not in ("NUMBA_CPU_FEATURES", "NUMBA_CPU_NAME")}
+    if mine:
+        env["NUMBA_CPU_FEATURES"] = mine
+    p = subprocess.run([sys.executable, "-c", FEATURES], capture_output=True, text=True, env=env, cwd=ROOT)
+    assert p.returncode == 0, p.stderr
+    host = ll.get_host_cpu_features().flatten()
+    want = mine or jit_cache.wide_features(host, ll.get_host_cpu_name()) or host
+    assert p.stdout.strip() == want
