@@ -139,3 +139,35 @@ def test_a_piece_trains_the_same_on_any_thread(tmp_path):
     assert not np.array_equal(models[0][0], start[0])  # it trained
     again = w2v_nce.train(LEE, tmp_path / "again", epochs=1, threads=1, dim=16, progress=False)
     assert np.array_equal(again.vectors.vectors, run.vectors.vectors)
+
+
+def test_each_epoch_takes_the_pieces_in_an_order_of_its_own(tmp_path):
+    """arrange: every piece once an epoch, in a permutation drawn from the seed and the epoch (another each epoch,
+    the same in another process with the seed), the words before each place counted in that order; the file's
+    order where asked."""
+    from w2v_nce.step import plan
+    from w2v_nce.run import rundir
+    from w2v_nce.config import make_config
+    run = w2v_nce.train(LEE, tmp_path / "r", epochs=1, threads=1, dim=16, progress=False, keep_corpus=True,
+                        chunk_tokens=20_000)
+    cfg = make_config(threads=1, dim=16, chunk_tokens=20_000)
+
+    def threads():
+        return Trainer(cfg, run.path, rundir.read_vocab(run.path), plan.make_plan(cfg)).loop.threads
+
+    t, other = threads(), threads()
+    n = len(t.bounds)
+    assert n > 20
+    orders = []
+    for epoch in (0, 1):
+        t.arrange(epoch)
+        other.arrange(epoch)
+        assert sorted(t.order) == list(range(n)) and np.array_equal(t.order, other.order)
+        assert np.array_equal(t.before, np.concatenate(([0], np.cumsum(t.words[t.order]))))
+        orders.append(t.order.copy())
+    assert not np.array_equal(orders[0], orders[1]) and not np.array_equal(orders[0], np.arange(n))
+    t.arrange(1, shuffled=False)
+    assert np.array_equal(t.order, np.arange(n)) and t.before[-1] == t.words.sum()
+    # a report a chunk's worth of places, the last place included
+    per = -(-20_000 // t.size)
+    assert np.array_equal(np.flatnonzero(t.chunk_end), np.unique(np.r_[np.arange(per - 1, n, per), n - 1]))

@@ -268,3 +268,36 @@ def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share, su
         assert torch.equal(resumed.model.input, ref.model.input), (epoch, piece)
         assert torch.equal(resumed.model.head.weight, ref.model.head.weight), (epoch, piece)
         assert torch.equal(resumed.model.head.bias, ref.model.head.bias), (epoch, piece)
+
+
+def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path):
+    """A checkpoint by pieces of a version before the shuffled order (its place counts the file's pieces; no "order"
+    in its position) goes on in the file's order to its epoch's end, then in the shuffled order: the vectors of a run
+    trained so from the start, to the bit (and not those of the run shuffled from the start)."""
+    import torch
+
+    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2)
+    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
+
+    def fresh(file_order_epoch=None):
+        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg))
+        t.loop.in_file_order = file_order_epoch
+        return t
+
+    ref, shuffled = fresh(0), fresh()
+    ref.train_epochs()
+    shuffled.train_epochs()
+    assert not torch.equal(ref.model.input, shuffled.model.input)
+    t, piece = fresh(0), 5
+    whole = t.loop.threads.epoch
+    t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=piece if e == 0 else None)
+    with pytest.raises(KeyboardInterrupt):
+        t.train_epochs()
+    state = t.state()
+    assert state["position"]["order"] == "file"
+    del state["position"]["order"]  # as a version before the shuffled order wrote it
+    resumed = fresh()
+    resumed.load_state(state)
+    resumed.train_epochs()
+    assert torch.equal(resumed.model.input, ref.model.input)
+    assert torch.equal(resumed.model.head.weight, ref.model.head.weight)

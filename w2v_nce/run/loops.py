@@ -1,7 +1,8 @@
-"""The trainer's two ways through an epoch, each a class with the same two methods (`epoch`, `first_piece`):
+"""The trainer's two ways through an epoch, each a class with the same methods (`epoch`; for checkpoints `order_at`,
+and `first_piece` and `resume` at a resume):
 
-- Pieces: one process on the CPU. Each thread takes the next piece of the corpus and trains all of it compiled
-  (step/pieces.py); the position is (epoch, piece).
+- Pieces: one process on the CPU. Each thread takes the next piece of the corpus, in the epoch's shuffled order,
+  and trains all of it compiled (step/pieces.py); the position is (epoch, place in that order).
 - Chunks: several processes (torchrun), the GPU and the PyTorch step. Each chunk of the corpus is made into examples
   (corpus/examples.py) and trained a batch at a time; the position is (epoch, chunk, batch).
 
@@ -54,10 +55,23 @@ class Pieces:
 
     def __init__(self, trainer, threads):
         self.trainer, self.threads = trainer, threads
+        self.in_file_order = None  # the epoch a checkpoint in the file's order was taken in, which goes on in it
 
     def first_piece(self, chunk: int) -> int:
-        """The piece a checkpoint of the chunk loop at `chunk` continues from: that chunk's first."""
+        """The piece a checkpoint of the chunk loop at `chunk` continues from: that chunk's first, its epoch in the
+        file's order."""
+        self.in_file_order = self.trainer.epoch
         return self.threads.piece_at(chunk, self.trainer.cfg.chunk_tokens)
+
+    def order_at(self, epoch: int) -> str:
+        """What a checkpoint's place counts in: "shuffled", the epoch's order (pieces.Threads.arrange), or "file"."""
+        return "file" if epoch == self.in_file_order else "shuffled"
+
+    def resume(self, order: str | None) -> None:
+        """A checkpoint by pieces whose places are in the file's order (or of a version before the shuffled order,
+        without one): its epoch goes on in the file's order, as it began."""
+        if order != "shuffled":
+            self.in_file_order = self.trainer.epoch
 
     def epoch(self, bar, stop) -> None:
         """Train the rest of the epoch; KeyboardInterrupt when stop() ended it early (every piece before
@@ -76,6 +90,7 @@ class Pieces:
                 pending.report(bar, now=t.step == len(done) or chunk_end
                                or not all(math.isfinite(d[1]) for d in done))
 
+        threads.arrange(t.epoch, shuffled=t.epoch != self.in_file_order)
         t.words_done = first_words + float(threads.before[t.piece])
         try:
             t.piece = threads.epoch(t.epoch, t.piece, lambda before: t.rate(first_words + before), stop, report)
@@ -100,6 +115,12 @@ class Chunks:
 
     def first_piece(self, chunk: int) -> int:
         return 0
+
+    def order_at(self, epoch: int) -> str:
+        return "chunks"  # a position (epoch, chunk, batch)
+
+    def resume(self, order: str | None) -> None:
+        pass
 
     def _upload_ids(self) -> torch.Tensor | None:
         """On a GPU, the encoded corpus as int32 on the device, or None where it would take more than an eighth of the

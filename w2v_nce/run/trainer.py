@@ -218,7 +218,7 @@ class Trainer:
         """Where training is and the random stream's state: what a checkpoint holds besides the tensors."""
         return {
             "position": {"epoch": self.epoch, "chunk": self.chunk, "batch": self.batch, "piece": self.piece,
-                         "step": self.step,
+                         "order": self.loop.order_at(self.epoch), "step": self.step,
                          "words_done": self.words_done, "elapsed_s": self.elapsed(),
                          "metrics_bytes": self.history.tell() if self.history is not None else None},
             # examples drawn ahead (Chunks.draw_next) and not begun are not in the checkpoint: the state before them
@@ -239,7 +239,12 @@ class Trainer:
             t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
-        self.piece = pos["piece"] if "piece" in pos else self.loop.first_piece(self.chunk)
+        order = pos.get("order")  # what the place counts in (loops.Pieces.order_at); none before the shuffled order
+        if "piece" in pos and order != "chunks":
+            self.piece = pos["piece"]
+            self.loop.resume(order)
+        else:  # a position by chunks: its chunk's first piece, or by chunks the chunk and batch
+            self.piece = self.loop.first_piece(self.chunk)
         self.words_done = pos["words_done"]
         self.elapsed_before = pos.get("elapsed_s", 0.0)
         self.gen.set_state(st["gen_state"])

@@ -15,7 +15,14 @@ thread gives the same vectors run after run and after a resume from any piece, a
 draws are the same whichever thread takes it. A piece sees the kept tokens around it on its line (up to a window's
 worth beyond its ends), so windows cross piece and chunk boundaries as they cross nothing else but line breaks.
 A stop (a signal, a callback) lets the pieces already taken finish, so the pieces done are always the first ones
-of the epoch: the checkpoint's position is (epoch, piece).
+of the epoch's order: the checkpoint's position is (epoch, place in that order).
+
+The order: each epoch takes the pieces in a permutation of their own, drawn from the seed and the epoch (Threads.arrange),
+not in the file's order. A corpus is often sorted (by source, date, product, author), and the learning rate falls to
+zero over each epoch: in the file's order its last part, trained at the lowest rates, was the file's last topics, and
+two threads worked side by side on one stretch. Korean movie reviews grouped by movie (nsmc-a): WS353-ko 0.234 in
+the file's order, 0.264 in pieces shuffled, 0.273 with the lines shuffled beforehand (fastText, whose threads read
+far-apart parts of the file: 0.265, in any order; docs/benchmarks-log.md section 17).
 
 Several processes (torchrun) keep the chunk loop with the batch kernels: their synchronisations need every thread
 at one point, many times an epoch.
@@ -191,10 +198,10 @@ NEXT, STOP, WORKERS = 0, 1, 2  # the control array: the next piece to take, the 
 
 
 @jit
-def _epoch(text, params, batches, kept, shared, tab, softmax, window, lrs, key, fixed, control, done, results):
-    """An epoch's pieces from control[NEXT] on, by control[WORKERS] threads, each taking the next piece until none is
-    left or control[STOP] is set (then it finishes the piece it has): done[k] set once piece k is trained, results[k]
-    its (loss, examples, words). batches and kept: a Batch and a Kept of arrays with a row a thread. In a parallel
+def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs, key, fixed, control, done, results):
+    """An epoch's pieces in their order from place control[NEXT] on, by control[WORKERS] threads, each taking the next
+    until none is left or control[STOP] is set (then it finishes the piece it has): the piece at place k is
+    order[k], trained at rate lrs[k]; done[k] is set once it is trained, results[k] is its (loss, examples, words). batches and kept: a Batch and a Kept of arrays with a row a thread. In a parallel
     region, not a Python thread a worker: numba compiles a prange body with its arrays declared not to overlap, and
     the same loops ran much faster there."""
     workers, dim, width = control[WORKERS], params.inp.shape[1], batches.rows.shape[2]
@@ -207,14 +214,15 @@ def _epoch(text, params, batches, kept, shared, tab, softmax, window, lrs, key, 
             k = take(control, NEXT)
             if k >= len(lrs):
                 break
-            _piece(text, params, batch, own, mine, tab, softmax, workers > 1, window, lrs[k], key, k, fixed,
+            _piece(text, params, batch, own, mine, tab, softmax, workers > 1, window, lrs[k], key, order[k], fixed,
                    results[k])
             mark(done, k)
 
 
 class Threads:
-    """A single process's CPU training by pieces: its pieces (bounds, words before each), its threads' buffers, and
-    the arrays the kernel reads (views of the model's tensors, which train in place)."""
+    """A single process's CPU training by pieces: its pieces (bounds, in the file's order; a piece's number is its
+    place there), the epoch's order of them (arrange: order, and the words before each place), its threads'
+    buffers, and the arrays the kernel reads (views of the model's tensors, which train in place)."""
 
     def __init__(self, ids: np.ndarray, keep: np.ndarray, model, plan, cfg, threads: int, seed: int):
         family, tab, width = tables(model.head)
@@ -226,9 +234,14 @@ class Threads:
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
         self.text = Text(ids, self.bounds, np.ascontiguousarray(keep, dtype=np.float32),
                          centre_input(cfg.model, cfg.subwords))
-        self.before = np.concatenate(([0], np.cumsum(_words(ids, self.bounds, cfg.chunk_tokens))))  # (P+1,)
-        # the pieces that end a chunk: a progress report when the pieces done reach one, as the chunk loop reports
-        self.chunk_end = (self.bounds[:, 1] % cfg.chunk_tokens == 0) | (self.bounds[:, 1] == len(ids))
+        self.words = _words(ids, self.bounds, cfg.chunk_tokens)  # (P,) each piece's
+        # a chunk's worth of places: a progress report when the pieces done reach the end of one, as the chunk loop
+        # reports at each chunk's end (in the file's order, the pieces that end a chunk)
+        n, per = len(self.bounds), -(-cfg.chunk_tokens // self.size)
+        self.chunk_end = np.zeros(n, np.bool_)
+        self.chunk_end[per - 1::per] = True
+        self.chunk_end[-1] = True
+        self.arrange(0, shuffled=False)
         self.window, self.seed = cfg.window, seed
         self.threads = t = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
         self.done = 0  # after epoch(): the first piece not trained, every one before it trained
@@ -243,14 +256,24 @@ class Threads:
         self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64))
         self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
 
+    def arrange(self, epoch: int, shuffled: bool = True) -> None:
+        """The epoch's order of the pieces (the module docstring): a permutation drawn from the seed and the epoch, the
+        same on any number of threads and after a resume, or with shuffled False the file's (an epoch a checkpoint
+        of the chunk loop, or of a version before the shuffled order, was in). Sets order (P,) and before (P+1,):
+        the words of the places before each."""
+        n = len(self.bounds)
+        self.order = (np.random.default_rng(int(epoch_key(self.seed, epoch))).permutation(n) if shuffled
+                      else np.arange(n))
+        self.before = np.concatenate(([0], np.cumsum(self.words[self.order])))
+
     def warm_up(self) -> None:
         """Compile the epoch's kernel for these arrays' types (or load it from numba's cache) before training is timed:
         an epoch of no piece, which trains nothing."""
         self._kernel(0, np.zeros(0), np.zeros(1, np.int64), np.zeros((1, 3)), np.array([0, 0, 1], np.int64))
 
     def _kernel(self, epoch: int, lrs, done, results, control) -> None:
-        _epoch(self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window, lrs,
-               epoch_key(self.seed, epoch), self.fixed, control, done, results)
+        _epoch(self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window,
+               self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
 
     def piece(self, k: int, epoch: int, lr: float, t: int = 0) -> np.ndarray:
         """Train piece k alone with thread t's buffers, in this thread (the tests); returns its (loss, examples,
@@ -263,16 +286,17 @@ class Threads:
         return result
 
     def piece_at(self, chunk: int, chunk_tokens: int) -> int:
-        """The first piece of a chunk: where a checkpoint of the chunk loop (one without a piece) resumes."""
+        """The first piece of a chunk: where a checkpoint of the chunk loop (one without a piece) resumes, its epoch in
+        the file's order."""
         return int(np.searchsorted(self.bounds[:, 0], chunk * chunk_tokens))
 
     def epoch(self, epoch: int, first: int, rate, stop, report, last: int | None = None) -> int:
-        """Train the epoch's pieces from `first` on; returns the first piece not trained (every one before it is).
-        rate(words before the piece in the epoch) is a piece's learning rate; stop() is asked 20 times a second, and
-        once it is true no piece is begun; report(results, chunk, quiet) gets [(piece, loss, examples, words, lr),
-        ...] as pieces finish, in this thread (Gather). The kernel runs in a thread of its own (it holds no lock of
+        """Train the epoch's pieces, in the order arrange gave, from place `first` on; returns the first place not
+        trained (every one before it is). rate(words before the place in the epoch) is a piece's learning rate;
+        stop() is asked 20 times a second, and once it is true no piece is begun; report(results, chunk, quiet) gets
+        [(place, loss, examples, words, lr), ...] as pieces finish, in this thread (Gather). The kernel runs in a thread of its own (it holds no lock of
         Python's), so that this one reports, and hears Ctrl-C; an exception in report stops the kernel, then rises.
-        last: stop before that piece (an exact place to stop at)."""
+        last: stop before that place (an exact place to stop at)."""
         n = len(self.bounds)
         lrs = np.array([rate(int(b)) for b in self.before[:n]], dtype=np.float64)
         run_lrs = lrs[:n if last is None else last]  # the kernel takes no piece past its rates
