@@ -17,12 +17,14 @@ worth beyond its ends), so windows cross piece and chunk boundaries as they cros
 A stop (a signal, a callback) lets the pieces already taken finish, so the pieces done are always the first ones
 of the epoch's order: the checkpoint's position is (epoch, place in that order).
 
-The order: each epoch takes the pieces in a permutation of their own, drawn from the seed and the epoch (Threads.arrange),
-not in the file's order. A corpus is often sorted (by source, date, product, author), and the learning rate falls to
-zero over each epoch: in the file's order its last part, trained at the lowest rates, was the file's last topics, and
-two threads worked side by side on one stretch. Korean movie reviews grouped by movie (nsmc-a): WS353-ko 0.234 in
-the file's order, 0.264 in pieces shuffled, 0.273 with the lines shuffled beforehand (fastText, whose threads read
-far-apart parts of the file: 0.265, in any order; docs/benchmarks-log.md section 17).
+The order: each epoch takes the pieces in a permutation of its own, drawn from the seed and the epoch
+(Threads.arrange), not in the file's order. A corpus is often sorted (by source, date, product, author), and the
+learning rate falls to zero over each epoch: in the file's order its last part, trained at the lowest rates, was the
+file's last topics, and two threads worked side by side on one stretch. Korean movie reviews grouped by movie
+(nsmc-a), WS353-ko: 0.235 in the file's order, 0.259 in each epoch's own (means of 4 seeds), 0.273 with the lines
+shuffled beforehand; fastText, whose threads read far-apart parts of the file, 0.265 either way. English analogies
++0.013 (sg-neg) and +0.017 (cbow-neg); the same speed (docs/benchmarks-log.md section 18). The chunk loop (several
+processes, the GPU) keeps the file's order.
 
 Several processes (torchrun) keep the chunk loop with the batch kernels: their synchronisations need every thread
 at one point, many times an epoch.
@@ -201,9 +203,10 @@ NEXT, STOP, WORKERS = 0, 1, 2  # the control array: the next piece to take, the 
 def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs, key, fixed, control, done, results):
     """An epoch's pieces in their order from place control[NEXT] on, by control[WORKERS] threads, each taking the next
     until none is left or control[STOP] is set (then it finishes the piece it has): the piece at place k is
-    order[k], trained at rate lrs[k]; done[k] is set once it is trained, results[k] is its (loss, examples, words). batches and kept: a Batch and a Kept of arrays with a row a thread. In a parallel
-    region, not a Python thread a worker: numba compiles a prange body with its arrays declared not to overlap, and
-    the same loops ran much faster there."""
+    order[k], trained at rate lrs[k]; done[k] is set once it is trained, results[k] is its (loss, examples, words).
+    batches and kept: a Batch and a Kept of arrays with a row a thread. In a parallel region, not a Python thread a
+    worker: numba compiles a prange body with its arrays declared not to overlap, and the same loops ran much faster
+    there."""
     workers, dim, width = control[WORKERS], params.inp.shape[1], batches.rows.shape[2]
     for t in prange(workers):
         batch = Batch(batches.ctx[t], batches.valid[t], batches.targets[t], batches.rows[t], batches.coef[t],
@@ -241,8 +244,8 @@ class Threads:
         self.chunk_end = np.zeros(n, np.bool_)
         self.chunk_end[per - 1::per] = True
         self.chunk_end[-1] = True
-        self.arrange(0, shuffled=False)
         self.window, self.seed = cfg.window, seed
+        self.arrange(0, shuffled=False)
         self.threads = t = max(1, min(threads, numba.config.NUMBA_NUM_THREADS))
         self.done = 0  # after epoch(): the first piece not trained, every one before it trained
         dim = self.params.inp.shape[1]
@@ -294,9 +297,9 @@ class Threads:
         """Train the epoch's pieces, in the order arrange gave, from place `first` on; returns the first place not
         trained (every one before it is). rate(words before the place in the epoch) is a piece's learning rate;
         stop() is asked 20 times a second, and once it is true no piece is begun; report(results, chunk, quiet) gets
-        [(place, loss, examples, words, lr), ...] as pieces finish, in this thread (Gather). The kernel runs in a thread of its own (it holds no lock of
-        Python's), so that this one reports, and hears Ctrl-C; an exception in report stops the kernel, then rises.
-        last: stop before that place (an exact place to stop at)."""
+        [(place, loss, examples, words, lr), ...] as pieces finish, in this thread (Gather). The kernel runs in a
+        thread of its own (it holds no lock of Python's), so that this one reports, and hears Ctrl-C; an exception in
+        report stops the kernel, then rises. last: stop before that place (an exact place to stop at)."""
         n = len(self.bounds)
         lrs = np.array([rate(int(b)) for b in self.before[:n]], dtype=np.float64)
         run_lrs = lrs[:n if last is None else last]  # the kernel takes no piece past its rates
