@@ -58,9 +58,8 @@ class Pieces:
         self.in_file_order = None  # the epoch a checkpoint in the file's order was taken in, which goes on in it
 
     def first_piece(self, chunk: int) -> int:
-        """The piece a checkpoint of the chunk loop at `chunk` continues from: that chunk's first, its epoch in the
-        file's order."""
-        self.in_file_order = self.trainer.epoch
+        """The piece a checkpoint of the chunk loop at `chunk` continues from: that chunk's first (its epoch goes on in
+        the file's order: resume)."""
         return self.threads.piece_at(chunk, self.trainer.cfg.chunk_tokens)
 
     def order_at(self, epoch: int) -> str:
@@ -68,8 +67,8 @@ class Pieces:
         return "file" if epoch == self.in_file_order else "shuffled"
 
     def resume(self, order: str | None) -> None:
-        """A checkpoint by pieces whose places are in the file's order (or of a version before the shuffled order,
-        without one): its epoch goes on in the file's order, as it began."""
+        """A checkpoint whose place is not in the epoch's shuffled order (the file's order, the chunk loop's position,
+        or none: a version before the shuffled order): its epoch goes on in the file's order, as it began."""
         if order != "shuffled":
             self.in_file_order = self.trainer.epoch
 

@@ -240,11 +240,9 @@ class Trainer:
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
         order = pos.get("order")  # what the place counts in (loops.Pieces.order_at); none before the shuffled order
-        if "piece" in pos and order != "chunks":
-            self.piece = pos["piece"]
-            self.loop.resume(order)
-        else:  # a position by chunks: its chunk's first piece, or by chunks the chunk and batch
-            self.piece = self.loop.first_piece(self.chunk)
+        # a position by chunks goes on from its chunk's first piece (by chunks: from its chunk and batch)
+        self.piece = pos["piece"] if "piece" in pos and order != "chunks" else self.loop.first_piece(self.chunk)
+        self.loop.resume(order)
         self.words_done = pos["words_done"]
         self.elapsed_before = pos.get("elapsed_s", 0.0)
         self.gen.set_state(st["gen_state"])
