@@ -85,11 +85,22 @@ def train_ours(corpus: Path, work: Path, subwords: str | None, epochs: int, thre
 
 
 def train_fasttext(corpus_txt: Path, minn: int, maxn: int, epochs: int, threads: int, seed: int, tokens: int):
-    import fasttext
+    """fastText's skip-gram with the seed given: its train_unsupervised takes none (its runs all had seed 0 until
+    2026-12-06), but its C++ does, on the arguments object. Each thread draws from minstd_rand(seed + thread), and
+    minstd_rand(0) is minstd_rand(1), so seed S is given as 1000 S: no two seeds' runs share a thread's stream."""
+    import fasttext.FastText as ft_py
+    import fasttext_pybind
+    kwargs = dict(input=str(corpus_txt), model="skipgram", dim=SETTINGS["dim"], ws=SETTINGS["window"],
+                  neg=SETTINGS["negatives"], t=SETTINGS["sample"], minCount=SETTINGS["min_count"], minn=minn,
+                  maxn=maxn, epoch=epochs, thread=threads, verbose=0)
     t = time.perf_counter()
-    m = fasttext.train_unsupervised(str(corpus_txt), model="skipgram", dim=SETTINGS["dim"], ws=SETTINGS["window"],
-                                    neg=SETTINGS["negatives"], t=SETTINGS["sample"], minCount=SETTINGS["min_count"],
-                                    minn=minn, maxn=maxn, epoch=epochs, thread=threads, verbose=0)  # 0.9.2: no seed
+    args, manual = ft_py.read_args([], kwargs, list(kwargs), ft_py.unsupervised_default)
+    args["seed"] = 1000 * seed
+    manual.add("seed")
+    a = ft_py._build_args(args, manual)
+    m = ft_py._FastText(args=a)
+    fasttext_pybind.train(m.f, a)  # what train_unsupervised does with its arguments
+    m.set_args(m.f.getArgs())
     seconds = time.perf_counter() - t
     words = list(m.words)
     vectors = np.stack([m.get_word_vector(w) for w in words[:TOP]])
