@@ -21,8 +21,8 @@ The order: each epoch takes the pieces in a permutation of its own, drawn from t
 (Threads.arrange), not in the file's order. A corpus is often sorted (by source, date, product, author), and the
 learning rate falls to zero over each epoch: in the file's order its last part, trained at the lowest rates, was the
 file's last topics, and two threads worked side by side on one stretch. Korean movie reviews grouped by movie
-(nsmc-a), WS353-ko: 0.235 in the file's order, 0.259 in each epoch's own (means of 4 seeds), 0.273 with the lines
-shuffled beforehand; fastText, whose threads read far-apart parts of the file, 0.265 either way. English analogies
+(nsmc-a), WS353-ko: 0.235 in the file's order, 0.259 in each epoch's own (means of 4 seeds; 0.264 over 8, fastText
+0.261), 0.273 with the lines shuffled beforehand; fastText's threads read far-apart parts of the file. English analogies
 +0.013 (sg-neg) and +0.017 (cbow-neg); the same speed (docs/benchmarks-log.md section 18). The chunk loop (several
 processes, the GPU) keeps the file's order.
 
