@@ -188,7 +188,12 @@ def main() -> None:
     minn, maxn = (int(x) for x in a.subwords.split("-"))
     for item in filter(None, a.ours.split(",")):
         key, value = item.split("=")
-        OURS[key] = float(value) if "." in value or "e" in value else int(value)
+        for kind in (int, float, str):
+            try:
+                OURS[key] = kind(value)
+                break
+            except ValueError:
+                pass
     pairs, questions = read_pairs(a.ws), read_questions(a.analogies)
     work = Path(tempfile.mkdtemp(prefix="w2v-korean-"))
     try:
