@@ -270,17 +270,18 @@ def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share, su
         assert torch.equal(resumed.model.head.bias, ref.model.head.bias), (epoch, piece)
 
 
-def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path):
-    """A checkpoint by pieces of a version before the shuffled order (its place counts the file's pieces; no "order"
+@pytest.mark.parametrize("single", [True, False])
+def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path, single):
+    """A checkpoint of a version before the shuffled order (its place counts the file's pieces, or chunks; no "order"
     in its position) goes on in the file's order to its epoch's end, then in the shuffled order: the vectors of a run
-    trained so from the start, to the bit (and not those of the run shuffled from the start)."""
-    import torch
-
-    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2)
+    trained so from the start, to the bit (and not those of the run shuffled from the start). By pieces (single) and
+    by chunks (stopped inside a chunk)."""
+    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
+                      batch_size=256)
     vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh(file_order_epoch=None):
-        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg))
+        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=single)
         t.loop.in_file_order = file_order_epoch
         return t
 
@@ -288,13 +289,17 @@ def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path):
     ref.train_epochs()
     shuffled.train_epochs()
     assert not torch.equal(ref.model.input, shuffled.model.input)
-    t, piece = fresh(0), 5
-    whole = t.loop.threads.epoch
-    t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=piece if e == 0 else None)
+    t = fresh(0)
     with pytest.raises(KeyboardInterrupt):
-        t.train_epochs()
+        if single:  # stopped before the file's piece 5
+            whole = t.loop.threads.epoch
+            t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=5 if e == 0 else None)
+            t.train_epochs()
+        else:
+            t.train_epochs(stop=lambda: t.step == 7)
     state = t.state()
-    assert state["position"]["order"] == "file"
+    assert state["position"]["order"] == ("file" if single else "chunks")
+    assert single or state["position"]["batch"] > 0
     del state["position"]["order"]  # as a version before the shuffled order wrote it
     resumed = fresh()
     resumed.load_state(state)
@@ -328,35 +333,6 @@ def test_the_chunk_loop_takes_the_pieces_in_the_pieces_loops_order(tmp_path):
             assert int((got != SEPARATOR).sum()) == words
         assert sum(loop.chunk_words) == chunks.epoch_words
     assert orders[0] != orders[1]
-
-
-def test_a_chunk_loop_checkpoint_in_the_files_order_goes_on_in_it(tmp_path):
-    """By chunks, a checkpoint of a version before the shuffled order (no "order" in its position) goes on in the
-    file's chunks to its epoch's end, then in the shuffled order: the vectors of a run trained so from the start."""
-    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
-                      batch_size=256)
-    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
-
-    def fresh(file_order_epoch=None):
-        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=False)
-        t.loop.in_file_order = file_order_epoch
-        return t
-
-    ref, shuffled = fresh(0), fresh()
-    ref.train_epochs()
-    shuffled.train_epochs()
-    assert not torch.equal(ref.model.input, shuffled.model.input)
-    t = fresh(0)
-    with pytest.raises(KeyboardInterrupt):
-        t.train_epochs(stop=lambda: t.step == 7)
-    state = t.state()
-    assert state["position"]["order"] == "chunks" and state["position"]["batch"] > 0
-    del state["position"]["order"]
-    resumed = fresh()
-    resumed.load_state(state)
-    resumed.train_epochs()
-    assert torch.equal(resumed.model.input, ref.model.input)
-    assert torch.equal(resumed.model.head.weight, ref.model.head.weight)
 
 
 def test_either_loop_resumes_the_others_checkpoint_at_its_place(tmp_path):
