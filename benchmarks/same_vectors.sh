@@ -4,8 +4,7 @@
 # byte: every head and model on the CPU kernel, the PyTorch step, phrases, --init.
 #   benchmarks/same_vectors.sh BASE        (about 2 minutes on 2 cores; gensim's Lee corpus)
 # A base before 05bc3d7 (each epoch's pieces shuffled) or, on an AVX-512 machine, before b741414 (512-bit vectors)
-# trains the CPU runs otherwise by design, and one before the chunk loop's shuffled order (2026-12-06) the PyTorch
-# step's: compare against one at or after all three.
+# trains the CPU runs otherwise by design: compare against one at or after both.
 set -euo pipefail
 BASE=${1:?usage: benchmarks/same_vectors.sh BASE-REVISION}
 HERE=$(cd "$(dirname "$0")/.." && pwd)

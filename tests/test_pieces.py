@@ -79,7 +79,7 @@ def test_pieces_tile_the_corpus_chunk_by_chunk():
         assert all(s // chunk == (e - 1) // chunk for s, e in b if e > s)  # never across a chunk's end
     ids = corpus(50_000)
     b = pieces.bounds(len(ids), 7000, 1024)
-    assert pieces.piece_words(ids, b, 7000).tolist() == [int((ids[s:e] != SEPARATOR).sum()) for s, e in b]
+    assert pieces._words(ids, b, 7000).tolist() == [int((ids[s:e] != SEPARATOR).sum()) for s, e in b]
 
 
 @pytest.mark.parametrize("sg", [True, False], ids=["sg", "cbow"])

@@ -270,18 +270,17 @@ def test_resume_by_pieces_is_exact_at_any_piece(tmp_path, model, loss, share, su
         assert torch.equal(resumed.model.head.bias, ref.model.head.bias), (epoch, piece)
 
 
-@pytest.mark.parametrize("single", [True, False])
-def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path, single):
-    """A checkpoint of a version before the shuffled order (its place counts the file's pieces, or chunks; no "order"
+def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path):
+    """A checkpoint by pieces of a version before the shuffled order (its place counts the file's pieces; no "order"
     in its position) goes on in the file's order to its epoch's end, then in the shuffled order: the vectors of a run
-    trained so from the start, to the bit (and not those of the run shuffled from the start). By pieces (single) and
-    by chunks (stopped inside a chunk)."""
-    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
-                      batch_size=256)
+    trained so from the start, to the bit (and not those of the run shuffled from the start)."""
+    import torch
+
+    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2)
     vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
 
     def fresh(file_order_epoch=None):
-        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=single)
+        t = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg))
         t.loop.in_file_order = file_order_epoch
         return t
 
@@ -289,83 +288,16 @@ def test_a_checkpoint_in_the_files_order_goes_on_in_it(tmp_path, single):
     ref.train_epochs()
     shuffled.train_epochs()
     assert not torch.equal(ref.model.input, shuffled.model.input)
-    t = fresh(0)
+    t, piece = fresh(0), 5
+    whole = t.loop.threads.epoch
+    t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=piece if e == 0 else None)
     with pytest.raises(KeyboardInterrupt):
-        if single:  # stopped before the file's piece 5
-            whole = t.loop.threads.epoch
-            t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=5 if e == 0 else None)
-            t.train_epochs()
-        else:
-            t.train_epochs(stop=lambda: t.step == 7)
+        t.train_epochs()
     state = t.state()
-    assert state["position"]["order"] == ("file" if single else "chunks")
-    assert single or state["position"]["batch"] > 0
+    assert state["position"]["order"] == "file"
     del state["position"]["order"]  # as a version before the shuffled order wrote it
     resumed = fresh()
     resumed.load_state(state)
     resumed.train_epochs()
     assert torch.equal(resumed.model.input, ref.model.input)
     assert torch.equal(resumed.model.head.weight, ref.model.head.weight)
-
-
-def test_the_chunk_loop_takes_the_pieces_in_the_pieces_loops_order(tmp_path):
-    """By chunks (torchrun, the GPU, the PyTorch step) an epoch is the pieces of the pieces loop in its order, a chunk's
-    worth of places at a time, a line break between two pieces: every token once an epoch, the chunks' words the
-    epoch's, another order each epoch."""
-    from w2v_nce.corpus.vocab import SEPARATOR
-    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2)
-    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
-    chunks = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=False)
-    by_pieces = Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg)).loop.threads
-    loop, ids = chunks.loop, np.asarray(chunks.ids)
-    orders = []
-    for epoch in (0, 1):
-        loop.arrange(epoch)
-        by_pieces.arrange(epoch)
-        assert loop.order.tolist() == by_pieces.order.tolist() and sorted(loop.order) == list(range(len(loop.bounds)))
-        orders.append(loop.order.tolist())
-        assert len(loop.chunk_words) == -(-len(loop.bounds) // loop.per) > 1
-        for c, words in enumerate(loop.chunk_words):
-            places = loop.order[c * loop.per:(c + 1) * loop.per]
-            want = np.concatenate([np.r_[SEPARATOR, ids[a:b]] for a, b in loop.bounds[places]])[1:]
-            got = loop.tokens(c).numpy()
-            assert got.tolist() == want.tolist()
-            assert int((got != SEPARATOR).sum()) == words
-        assert sum(loop.chunk_words) == chunks.epoch_words
-    assert orders[0] != orders[1]
-
-
-def test_either_loop_resumes_the_others_checkpoint_at_its_place(tmp_path):
-    """A checkpoint by pieces (a place of the epoch's order) goes on by chunks from the chunk that holds the place, and
-    one by chunks goes on by pieces from its chunk's first place: both train the run to its end."""
-    cfg = make_config(model="sg", loss="neg", epochs=2, min_count=3, dim=8, chunk_tokens=9000, threads=1, seed=2,
-                      batch_size=256)
-    vocab, _ = opening.make_run_dir(cfg, Path(LEE), tmp_path / "r")
-
-    def fresh(single):
-        return Trainer(cfg, tmp_path / "r", vocab, plan.make_plan(cfg), single=single)
-
-    t, place = fresh(True), 9
-    whole = t.loop.threads.epoch
-    t.loop.threads.epoch = lambda e, first, *args: whole(e, first, *args, last=place if e == 0 else None)
-    with pytest.raises(KeyboardInterrupt):
-        t.train_epochs()
-    state = t.state()
-    assert state["position"]["order"] == "shuffled"
-    by_chunks = fresh(False)
-    by_chunks.load_state(state)
-    assert (by_chunks.epoch, by_chunks.chunk, by_chunks.batch) == (0, place // by_chunks.loop.per, 0)
-    by_chunks.train_epochs()
-    assert by_chunks.epoch == 2 and by_chunks.words_done == pytest.approx(by_chunks.total_words)
-
-    t = fresh(False)
-    with pytest.raises(KeyboardInterrupt):
-        t.train_epochs(stop=lambda: t.chunk == 2)
-    state = t.state()
-    assert state["position"]["order"] == "shuffled-chunks"
-    by_pieces = fresh(True)
-    by_pieces.load_state(state)
-    assert (by_pieces.epoch, by_pieces.piece) == (0, 2 * by_pieces.loop.threads.per)
-    assert by_pieces.loop.in_file_order is None
-    by_pieces.train_epochs()
-    assert by_pieces.epoch == 2 and by_pieces.words_done == pytest.approx(by_pieces.total_words)

@@ -3,13 +3,8 @@ and `first_piece` and `resume` at a resume):
 
 - Pieces: one process on the CPU. Each thread takes the next piece of the corpus, in the epoch's shuffled order,
   and trains all of it compiled (step/pieces.py); the position is (epoch, place in that order).
-- Chunks: several processes (torchrun), the GPU and the PyTorch step. Each epoch's chunks are runs of the same
-  pieces in the same order (a chunk's worth of places at a time), each made into examples (corpus/examples.py) and
-  trained a batch at a time; the position is (epoch, chunk, batch).
-
-A checkpoint says what its place counts in (`order_at`): "shuffled" (a place of the pieces' order), "shuffled-chunks"
-(a chunk of it), "file" or "chunks" (a piece or chunk of the file's order: an epoch begun by a version before the
-shuffled order, which goes on in the file's order to its end). Either loop resumes either's.
+- Chunks: several processes (torchrun), the GPU and the PyTorch step. Each chunk of the corpus is made into examples
+  (corpus/examples.py) and trained a batch at a time; the position is (epoch, chunk, batch).
 
 Both report to the trainer (Trainer.report) at REPORT_EVERY, after the first step and at each chunk's end.
 """
@@ -23,11 +18,7 @@ import numpy as np
 import torch
 
 from ..corpus.examples import cbow_examples, draw_windows, skipgram_pairs, split_lines, subsample
-from ..corpus.vocab import SEPARATOR
 from ..model.word2vec import centre_input
-from ..step import pieces
-
-BY_PLACE = ("shuffled", "shuffled-chunks")  # the orders of the epoch's permutation (the rest: the file's)
 
 REPORT_EVERY = 0.5  # seconds between progress reports (the bar, metrics.jsonl, the callbacks)
 
@@ -66,11 +57,9 @@ class Pieces:
         self.trainer, self.threads = trainer, threads
         self.in_file_order = None  # the epoch a checkpoint in the file's order was taken in, which goes on in it
 
-    def first_piece(self, chunk: int, order: str | None) -> int:
-        """The place a checkpoint of the chunk loop at `chunk` continues from: that chunk's first (in the file's order
-        unless the chunk was one of the epoch's shuffled order)."""
-        if order == "shuffled-chunks":
-            return chunk * self.threads.per
+    def first_piece(self, chunk: int) -> int:
+        """The piece a checkpoint of the chunk loop at `chunk` continues from: that chunk's first (its epoch goes on in
+        the file's order: resume)."""
         return self.threads.piece_at(chunk, self.trainer.cfg.chunk_tokens)
 
     def order_at(self, epoch: int) -> str:
@@ -78,9 +67,9 @@ class Pieces:
         return "file" if epoch == self.in_file_order else "shuffled"
 
     def resume(self, order: str | None) -> None:
-        """A checkpoint whose place is not in the epoch's shuffled order (the file's order, by pieces or chunks, or
-        none: a version before the shuffled order): its epoch goes on in the file's order, as it began."""
-        if order not in BY_PLACE:
+        """A checkpoint whose place is not in the epoch's shuffled order (the file's order, the chunk loop's position,
+        or none: a version before the shuffled order): its epoch goes on in the file's order, as it began."""
+        if order != "shuffled":
             self.in_file_order = self.trainer.epoch
 
     def epoch(self, bar, stop) -> None:
@@ -112,53 +101,25 @@ class Pieces:
 
 
 class Chunks:
-    """An epoch by chunks, each chunk's examples drawn from trainer.gen. A chunk is a run of places in the epoch's order
-    of the pieces (pieces.epoch_order, the pieces loop's), a line break between two pieces so that no window joins
-    them. On a GPU the encoded corpus is copied to the device once (where it fits in an eighth of the free memory)
-    and each chunk's examples are drawn during the last chunk's training, on a side stream."""
+    """An epoch by chunks, each chunk's examples drawn from trainer.gen. On a GPU the encoded corpus is copied to
+    the device once (where it fits in an eighth of the free memory) and each chunk's examples are drawn during the
+    last chunk's training, on a side stream."""
 
     def __init__(self, trainer):
         self.trainer = t = trainer
-        cfg = t.cfg
-        self.size = pieces.piece_tokens(len(t.ids), cfg.chunk_tokens)
-        self.bounds = pieces.bounds(len(t.ids), cfg.chunk_tokens, self.size)  # (P, 2) as the pieces loop's
-        self.words = pieces.piece_words(t.ids, self.bounds, cfg.chunk_tokens)  # (P,)
-        self.per = pieces.places_per_chunk(cfg.chunk_tokens, self.size)
-        self.in_file_order = None  # the epoch a checkpoint in the file's order was taken in, which goes on in it
-        self.arrange(0)
         self.ids_on_device = self._upload_ids()
         self.draw_ahead = t.device.type == "cuda"
         self.side = torch.cuda.Stream(t.device) if t.device.type == "cuda" else None
         self.ahead = None  # ((epoch, chunk), the generator's state before them, examples) drawn ahead
 
-    def arrange(self, epoch: int) -> None:
-        """The epoch's chunks: order (P,) the places' pieces, or None for the file's chunks; chunk_words the words of
-        each chunk."""
-        t = self.trainer
-        if epoch == self.in_file_order:
-            self.order, self.chunk_words = None, t.chunk_words
-            return
-        self.order = pieces.epoch_order(t.cfg.seed + t.rank, epoch, len(self.bounds))
-        words = self.words[self.order]
-        self.chunk_words = [int(words[p:p + self.per].sum()) for p in range(0, len(words), self.per)]
-
-    def first_piece(self, chunk: int, order: str | None) -> int:
+    def first_piece(self, chunk: int) -> int:
         return 0
 
     def order_at(self, epoch: int) -> str:
-        """What a checkpoint's (epoch, chunk, batch) counts in: the epoch's shuffled order, or the file's chunks."""
-        return "chunks" if epoch == self.in_file_order else "shuffled-chunks"
+        return "chunks"  # a position (epoch, chunk, batch)
 
     def resume(self, order: str | None) -> None:
-        """A checkpoint in the file's order (of either loop, or of a version before the shuffled order) goes on in it to
-        its epoch's end; one of the pieces loop (a place of the same order, or of the file's) from the chunk that holds
-        its place (the pieces of that chunk before it trained again)."""
-        t = self.trainer
-        if order not in BY_PLACE:
-            self.in_file_order = t.epoch
-        if order in ("shuffled", "file"):  # the pieces loop's: its batch 0, its chunk's examples not drawn
-            piece = min(t.piece, len(self.bounds) - 1)
-            t.chunk = piece // self.per if order == "shuffled" else int(self.bounds[piece, 0] // t.cfg.chunk_tokens)
+        pass
 
     def _upload_ids(self) -> torch.Tensor | None:
         """On a GPU, the encoded corpus as int32 on the device, or None where it would take more than an eighth of the
@@ -171,28 +132,15 @@ class Chunks:
             on[s:s + t.cfg.chunk_tokens].copy_(torch.from_numpy(np.array(t.ids[s:s + t.cfg.chunk_tokens])))
         return on
 
-    def tokens(self, chunk: int) -> torch.Tensor:
-        """(L,) int64 on the device: the chunk's tokens, its pieces one after another with a line break between two."""
-        t, cfg = self.trainer, self.trainer.cfg
-        if self.order is None:  # the file's chunk
-            s = t.starts[chunk]
-            if self.ids_on_device is not None:
-                return self.ids_on_device[s:s + cfg.chunk_tokens].long()
-            return torch.from_numpy(np.asarray(t.ids[s:s + cfg.chunk_tokens], dtype=np.int64)).to(t.device)
-        spans = self.bounds[self.order[chunk * self.per:(chunk + 1) * self.per]]  # (k, 2)
-        at = np.concatenate([np.r_[-1, np.arange(a, b)] for a, b in spans])[1:]  # -1: a line break between pieces
-        if self.ids_on_device is not None:
-            at = torch.from_numpy(at).to(t.device)
-            ids = self.ids_on_device[at.clamp_min(0)].long()
-        else:
-            ids = torch.from_numpy(np.asarray(t.ids)[np.maximum(at, 0)].astype(np.int64))
-            at = torch.from_numpy(at)
-        return ids.masked_fill_(at < 0, SEPARATOR).to(t.device)
-
     def examples(self, chunk: int):
         """All examples of one chunk as (inputs, targets, mask or None), drawn from the trainer's generator."""
         t, cfg = self.trainer, self.trainer.cfg
-        ids = subsample(self.tokens(chunk), t.keep, t.gen)
+        s = t.starts[chunk]
+        if self.ids_on_device is not None:
+            ids = self.ids_on_device[s:s + cfg.chunk_tokens].long()
+        else:
+            ids = torch.from_numpy(np.asarray(t.ids[s:s + cfg.chunk_tokens], dtype=np.int64)).to(t.device)
+        ids = subsample(ids, t.keep, t.gen)
         words, lines = split_lines(ids)
         eff = draw_windows(len(words), cfg.window, t.device, t.gen)
         if cfg.model == "sg":
@@ -239,9 +187,8 @@ class Chunks:
     def epoch(self, bar, stop) -> None:
         """Train the rest of the epoch; KeyboardInterrupt when stop() is true before a batch."""
         t = self.trainer
-        self.arrange(t.epoch)
         pending = Pending(t)
-        while t.chunk < len(self.chunk_words):
+        while t.chunk < len(t.starts):
             self._batches(self._chunk_examples(), pending, bar, stop)
             t.chunk += 1
             t.batch = 0
@@ -255,8 +202,8 @@ class Chunks:
         size = t.plan.batch_size
         n = len(targets)
         n_batches = max(1, math.ceil(n / size))
-        words_before = t.epoch * t.epoch_words + sum(self.chunk_words[:t.chunk])
-        chunk_words = self.chunk_words[t.chunk]
+        words_before = t.epoch * t.epoch_words + sum(t.chunk_words[:t.chunk])
+        chunk_words = t.chunk_words[t.chunk]
         while t.batch < n_batches:
             if stop():
                 raise KeyboardInterrupt
@@ -269,6 +216,6 @@ class Chunks:
             t.step += 1
             t.words_done = words_before + chunk_words * t.batch / n_batches
             last = t.batch == n_batches
-            if last and self.draw_ahead and t.chunk + 1 < len(self.chunk_words):
+            if last and self.draw_ahead and t.chunk + 1 < len(t.starts):
                 self.draw_next(t.chunk + 1)  # before the report waits for the device
             pending.report(bar, now=last or t.step == 1)  # a fast run's curve starts after its first step

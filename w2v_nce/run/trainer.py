@@ -239,10 +239,9 @@ class Trainer:
             t.copy_(st[name])
         pos = st["position"]
         self.epoch, self.chunk, self.batch, self.step = pos["epoch"], pos["chunk"], pos["batch"], pos["step"]
-        order = pos.get("order")  # what the place counts in (loops.py); none before the shuffled order
+        order = pos.get("order")  # what the place counts in (loops.Pieces.order_at); none before the shuffled order
         # a position by chunks goes on from its chunk's first piece (by chunks: from its chunk and batch)
-        by_chunk = "piece" not in pos or order in ("chunks", "shuffled-chunks")
-        self.piece = self.loop.first_piece(self.chunk, order) if by_chunk else pos["piece"]
+        self.piece = pos["piece"] if "piece" in pos and order != "chunks" else self.loop.first_piece(self.chunk)
         self.loop.resume(order)
         self.words_done = pos["words_done"]
         self.elapsed_before = pos.get("elapsed_s", 0.0)

@@ -24,8 +24,7 @@ file's last topics, and two threads worked side by side on one stretch. Korean m
 (nsmc-a), WS353-ko: 0.235 in the file's order, 0.259 in each epoch's own (means of 4 seeds; 0.264 over 8, fastText
 0.261), 0.273 with the lines shuffled beforehand; fastText's threads read far-apart parts of the file. English analogies
 +0.013 (sg-neg) and +0.017 (cbow-neg); the same speed (docs/benchmarks-log.md section 18). The chunk loop (several
-processes, the GPU, the PyTorch step) takes the same pieces in the same order, a chunk's worth at a time
-(run/loops.py).
+processes, the GPU) keeps the file's order.
 
 Several processes (torchrun) keep the chunk loop with the batch kernels: their synchronisations need every thread
 at one point, many times an epoch.
@@ -73,18 +72,6 @@ def piece_tokens(tokens: int, chunk_tokens: int) -> int:
     are the same with any --threads and after a resume with other ones."""
     want = max(1, tokens // 256)
     return int(min(PIECE_MAX, chunk_tokens, max(PIECE_MIN, 1 << (want - 1).bit_length())))
-
-
-def places_per_chunk(chunk_tokens: int, piece: int) -> int:
-    """A chunk's worth of places in an epoch's order: as many pieces as a whole chunk of the file has (so a chunk of
-    the shuffled order holds at most a piece's tokens more than --chunk-tokens)."""
-    return -(-chunk_tokens // piece)
-
-
-def epoch_order(seed: int, epoch: int, n: int) -> np.ndarray:
-    """(n,) int64: the epoch's permutation of a corpus's n pieces, drawn from the seed (the run's + the rank) and the
-    epoch: the order both loops take the pieces in, the same on any number of threads and after a resume."""
-    return np.random.default_rng(int(epoch_key(seed, epoch))).permutation(n)
 
 
 def bounds(n_tokens: int, chunk_tokens: int, piece: int) -> np.ndarray:
@@ -250,11 +237,10 @@ class Threads:
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
         self.text = Text(ids, self.bounds, np.ascontiguousarray(keep, dtype=np.float32),
                          centre_input(cfg.model, cfg.subwords))
-        self.words = piece_words(ids, self.bounds, cfg.chunk_tokens)  # (P,) each piece's
+        self.words = _words(ids, self.bounds, cfg.chunk_tokens)  # (P,) each piece's
         # a chunk's worth of places: a progress report when the pieces done reach the end of one, as the chunk loop
         # reports at each chunk's end (in the file's order, the pieces that end a chunk)
-        n = len(self.bounds)
-        self.per = per = places_per_chunk(cfg.chunk_tokens, self.size)
+        n, per = len(self.bounds), -(-cfg.chunk_tokens // self.size)
         self.chunk_end = np.zeros(n, np.bool_)
         self.chunk_end[per - 1::per] = True
         self.chunk_end[-1] = True
@@ -276,10 +262,11 @@ class Threads:
     def arrange(self, epoch: int, shuffled: bool = True) -> None:
         """The epoch's order of the pieces (the module docstring): a permutation drawn from the seed and the epoch, the
         same on any number of threads and after a resume, or with shuffled False the file's (an epoch a checkpoint
-        in the file's order, of a version before the shuffled order, was in). Sets order (P,) and before (P+1,):
+        of the chunk loop, or of a version before the shuffled order, was in). Sets order (P,) and before (P+1,):
         the words of the places before each."""
         n = len(self.bounds)
-        self.order = epoch_order(self.seed, epoch, n) if shuffled else np.arange(n)
+        self.order = (np.random.default_rng(int(epoch_key(self.seed, epoch))).permutation(n) if shuffled
+                      else np.arange(n))
         self.before = np.concatenate(([0], np.cumsum(self.words[self.order])))
 
     def warm_up(self) -> None:
@@ -302,7 +289,8 @@ class Threads:
         return result
 
     def piece_at(self, chunk: int, chunk_tokens: int) -> int:
-        """The first piece of the file's chunk `chunk`: where a checkpoint of the chunk loop in the file's order resumes."""
+        """The first piece of a chunk: where a checkpoint of the chunk loop (one without a piece) resumes, its epoch in
+        the file's order."""
         return int(np.searchsorted(self.bounds[:, 0], chunk * chunk_tokens))
 
     def epoch(self, epoch: int, first: int, rate, stop, report, last: int | None = None) -> int:
@@ -382,7 +370,7 @@ class Gather:
 _own = numba.njit(of_thread.py_func) if numba is not None else of_thread  # of_thread, callable from Python
 
 
-def piece_words(ids: np.ndarray, bound: np.ndarray, chunk_tokens: int) -> np.ndarray:
+def _words(ids: np.ndarray, bound: np.ndarray, chunk_tokens: int) -> np.ndarray:
     """(P,) the words of each piece (its tokens less its line breaks), a chunk of the corpus read at a time."""
     out = np.empty(len(bound), np.int64)
     for s in range(0, max(len(ids), 1), chunk_tokens):
