@@ -257,6 +257,33 @@ def test_exp32_is_within_2_ulp_of_exp_and_keeps_nan():
     assert np.isnan(got[4])
 
 
+@cpu.numba.njit
+def _log32_all(xs, out):
+    for i in range(len(xs)):
+        out[i] = update._log32(xs[i])
+
+
+def test_log32_is_within_1_ulp_of_log_and_keeps_nan():
+    """The CPU kernels' log (update.log32) against float64's over every binade of the positive normal float32s, densely
+    where the loss takes it (a product of terms in [1/2, 1], a softmax's sum of at least 1), at the powers of 2 of its
+    range reduction; and libm's answer outside them (NaN, 0, negatives, subnormals, inf)."""
+    xs = np.concatenate([np.geomspace(1.1754944e-38, 3.4e38, 1_000_001).astype(np.float32),
+                         np.linspace(0.5, 2, 1_000_001, dtype=np.float32),
+                         np.linspace(2, 100, 100_001, dtype=np.float32),
+                         np.float32(2.0) ** np.arange(-126, 128).astype(np.float32),
+                         np.float32([0.70710677, 0.70710683])])
+    got = np.empty_like(xs)
+    _log32_all(xs, got)
+    exact = np.log(xs.astype(np.float64))
+    ulp = np.spacing(np.abs(exact).astype(np.float32)).astype(np.float64)  # of the result: 2^-149 at log 1 = 0
+    assert (np.abs(got - exact) / ulp).max() <= 1.0
+    ends = np.float32([np.nan, 0.0, -1.0, 1e-40, np.inf])
+    got = np.empty_like(ends)
+    _log32_all(ends, got)
+    assert np.isnan(got[0]) and got[1] == -np.inf and np.isnan(got[2]) and np.isinf(got[4]) and got[4] > 0
+    assert got[3] == pytest.approx(np.log(1e-40), rel=1e-6)
+
+
 @pytest.mark.parametrize("loss", SAMPLED)
 def test_non_finite_score_is_reported(loss):
     model, ctx, valid, targets = make_problem("sg", loss, n=10)

@@ -73,7 +73,11 @@ def noise_draw(seed, m, prob, alias):
     # [0, 1]: the low 32 bits rounded once to float32, then scaled exactly (the same value as through float64, with
     # no float64 arithmetic, which costs the GPU)
     coin = np.float32(np.uint32(z & np.uint64(0xFFFFFFFF))) * np.float32(2.3283064365386963e-10)
-    return col if coin < prob[col] else alias[col]
+    # the alias read whatever the coin says: its load no longer waits on a branch that goes one way for a third of
+    # the columns, at random (the CPU mispredicted it; 1.03-1.08x sg and cbow words/s, docs/benchmarks-log.md
+    # section 21), and the GPU's threads do not diverge on it
+    other = alias[col]
+    return col if coin < prob[col] else other
 
 
 def count(target, source, width, offsets):

@@ -30,6 +30,13 @@ if numba is not None:
             return builder.bitcast(args[0], ir.FloatType())
         return numba.float32(numba.int32), codegen
 
+    @intrinsic
+    def int32_bits(typingctx, value):
+        """The int32 whose bits are the float32 `value`'s."""
+        def codegen(context, builder, signature, args):
+            return builder.bitcast(args[0], ir.IntType(32))
+        return numba.int32(numba.float32), codegen
+
     def _item(context, builder, signature, args):
         ary = context.make_array(signature.args[0])(context, builder, args[0])
         return cgutils.get_item_pointer(context, builder, signature.args[0], ary, args[1:])

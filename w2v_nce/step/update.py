@@ -34,7 +34,7 @@ import numpy as np
 
 from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
 from .inputs import dims, example_done, example_input, flush, hidden_of
-from .native import float32_bits, inline, numba, prefetch, serial
+from .native import float32_bits, inline, int32_bits, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
@@ -109,12 +109,42 @@ def exp32(x):
     return (p * r * r + r + np.float32(1.0)) * float32_bits((np.int32(n) + np.int32(127)) << np.int32(23))
 
 
+def log32(x):
+    """log x in float32 without a call (the CPU kernels' loss, once an example): within 1 ulp of log x (0.82 at most)
+    for x a positive normal float32; libm's log elsewhere (NaN, 0 and below, the subnormals, inf: a branch the
+    kernels never take but for the divergence probe's NaN). Why: libm's log is a call, around which the compiler
+    spills the vector registers: 2.5% of sg-neg's time (docs/benchmarks-log.md section 21). Cephes's logf: x = m 2^e
+    with m in [sqrt(1/2), sqrt(2)), log x = e ln 2 + log m, log(1 + f) by its polynomial, ln 2 in two parts."""
+    if not (x >= np.float32(1.1754944e-38) and x <= np.float32(3.4028235e38)):  # NaN, <= 0, subnormal, inf
+        return np.float32(math.log(x))
+    bits = int32_bits(x)
+    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126)  # x = m 2^e, m in [1/2, 1)
+    m = float32_bits((bits & np.int32(0x007FFFFF)) | np.int32(0x3F000000))
+    if m < np.float32(0.707106781186547524):
+        e -= np.int32(1)
+        f = m + m - np.float32(1.0)
+    else:
+        f = m - np.float32(1.0)
+    z = f * f
+    y = np.float32(7.0376836292e-2)
+    y = y * f - np.float32(1.1514610310e-1)
+    y = y * f + np.float32(1.1676998740e-1)
+    y = y * f - np.float32(1.2420140846e-1)
+    y = y * f + np.float32(1.4249322787e-1)
+    y = y * f - np.float32(1.6668057665e-1)
+    y = y * f + np.float32(2.0000714765e-1)
+    y = y * f - np.float32(2.4999993993e-1)
+    y = y * f + np.float32(3.3333331174e-1)
+    n = np.float32(e)
+    y = y * f * z - n * np.float32(2.12194440e-4) - np.float32(0.5) * z
+    return f + y + n * np.float32(0.693359375)
 
 
 # kernel.py's functions compiled for the CPU (cuda.py compiles them for the GPU)
 _noise = inline(noise_draw)
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
 _exp32 = inline(exp32)
+_log32 = inline(log32)
 _logistic = inline(logistic_function(_exp32))
 
 
@@ -200,7 +230,7 @@ def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, see
         coef[j] = c
         if tab.learn_bias and tab.bias_now:
             bias[r] += c
-    return total - np.float32(math.log(prod))
+    return total - _log32(np.float32(prod))
 
 
 @inline
@@ -227,7 +257,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_lo
         if c == np.float32(0.0):
             continue
         _update(mine[r - top] if r >= top else out[r], h, grad, c, fixed)
-    return total - np.float32(math.log(prod))
+    return total - _log32(np.float32(prod))
 
 
 @inline
@@ -305,7 +335,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             if kept[j]:
                 deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
                 z += deltas[j]
-        term = top + math.log(z) - target  # -log softmax of the target (candidate 0)
+        term = top + _log32(z) - target  # -log softmax of the target (candidate 0)
         loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
         for j in range(width):
             if not kept[j]:
