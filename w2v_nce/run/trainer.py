@@ -80,7 +80,7 @@ class Trainer:
         says.start()
         try:
             threads = cfg.threads or os.cpu_count() or 1
-            self.plan.warm(self.model.head, threads)
+            self.plan.warm(self.model.head, threads, 1 if cfg.model == "sg" else 2 * cfg.window, bool(cfg.subwords))
             if single and self.plan.kernel == "fused" and self.device.type == "cpu":
                 by_pieces = pieces.Threads(self.ids, self.keep.numpy(), self.model, self.plan, cfg, threads,
                                            cfg.seed + self.rank)

@@ -22,7 +22,8 @@ import torch
 from ..model.heads import LOGISTIC
 from .kernel import Tables, tables
 from .native import inline, jit, numba, prange
-from .update import WORDS_ONLY, Batch, Params, add_biases, params_of, fixed_for, logistic_range, of_thread, scratch, softmax_range
+from .update import (WORDS_ONLY, Batch, Params, add_biases, params_of, fixed_for, logistic_range, of_thread, own_rows,
+                     scratch, softmax_range)
 
 
 def set_threads(n: int) -> None:
@@ -101,7 +102,7 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     else:  # CBOW: (B, 2W) context ids and which slots are real
         ctx, valid = inputs.numpy(), mask.numpy()
     loss = b.loss[:n]
-    _run(b.family, b.params, Batch(ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss), b.tab, lr, need_loss,
+    _run(b.family, own_rows(b.params, ctx.shape[1]), Batch(ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss), b.tab, lr, need_loss,
          seed)
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
@@ -113,8 +114,8 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
     each example's candidates and -lr dL/dΔ (0 where a term is skipped, where the biases learn); loss (B,) each
     example's loss (or the probe: 0, NaN if a score is not finite). subwords: (offsets, rows) of each word's
     input rows (update.Params), or words only."""
-    _run(family, Params(inp, out, bias, *subwords), Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed,
-         threads)
+    params = own_rows(Params(inp, out, bias, *subwords), ctx.shape[1])
+    _run(family, params, Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed, threads)
 
 
 def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed, threads: int | None = None) -> None:
@@ -123,12 +124,17 @@ def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed,
     kernel(params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(params.inp.shape[1]))
 
 
-def warm_up(head) -> None:
-    """Compile the kernel of this head's family (or load it from numba's cache) before training is timed."""
+def warm_up(head, slots: int = 1, subwords: bool = False) -> None:
+    """Compile the kernel of this head's family (or load it from numba's cache) before training is timed, for
+    examples of `slots` input words, with or without subword rows (the loop is compiled for each kind:
+    update.Params.rows_in)."""
     family, tab, width = tables(head)
     # the head's dim: the kernel compiled for it (step's `fixed`)
     emb, vec = np.zeros((1, head.weight.shape[1]), dtype=np.float32), np.zeros(1, dtype=np.float32)
     one = np.zeros(1, dtype=np.int64)
-    step(family, emb, emb.copy(), vec.copy(), one[:, None], np.ones((1, 1), dtype=np.bool_), one,
+    ctx = np.zeros((1, slots), dtype=np.int64)
+    subs = (np.array([0, 1]), np.zeros(1, np.int64)) if subwords else (WORDS_ONLY, WORDS_ONLY)  # word 0: row 0
+    step(family, emb, emb.copy(), vec.copy(), ctx, np.ones((1, slots), dtype=np.bool_), one,
          np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
-         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1)
+         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1,
+         subwords=subs)

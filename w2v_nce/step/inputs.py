@@ -18,6 +18,16 @@ def dims(fixed, row):
 
 
 @inline
+def own_row(params, grad, ctx, i, fixed):
+    """grad = 0; returns example i's input row itself (update.Params.rows_in), which gets grad at the example's end
+    (add_row). Through hidden_of, whose result is either that row or the scratch vector, skip-gram's loops ran
+    1.2-1.3x slower (docs/benchmarks-log.md section 21)."""
+    for d in range(dims(fixed, grad)):
+        grad[d] = np.float32(0.0)
+    return params.inp[ctx[i, 0]]
+
+
+@inline
 def hidden_of(h, grad, params, ctx, valid, i, fixed):
     """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
     the mean of example i's valid context words' input rows in h: one a word, or with subwords each word's own and

@@ -38,7 +38,7 @@ from typing import NamedTuple
 import numpy as np
 
 
-from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, params_of, scratch, softmax_range
+from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, own_rows, params_of, scratch, softmax_range
 from .kernel import tables
 from .native import inline, jit, mark, numba, prange, read, serial, take
 from ..corpus.examples import emit
@@ -231,7 +231,7 @@ class Threads:
         family, tab, width = tables(model.head)
         self.tab = tab._replace(share=plan.share)
         self.softmax = family != LOGISTIC
-        self.params = params_of(model)
+        self.params = own_rows(params_of(model), 1 if cfg.model == "sg" else 2)
         ids = np.asarray(ids)
         self.size = piece_tokens(len(ids), cfg.chunk_tokens)
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
@@ -296,16 +296,19 @@ class Threads:
     def epoch(self, epoch: int, first: int, rate, stop, report, last: int | None = None) -> int:
         """Train the epoch's pieces, in the order arrange gave, from place `first` on; returns the first place not
         trained (every one before it is). rate(words before the place in the epoch) is a piece's learning rate;
-        stop() is asked 20 times a second, and once it is true no piece is begun; report(results, chunk, quiet) gets
-        [(place, loss, examples, words, lr), ...] as pieces finish, in this thread (Gather). The kernel runs in a
-        thread of its own (it holds no lock of Python's), so that this one reports, and hears Ctrl-C; an exception in
-        report stops the kernel, then rises. last: stop before that place (an exact place to stop at)."""
+        stop() is asked before the first piece and then 20 times a second, and once it is true no piece is begun;
+        report(results, chunk, quiet) gets [(place, loss, examples, words, lr), ...] as pieces finish, in this thread
+        (Gather). The kernel runs in a thread of its own (it holds no lock of Python's), so that this one reports, and
+        hears Ctrl-C; an exception in report stops the kernel, then rises. last: stop before that place (an exact place
+        to stop at)."""
         n = len(self.bounds)
         lrs = np.array([rate(int(b)) for b in self.before[:n]], dtype=np.float64)
         run_lrs = lrs[:n if last is None else last]  # the kernel takes no piece past its rates
         done, results = np.zeros(n, np.int64), np.zeros((n, 3))
         done[:first] = 1
-        control = np.array([first, 0, self.threads], np.int64)
+        # a stop asked before the epoch (a callback at the last one's end) begins no piece: the first look at stop()
+        # in the loop below comes 50 ms after the kernel starts, when a small corpus's epoch can be over
+        control = np.array([first, 1 if stop() else 0, self.threads], np.int64)
         gather = Gather(done, results, lrs, self.chunk_end, first, report)
         errors: list[BaseException] = []
         runner = threading.Thread(target=self._kernel_thread, args=(epoch, run_lrs, done, results, control, errors),

@@ -33,7 +33,7 @@ from typing import NamedTuple
 import numpy as np
 
 from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
-from .inputs import dims, example_done, example_input, flush, hidden_of
+from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
 from .native import float32_bits, inline, int32_bits, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
@@ -42,6 +42,7 @@ FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for thei
 
 
 WORDS_ONLY = np.zeros(1, dtype=np.int64)  # Params' subword arrays where a word's input vector is its own row
+OWN_ROWS, ANY_ROWS = np.zeros(1, dtype=np.int8), np.zeros((1, 1), dtype=np.int8)  # Params.rows_in
 
 
 class Params(NamedTuple):
@@ -53,6 +54,17 @@ class Params(NamedTuple):
     # WORDS_ONLY (one element) each: a word's row is its own
     sub_offsets: np.ndarray = WORDS_ONLY
     sub_rows: np.ndarray = WORDS_ONLY
+    # OWN_ROWS where each example's input is one word's own row (skip-gram without subwords: own_rows), else
+    # ANY_ROWS: told apart by their number of dimensions, a constant of the compiled loops rather than a value they
+    # test, so that those runs' loops read and change the row in place with no branch on it (1.2-1.3x sg's words/s;
+    # docs/benchmarks-log.md section 21), and a run compiles the loops of its kind only. (A tuple, as `fixed` is,
+    # cannot be a field here: numba's parallel regions take no tuple inside a named tuple.)
+    rows_in: np.ndarray = ANY_ROWS
+
+
+def own_rows(params: Params, slots: int) -> Params:
+    """params with rows_in set for examples of `slots` input words (1: skip-gram, 2W: CBOW)."""
+    return params._replace(rows_in=OWN_ROWS if slots == 1 and len(params.sub_offsets) == 1 else ANY_ROWS)
 
 
 def params_of(model) -> Params:
@@ -277,6 +289,7 @@ def _sync(out, top, mine, base, give):
 def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch, several):
     """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
+    own = params.rows_in.ndim == 1  # a constant of the compiled loop: the inputs are the words' own rows, in place
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
@@ -290,7 +303,9 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if carry:
+        if own:
+            h = own_row(params, grad, ctx, i, fixed)
+        elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
@@ -300,7 +315,10 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
         else:
             loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed, tab,
                                      width, fixed)
-        example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
+        if own:
+            add_row(h, grad, fixed)
+        else:
+            example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
     if carry and word >= 0:
         flush(params, word, scratch.acc, fixed)
     _sync(out, top, mine, base, True)
@@ -309,6 +327,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
 @serial
 def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch):
     """The softmax loop over examples [i0, i1), in order, by one thread."""
+    own = params.rows_in.ndim == 1  # as in logistic_range
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch
     hidden, grad, deltas, kept = scratch.hidden, scratch.grad, scratch.deltas, scratch.kept
@@ -319,7 +338,9 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if carry:
+        if own:
+            h = own_row(params, grad, ctx, i, fixed)
+        elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
@@ -348,7 +369,10 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             coef[i, j] = c
             if tab.learn_bias and tab.bias_now:
                 bias[rows[i, j]] += c
-        example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
+        if own:
+            add_row(h, grad, fixed)
+        else:
+            example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
     if carry and word >= 0:
         flush(params, word, scratch.acc, fixed)
 
