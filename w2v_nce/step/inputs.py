@@ -29,15 +29,13 @@ def own_row(params, grad, ctx, i, fixed):
 
 @inline
 def hidden_of(h, grad, params, ctx, valid, i, fixed):
-    """grad = 0; returns the hidden vector: sg's context row itself (read, not changed, until the example's end), or
-    the mean of example i's valid context words' input rows in h: one a word, or with subwords each word's own and
-    its n-grams'."""
+    """grad = 0; returns h, the mean of example i's valid context words' input rows: one a word, or with subwords
+    each word's own and its n-grams'. (Skip-gram's words read their row in place instead: own_row. The result is
+    always h, never a row: a result that could be either made LLVM's code for every use of it slower.)"""
     inp, offsets, subs = params.inp, params.sub_offsets, len(params.sub_offsets) > 1
     dim = dims(fixed, h)
     for d in range(dim):
         grad[d] = np.float32(0.0)
-    if ctx.shape[1] == 1 and not subs:
-        return inp[ctx[i, 0]]
     for d in range(dim):
         h[d] = np.float32(0.0)
     used = 0
