@@ -102,8 +102,8 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
     else:  # CBOW: (B, 2W) context ids and which slots are real
         ctx, valid = inputs.numpy(), mask.numpy()
     loss = b.loss[:n]
-    _run(b.family, own_rows(b.params, ctx.shape[1]), Batch(ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss), b.tab, lr, need_loss,
-         seed)
+    _run(b.family, own_rows(b.params, ctx.shape[1]), Batch(ctx, valid, targets.numpy(), b.rows[:n], b.coef[:n], loss),
+         b.tab, lr, need_loss, seed)
     return torch.tensor(loss.sum(dtype=np.float64), dtype=torch.float32)
 
 
