@@ -231,7 +231,7 @@ class Threads:
         family, tab, width = tables(model.head)
         self.tab = tab._replace(share=plan.share)
         self.softmax = family != LOGISTIC
-        self.params = own_rows(params_of(model), 1 if cfg.model == "sg" else 2)
+        self.params = own_rows(params_of(model), 1 if cfg.model == "sg" else 2 * cfg.window)
         ids = np.asarray(ids)
         self.size = piece_tokens(len(ids), cfg.chunk_tokens)
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)

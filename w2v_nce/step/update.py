@@ -106,7 +106,7 @@ def exp32(x):
     NaN; below -87.3 it gives 1.2e-38 and above 88 e^88, where the kernels only add e^x to 1 (σ) or to a sum of at
     least 1 (a softmax). Why: libm's expf is a call, around which the compiler spills the vector registers. Cephes's expf: e^x = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), e^r by its
     polynomial, 2^n made from its bits. The comparisons keep NaN (NaN < lo is false), as the divergence probe
-    needs. (libm's logf, once an example, was no slower than the same done so.)"""
+    needs. (libm's log once an example was 2.5% of sg-neg's time: log32.)"""
     lo, hi = np.float32(-87.33654), np.float32(88.0)
     x = lo if x < lo else x
     x = hi if x > hi else x
