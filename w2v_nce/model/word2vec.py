@@ -24,6 +24,11 @@ def centre_input(arch: str, subwords) -> bool:
     return arch == "sg" and subwords is not None
 
 
+def input_slots(arch: str, window: int) -> int:
+    """The input words of an example: skip-gram's one, CBOW's 2W context slots (some empty at a line's ends)."""
+    return 1 if arch == "sg" else 2 * window
+
+
 class Word2Vec(nn.Module):
     def __init__(self, vocab_size: int, dim: int, arch: str, head: OutputHead,
                  generator: torch.Generator | None = None, subwords: tuple[torch.Tensor, torch.Tensor] | None = None,

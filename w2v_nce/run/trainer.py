@@ -20,7 +20,7 @@ from ..corpus import subwords, vocab as vocab_mod
 from ..errors import W2VError
 from ..model.heads import make_head
 from ..model.sampling import AliasSampler, keep_probs
-from ..model.word2vec import Word2Vec
+from ..model.word2vec import Word2Vec, input_slots
 from ..step import pieces
 from ..step.plan import Plan, largest_summed_batch
 
@@ -80,7 +80,7 @@ class Trainer:
         says.start()
         try:
             threads = cfg.threads or os.cpu_count() or 1
-            self.plan.warm(self.model.head, threads, 1 if cfg.model == "sg" else 2 * cfg.window, bool(cfg.subwords))
+            self.plan.warm(self.model.head, threads, input_slots(cfg.model, cfg.window), bool(cfg.subwords))
             if single and self.plan.kernel == "fused" and self.device.type == "cpu":
                 by_pieces = pieces.Threads(self.ids, self.keep.numpy(), self.model, self.plan, cfg, threads,
                                            cfg.seed + self.rank)

@@ -44,7 +44,7 @@ from .native import inline, jit, mark, numba, prange, read, serial, take
 from ..corpus.examples import emit
 from ..corpus.vocab import SEPARATOR
 from ..model.heads import LOGISTIC
-from ..model.word2vec import centre_input
+from ..model.word2vec import centre_input, input_slots
 
 class Text(NamedTuple):
     """The corpus as the kernel reads it."""
@@ -231,7 +231,8 @@ class Threads:
         family, tab, width = tables(model.head)
         self.tab = tab._replace(share=plan.share)
         self.softmax = family != LOGISTIC
-        self.params = own_rows(params_of(model), 1 if cfg.model == "sg" else 2 * cfg.window)
+        slots = input_slots(cfg.model, cfg.window)
+        self.params = own_rows(params_of(model), slots)
         ids = np.asarray(ids)
         self.size = piece_tokens(len(ids), cfg.chunk_tokens)
         self.bounds = bounds(len(ids), cfg.chunk_tokens, self.size)
@@ -250,7 +251,6 @@ class Threads:
         self.done = 0  # after epoch(): the first piece not trained, every one before it trained
         dim = self.params.inp.shape[1]
         self.fixed = fixed_for(dim)
-        slots = 1 if cfg.model == "sg" else 2 * cfg.window
         size = max(plan.batch_size, 2 * cfg.window)  # a block holds at least one centre's examples
         span = self.size + 2 * cfg.window + 1  # a piece's tokens and the window's worth each side
         self.batches = Batch(np.zeros((t, size, slots), np.int64), np.ones((t, size, slots), np.bool_),
