@@ -6,8 +6,10 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 from contextlib import contextmanager
 from pathlib import Path
@@ -196,3 +198,23 @@ def test_the_lock_itself(tmp_path):
         r = invoke("train", datapath("lee_background.cor"), "--out", empty, "--no-progress")
         assert r.exit_code == 1 and f"in use by process {other.pid}" in r.output, r.output
         assert os.listdir(empty) == [lock.RUN_LOCK]  # nothing of ours was written
+
+
+def test_a_holder_that_has_not_written_its_record_yet_is_still_named(tmp_path):
+    """Two writers started together: the second may find the lock taken a moment before its holder wrote who it is
+    (the CI failure of 7c4b429). It reads the record again until it is there, and names the holder."""
+    path = tmp_path / "x.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT)  # locked, empty: a holder between its flock and its record
+    fcntl = pytest.importorskip("fcntl")
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    record = f"{os.getpid()}\n{socket.gethostname()}\n2026-12-06T15:00:00+00:00\nw2v-nce train c\n".encode()
+    late = threading.Timer(0.2, os.pwrite, (fd, record, 0))
+    late.start()
+    try:
+        with pytest.raises(lock.Busy) as refused:
+            lock.hold(path, "the thing", "do this").__enter__()
+    finally:
+        late.join()
+        os.close(fd)
+    assert str(refused.value) == (f"the thing is in use by process {os.getpid()} (w2v-nce train c, started "
+                                  "2026-12-06T15:00:00+00:00); do this")

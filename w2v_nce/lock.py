@@ -18,6 +18,7 @@ import os
 import shlex
 import socket
 import sys
+import time
 from pathlib import Path
 
 try:
@@ -71,7 +72,7 @@ def _take(path: Path, what: str, advice: str) -> int:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            by = _describe(os.pread(fd, 4096, 0))
+            by = _holder_record(fd)
             os.close(fd)
             raise Busy(f"{what} is in use by {by or 'another process'}; {advice}") from None
         except OSError as e:  # a filesystem without locks (some network mounts)
@@ -87,12 +88,23 @@ def _take(path: Path, what: str, advice: str) -> int:
     started = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     command = _command(sys.argv)
     record = f"{os.getpid()}\n{socket.gethostname()}\n{started}\n{command}\n".encode()
-    try:
-        os.ftruncate(fd, 0)
+    try:  # written over, then cut to length: a reader never sees an empty record of a live holder
         os.pwrite(fd, record, 0)
+        os.ftruncate(fd, len(record))
     except OSError:
         pass  # the record only names the holder; the lock holds without it
     return fd
+
+
+def _holder_record(fd: int, wait: float = 1.0) -> str | None:
+    """The holder's description from the locked file fd. A holder writes its record just after it takes the lock,
+    so a file still empty is read again for up to `wait` seconds (two processes started together meet there)."""
+    end = time.monotonic() + wait
+    while True:
+        by = _describe(os.pread(fd, 4096, 0))
+        if by is not None or time.monotonic() >= end:
+            return by
+        time.sleep(0.01)
 
 
 def _command(argv: list[str]) -> str:
