@@ -173,7 +173,7 @@ def test_sync_gain_reads_back_from_toml_as_a_rule_or_a_number(tmp_path, value, p
 def test_bench_rows_name_their_device_and_count_examples(workdir):
     from gensim.test.utils import datapath
     r = invoke("bench", datapath("lee_background.cor"), "--model", "sg", "--loss", "neg", "--epochs", 1,
-               "--device", "cpu", "--json")
+               "--device", "cpu", "--dim", 16, "--json")  # below update.FIXED_FROM: the kernels other tests compile
     assert r.exit_code == 0, r.output
     rows = json.loads(r.stdout.strip().splitlines()[-1])
     assert [(x["tool"].split()[0], x["device"]) for x in rows] == [("w2v-nce", "cpu"), ("gensim", "cpu")]
@@ -186,7 +186,7 @@ def test_bench_rows_name_their_device_and_count_examples(workdir):
 def test_bench_repeats_merge_rounds_into_one_row_per_model(workdir):
     from gensim.test.utils import datapath
     r = invoke("bench", datapath("lee_background.cor"), "--model", "cbow", "--loss", "neg", "--loss", "nce",
-               "--epochs", 1, "--ours-only", "--repeats", 2, "--out", workdir / "report.md")
+               "--epochs", 1, "--dim", 16, "--ours-only", "--repeats", 2, "--out", workdir / "report.md")
     assert r.exit_code == 0, r.output
     report = (workdir / "report.md").read_text()
     assert "Rounds: 2" in report and "nce / neg train words/s: cbow on cpu" in report

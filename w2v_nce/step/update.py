@@ -88,9 +88,9 @@ class Scratch(NamedTuple):
     """One thread's working memory."""
     hidden: np.ndarray  # (D,) float32: the hidden vector (cbow's mean; sg reads its context row itself)
     grad: np.ndarray  # (D,) float32: the gradient of the hidden vector
-    deltas: np.ndarray  # (C,) float32: the softmax loop's scores
+    deltas: np.ndarray  # (C,) float32: an example's scores (the softmax loop; the logistic loop's noise heads)
     acc: np.ndarray  # (D,) float32: the gradient waiting for the carried input word's rows (carry_input)
-    kept: np.ndarray  # (C,) bool: the softmax loop's candidates that are terms of the loss
+    kept: np.ndarray  # (C,) bool: which of an example's candidates are terms of the loss (as deltas)
     mine: np.ndarray  # (TOP_NODES, D) float32: hs's copy of the top rows (empty for the other heads)
     base: np.ndarray  # (TOP_NODES, D) float32: those rows as the thread took them
     top: int  # the first of the top rows (the number of output rows where there is no copy)
@@ -219,20 +219,34 @@ def _draw(rows, i, first, start, j, width, target, seed, tab):
 
 
 @inline
-def _noise_example(out, bias, h, grad, target, i, rows, coef, lr, need_loss, seed, tab, width, fixed):
-    """The logistic loss of example i over its target and noise words, each row updated right after its score (a
-    noise word drawn twice sees its first update); returns the example's loss. (Its noise words are drawn again
-    for each example of a shared draw: reading them from the first example's rows, as _softmax_step does, was no
-    faster here.)"""
-    total, first = np.float32(0.0), i - i % tab.share
-    prod = 1.0  # float64: the product of the terms' q (logistic)
+def _noise_example(out, bias, h, grad, target, i, rows, coef, deltas, kept, lr, need_loss, seed, tab, width,
+                   fixed):
+    """The logistic loss of example i over its target and noise words (candidate 0 the target, label 1; the rest
+    label 0), each row updated in order right after its score; returns the example's loss. Every score is taken
+    first: the rows are distinct but for a noise word drawn twice (or the target drawn), so the scores do not
+    depend on each other and the core overlaps them, where one after another each waited on the last's update
+    (docs/benchmarks-log.md section 22). A row that an earlier candidate of the example has (and may have updated)
+    is scored again just before its own term: the sequential loop's result to the bit. (Its noise words are drawn
+    again for each example of a shared draw: reading them from the first example's rows, as _softmax_step does,
+    was no faster here.)"""
+    first = i - i % tab.share
     for j in range(width):
         r, positive, s, used = _candidate(first, j, width, target, NOISE, seed, tab.shift, tab.prob, tab.alias,
                                           tab.drop_hits, tab.offsets, tab.points, tab.codes)
-        rows[j] = r
-        if not used:
+        rows[j], kept[j] = r, used
+        if used:
+            deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
+    total = np.float32(0.0)
+    prod = 1.0  # float64: the product of the terms' q (logistic)
+    for j in range(width):
+        if not kept[j]:
             continue
-        g, hinge, q = _logistic(bias[r] + s + _dot(out[r], h, fixed), positive, need_loss)
+        r, delta = rows[j], deltas[j]
+        for e in range(j):
+            if rows[e] == r:  # the same row as an earlier candidate: its score after that one's update
+                delta = bias[r] + tab.shift[r] + _dot(out[r], h, fixed)
+                break
+        g, hinge, q = _logistic(delta, j == 0, need_loss)
         total += hinge
         prod *= q
         if abs(g) < TINY:
@@ -313,8 +327,8 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
         else:
-            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], lr, need_loss, seed, tab,
-                                     width, fixed)
+            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], scratch.deltas,
+                                     scratch.kept, lr, need_loss, seed, tab, width, fixed)
         if own:
             add_row(h, grad, fixed)
         else:
