@@ -186,18 +186,24 @@ def add_biases(bias, rows, coef):
 
 
 @inline
-def _touch(out, targets, e, width, source, seed, prob, alias, share):
+def _touch(out, rows, targets, e, width, source, seed, prob, alias, share):
     """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
     the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
     a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
-    retiring of everything after it until its line arrives. hs prefetches nothing: its upper nodes are in cache, and prefetching its paths was slower."""
+    retiring of everything after it until its line arrives. The noise words drawn for it are kept in rows[e]
+    (rows: (B, C), the batch's), where e's loop reads them (_draw) rather than draw them again: a draw is a hash
+    and two reads of the alias table at a random column, a miss of the L1 cache in CBOW, whose examples share no
+    draw (docs/benchmarks-log.md section 22). hs prefetches nothing: its upper nodes are in cache, and prefetching
+    its paths was slower."""
     if source != NOISE:
         return
     _prefetch_row(out, targets[e])
     if e % share != 0:  # shared draws: prefetched with the first example that draws them
         return
     for j in range(1, width):
-        _prefetch_row(out, _noise(seed, e * width + j, prob, alias))
+        r = _noise(seed, e * width + j, prob, alias)
+        rows[e, j] = r
+        _prefetch_row(out, r)
 
 
 @inline
@@ -208,10 +214,12 @@ def _prefetch_row(out, r):
 
 @inline
 def _draw(rows, i, first, start, j, width, target, seed, tab):
-    """_candidate of example i (rows: (B, C), the batch's): a noise word of a shared draw is read from the rows of the
-    draw's first example where this thread wrote them (first in its share, which begins at start), not drawn again
-    (the hash and two reads of the alias table)."""
-    if tab.source == NOISE and j > 0 and first != i and first >= start:
+    """_candidate of example i (rows: (B, C), the batch's; this thread's examples begin at start): a noise word that
+    this thread has drawn already is read from rows[first] (first: the first example of i's shared draw), not
+    drawn again. It has when an earlier example of the draw was this thread's (first in [start, i)), or when _touch
+    drew them for example first (tab.ahead examples after start or later)."""
+    drawn = first >= start and (first < i or (tab.ahead > 0 and first >= start + tab.ahead))
+    if tab.source == NOISE and j > 0 and drawn:
         r = rows[first, j]
         return r, False, tab.shift[r], not (tab.drop_hits and r == target)
     return _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.alias, tab.drop_hits,
@@ -219,21 +227,19 @@ def _draw(rows, i, first, start, j, width, target, seed, tab):
 
 
 @inline
-def _noise_example(out, bias, h, grad, target, i, rows, coef, deltas, kept, lr, need_loss, seed, tab, width,
+def _noise_example(out, bias, h, grad, target, i, start, rows, coef, deltas, kept, lr, need_loss, seed, tab, width,
                    fixed):
     """The logistic loss of example i over its target and noise words (candidate 0 the target, label 1; the rest
     label 0), each row updated in order right after its score; returns the example's loss. Every score is taken
     first: the rows are distinct but for a noise word drawn twice (or the target drawn), so the scores do not
     depend on each other and the core overlaps them, where one after another each waited on the last's update
     (docs/benchmarks-log.md section 22). A row that an earlier candidate of the example has (and may have updated)
-    is scored again just before its own term: the sequential loop's result to the bit. (Its noise words are drawn
-    again for each example of a shared draw: reading them from the first example's rows, as _softmax_step does,
-    was no faster here.)"""
+    is scored again just before its own term: the sequential loop's result to the bit. rows: (B, C), the batch's
+    (this thread's examples begin at start: _draw reads the noise words drawn already there)."""
     first = i - i % tab.share
     for j in range(width):
-        r, positive, s, used = _candidate(first, j, width, target, NOISE, seed, tab.shift, tab.prob, tab.alias,
-                                          tab.drop_hits, tab.offsets, tab.points, tab.codes)
-        rows[j], kept[j] = r, used
+        r, positive, s, used = _draw(rows, i, first, start, j, width, target, seed, tab)
+        rows[i, j], kept[j] = r, used
         if used:
             deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
     total = np.float32(0.0)
@@ -241,9 +247,9 @@ def _noise_example(out, bias, h, grad, target, i, rows, coef, deltas, kept, lr, 
     for j in range(width):
         if not kept[j]:
             continue
-        r, delta = rows[j], deltas[j]
+        r, delta = rows[i, j], deltas[j]
         for e in range(j):
-            if rows[e] == r:  # the same row as an earlier candidate: its score after that one's update
+            if rows[i, e] == r:  # the same row as an earlier candidate: its score after that one's update
                 delta = bias[r] + tab.shift[r] + _dot(out[r], h, fixed)
                 break
         g, hinge, q = _logistic(delta, j == 0, need_loss)
@@ -314,7 +320,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
         if several and (i - i0) % SYNC == SYNC - 1:
             _sync(out, top, mine, base, True)  # give the changes, take the others'
         if tab.ahead and i + tab.ahead < i1:
-            _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+            _touch(out, rows, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
@@ -327,7 +333,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
         else:
-            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, rows[i], coef[i], scratch.deltas,
+            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, i0, rows, coef[i], scratch.deltas,
                                      scratch.kept, lr, need_loss, seed, tab, width, fixed)
         if own:
             add_row(h, grad, fixed)
@@ -349,7 +355,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
     carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
     for i in range(i0, i1):
         if tab.ahead and i + tab.ahead < i1:
-            _touch(out, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+            _touch(out, rows, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
