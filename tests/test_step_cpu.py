@@ -113,6 +113,9 @@ def test_kernel_equals_the_sequential_reference(arch, loss, dim):
     assert (rows == cand.rows.numpy()).all()  # the kernel's candidates are the head's (hs: its paths)
     if loss != "hs":
         assert (rows[:, 1:] == targets[:, None]).any(), "the test should include noise equal to the target"
+        # and a noise word drawn twice in one example: the logistic loop scores every candidate first, and one whose
+        # row an earlier candidate updated again (update._noise_example)
+        assert any(len(set(r[1:])) < len(r) - 1 for r in rows.tolist()), "the test should include a repeated draw"
     want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)), ctx, valid, cand, 0.3)
     for got, ref in zip((inp, out, bias, losses), want):
         # float32 rounding grows with the size of the terms summed, not of the result: an entry near 0 that is
@@ -354,18 +357,25 @@ def test_train_step_reuses_its_buffers_exactly(loss):
         assert np.array_equal(t.numpy(), want)
 
 
-@pytest.mark.parametrize("loss", ["nce", "hs", "sampled-softmax"])
-def test_reading_ahead_changes_nothing(loss):
-    """The kernels read the rows of the example 2 ahead (update._touch) only to bring them into the cache."""
-    model, ctx, valid, targets = make_problem("cbow", loss, n=60)
+@pytest.mark.parametrize("loss", ["neg", "nce", "hs", "sampled-softmax"])
+@pytest.mark.parametrize("share", [1, 3])
+def test_reading_ahead_changes_nothing(loss, share):
+    """The kernels prefetch the rows of the example `ahead` examples on (update._touch), and keep the noise words
+    they draw for it, which its loop then reads rather than draws (update._draw): the same result to the bit as no
+    reading ahead, at any distance, with or without shared draws; on two threads (whose second share begins inside
+    a shared draw) the same candidates."""
+    model, ctx, valid, targets = make_problem("cbow", loss, n=61)
     family, tab, width = kernel.tables(model.head)
     assert tab.ahead == kernel.AHEAD > 0
-    out = []
-    for ahead in (0, kernel.AHEAD):
-        arrays = [t.numpy().copy() for t in (model.input, model.head.weight, model.head.bias)]
-        n = len(targets)
-        extra = [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
-        cpu.step(family, *arrays, ctx, valid, targets, *extra, 0.3, True, tab._replace(ahead=ahead, share=3), 5)
-        out.append(arrays + extra)
-    for a, b in zip(*out):
-        assert np.array_equal(a, b)
+    for threads in (1, 2):
+        out = []
+        for ahead in (0, kernel.AHEAD, 2):
+            arrays = [t.numpy().copy() for t in (model.input, model.head.weight, model.head.bias)]
+            n = len(targets)
+            extra = [np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)]
+            cpu.step(family, *arrays, ctx, valid, targets, *extra, 0.3, True,
+                     tab._replace(ahead=ahead, share=share), 5, threads=threads)
+            out.append(arrays + extra)
+        for other in out[1:]:  # two threads update rows they share without locks (Hogwild): their draws only
+            for a, b in zip(out[0], other) if threads == 1 else [(out[0][3], other[3])]:
+                assert np.array_equal(a, b)
