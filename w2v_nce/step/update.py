@@ -5,8 +5,9 @@ pieces of the corpus with them, and cuda.py runs the same loops as CUDA kernels,
 One loop per family, as word2vec.c's hierarchical softmax and negative sampling loops are one:
   h = the context word's input row (sg) or the mean of the context rows (cbow)
   logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
-      c = -lr dL/dΔ; grad += c out_r; then out_r += c h (hs takes every Δ first: the same result, as a path's
-      nodes are distinct, and the independent scores overlap in the core)
+      c = -lr dL/dΔ; grad += c out_r; then out_r += c h (every Δ is taken first: the same result, as a path's
+      nodes are distinct, and a sampled row that an earlier candidate has is scored again; the independent
+      scores overlap in the core)
   softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
       target]); grad += c out_r; out_r += c h
   every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
