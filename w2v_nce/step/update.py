@@ -178,6 +178,12 @@ def _dot(o, h, fixed):
 
 
 @inline
+def _score(out, bias, r, shift, h, fixed):
+    """Δ of output row r for the hidden vector h: <out_r, h> + b_r + its shift (nce's -log k q(r), else 0)."""
+    return bias[r] + shift + _dot(out[r], h, fixed)
+
+
+@inline
 def add_biases(bias, rows, coef):
     """The biases are updated at the end of the batch, not per example: the biases of the most frequent
     words share a cache line, and two threads writing it per example made the step 3x slower."""
@@ -242,7 +248,7 @@ def _noise_example(out, bias, h, grad, target, i, start, rows, coef, deltas, kep
         r, positive, s, used = _draw(rows, i, first, start, j, width, target, seed, tab)
         rows[i, j], kept[j] = r, used
         if used:
-            deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
+            deltas[j] = _score(out, bias, r, s, h, fixed)
     total = np.float32(0.0)
     prod = 1.0  # float64: the product of the terms' q (logistic)
     for j in range(width):
@@ -251,7 +257,7 @@ def _noise_example(out, bias, h, grad, target, i, start, rows, coef, deltas, kep
         r, delta = rows[i, j], deltas[j]
         for e in range(j):
             if rows[i, e] == r:  # the same row as an earlier candidate: its score after that one's update
-                delta = bias[r] + tab.shift[r] + _dot(out[r], h, fixed)
+                delta = _score(out, bias, r, tab.shift[r], h, fixed)
                 break
         g, hinge, q = _logistic(delta, j == 0, need_loss)
         total += hinge
@@ -370,7 +376,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], seed, tab)
             rows[i, j], kept[j] = r, used
             if used:
-                deltas[j] = bias[r] + s + _dot(out[r], h, fixed)
+                deltas[j] = _score(out, bias, r, s, h, fixed)
                 top = max(top, deltas[j])
         z, target = np.float32(0.0), deltas[0]
         for j in range(width):
