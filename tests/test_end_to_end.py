@@ -70,3 +70,23 @@ def test_cpu_runs_are_reproducible(tmp_path, lee, kernel, threads, share):
     train(cfg, lee, tmp_path / "b", progress=False, log=lambda *_: None)
     a, b = load_vectors(tmp_path / "a"), load_vectors(tmp_path / "b")
     assert np.array_equal(a.vectors, b.vectors)
+
+
+@pytest.mark.slow  # two compiles of the epoch's kernel, about a minute
+@pytest.mark.parametrize("config", ["sg-neg", "cbow-neg"])
+def test_the_run_that_compiles_gives_the_vectors_of_the_runs_after_it(tmp_path, lee, config):
+    """A kernel numba compiles in the process runs other code than the same kernel loaded from its cache (the last
+    bits, after a few batches): the first run after an install is compiled apart (jit_cache.compiled_apart) and gives,
+    on one thread, the vectors of every run after it. Each run a process of its own, with an empty cache at first."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    code = (f"import w2v_nce; w2v_nce.train({str(lee)!r}, config={config!r}, seed=1, threads=1, epochs=1, "
+            "out={out!r}, progress=False)")
+    for run in ("a", "b"):
+        p = subprocess.run([sys.executable, "-c", code.format(out=str(tmp_path / run))], capture_output=True,
+                           text=True, env=env, cwd=tmp_path)
+        assert p.returncode == 0, p.stderr
+    assert np.array_equal(load_vectors(tmp_path / "a").vectors, load_vectors(tmp_path / "b").vectors)

@@ -99,3 +99,41 @@ def test_the_compilers_features_are_the_hosts_or_the_users(mine):
     host = ll.get_host_cpu_features().flatten()
     want = mine or jit_cache.wide_features(host, ll.get_host_cpu_name()) or host
     assert p.stdout.strip() == want
+
+
+KERNEL = """import numba, numpy as np
+import w2v_nce.jit_cache
+@numba.njit(parallel=True, fastmath=True, cache=True)
+def total(a):
+    s = np.float32(0.0)
+    for i in numba.prange(a.shape[0]):
+        s += a[i] * np.float32(1.5)
+    return s
+"""
+RUN = ("import numpy as np, sys; from w2v_nce import jit_cache; {imp}; a = np.arange(1000, dtype=np.float32); "
+       "jit_cache.compiled_apart(total, a); print(total(a), len(total._cache_hits), len(total._cache_misses))")
+
+
+def _apart(tmp_path, imp: str) -> tuple[float, int, int]:
+    env = {**os.environ, "PYTHONPATH": f"{tmp_path}{os.pathsep}{ROOT}", "NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    p = subprocess.run([sys.executable, "-c", RUN.format(imp=imp)], capture_output=True, text=True, cwd=tmp_path,
+                       env=env)
+    assert p.returncode == 0, p.stderr
+    value, hits, misses = p.stdout.split()
+    return float(value), int(hits), int(misses)
+
+
+def test_a_kernel_missing_from_the_cache_is_compiled_in_a_child_and_loaded(tmp_path):
+    """compiled_apart: the first process's kernel is the cache's (loaded: a hit, no miss), as every later one's."""
+    (tmp_path / "mine.py").write_text(KERNEL)
+    assert _apart(tmp_path, "from mine import total") == (1.5 * 999 * 1000 / 2, 1, 0)
+    assert _apart(tmp_path, "from mine import total") == (1.5 * 999 * 1000 / 2, 1, 0)  # no child: the cache has it
+
+
+def test_a_kernel_the_child_cannot_find_is_compiled_here(tmp_path):
+    """A kernel the child cannot import (a script's own, in its __main__): compiled in this process, as numba would."""
+    (tmp_path / "main.py").write_text(KERNEL + RUN.format(imp="pass") + "\n")
+    p = subprocess.run([sys.executable, "main.py"], capture_output=True, text=True, cwd=tmp_path,
+                       env={**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(tmp_path / "cache")})
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split() == [str(1.5 * 999 * 1000 / 2), "0", "1"]

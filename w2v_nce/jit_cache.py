@@ -8,12 +8,16 @@ kernels is keyed, besides, to one hash of every file a kernel can reach (the sta
 and tools/query.py): any change there compiles them again, as a new install does.
 
 It also sets, once for the process, the width of the vectors numba compiles for (wide_vectors): imported before any
-kernel is decorated, it is the one place that runs before numba makes its code generator.
+kernel is decorated, it is the one place that runs before numba makes its code generator; and it compiles the
+training kernels in a child process (compiled_apart), so that every run runs the machine code of numba's cache.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
+import subprocess
+import sys
 from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent
@@ -93,6 +97,46 @@ def wide_vectors() -> None:
     except RuntimeError:  # llvmlite cannot read this host's features: numba's own choice
         return
     config.CPU_FEATURES = wide_features(features, cpu)
+
+
+def compiled_apart(kernel, *args) -> None:
+    """Before a run's first call of `kernel` (a parallel kernel with cache=True) on these arguments: if numba's cache
+    lacks its machine code for their types, compile it in a child process, which writes it there, so that this
+    process loads it from the cache like every later run. Why: a parallel kernel that numba compiles in the process
+    computes otherwise than the same kernel loaded from its cache (measured; where in numba was not found): one
+    thread's vectors differed in the last bits (3e-8 after two epochs of the Lee corpus) between the first run after
+    an install or an edit and every run after it; from the cache, they are the same in every run
+    (docs/benchmarks-log.md section 23). Where the child cannot (no writable cache, a numba whose cache this does not
+    know, a kernel it cannot import, any failure), the call compiles in the process, as numba would."""
+    try:
+        sig = tuple(kernel.typeof_pyval(a) for a in args)
+        if sig in kernel.overloads or _cached(kernel, sig):
+            return
+        func = kernel.py_func
+        # the child imports as this process did (its sys.path) before it reads the types, which name our classes
+        job = pickle.dumps((sys.path, pickle.dumps((func.__module__, func.__qualname__, sig))))
+        subprocess.run([sys.executable, "-c", CHILD], input=job, capture_output=True, check=False)
+    except Exception:  # numba's internals (a version that keeps its cache otherwise), a child that cannot start
+        return
+
+
+CHILD = ("import pickle, sys; path, job = pickle.load(sys.stdin.buffer); sys.path[:] = path; "
+         "from w2v_nce import jit_cache; jit_cache._compile_job(job)")
+
+
+def _cached(kernel, sig) -> bool:
+    """Whether numba's cache holds kernel's machine code for the argument types sig (numba's own key; its index is a
+    small file)."""
+    cache = kernel._cache
+    return cache._index_key(sig, kernel.targetctx.codegen()) in cache._cache_file._load_index()
+
+
+def _compile_job(job: bytes) -> None:
+    """compiled_apart's child: compile the kernel the job names for the types it gives, saved to numba's cache."""
+    import importlib
+
+    module, name, sig = pickle.loads(job)
+    getattr(importlib.import_module(module), name).compile(sig)
 
 
 try:

@@ -80,8 +80,10 @@ class Trainer:
         says.start()
         try:
             threads = cfg.threads or os.cpu_count() or 1
-            self.plan.warm(self.model.head, threads, input_slots(cfg.model, cfg.window), bool(cfg.subwords))
-            if single and self.plan.kernel == "fused" and self.device.type == "cpu":
+            in_pieces = single and self.plan.kernel == "fused" and self.device.type == "cpu"
+            self.plan.warm(self.model.head, threads, input_slots(cfg.model, cfg.window), bool(cfg.subwords),
+                           step=not in_pieces)
+            if in_pieces:
                 by_pieces = pieces.Threads(self.ids, self.keep.numpy(), self.model, self.plan, cfg, threads,
                                            cfg.seed + self.rank)
                 by_pieces.warm_up()

@@ -19,6 +19,7 @@ from typing import NamedTuple
 import numpy as np
 import torch
 
+from .. import jit_cache
 from ..model.heads import LOGISTIC
 from .kernel import Tables, tables
 from .native import inline, jit, numba, prange
@@ -108,26 +109,33 @@ def train_step(model, inputs, targets, lr: float, mask=None, generator=None, nee
 
 
 def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab: Tables, seed,
-         threads: int | None = None, subwords: tuple = (WORDS_ONLY, WORDS_ONLY)):
+         threads: int | None = None, subwords: tuple = (WORDS_ONLY, WORDS_ONLY), apart: bool = False):
     """The kernels on numpy arrays, on `threads` shares (default: numba's current number of threads; 1 is the
     sequential update). inp (V, D), out (R, D) and bias (R,) are updated in place; rows and coef (B, C) receive
     each example's candidates and -lr dL/dΔ (0 where a term is skipped, where the biases learn); loss (B,) each
     example's loss (or the probe: 0, NaN if a score is not finite). subwords: (offsets, rows) of each word's
-    input rows (update.Params), or words only."""
+    input rows (update.Params), or words only. apart: compile the kernel in a child process (_run)."""
     params = own_rows(Params(inp, out, bias, *subwords), ctx.shape[1])
-    _run(family, params, Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed, threads)
+    _run(family, params, Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed, threads, apart)
 
 
-def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed, threads: int | None = None) -> None:
+def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed, threads: int | None = None,
+         apart: bool = False) -> None:
+    """The step's kernel on these arguments; with `apart`, compiled in a child process if numba's cache lacks it
+    (jit_cache.compiled_apart: a run's warm-up)."""
     threads = threads or numba.get_num_threads()
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
-    kernel(params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(params.inp.shape[1]))
+    dim = params.inp.shape[1]
+    args = (params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(dim))
+    if apart:
+        jit_cache.compiled_apart(kernel, *args)
+    kernel(*args)
 
 
 def warm_up(head, slots: int = 1, subwords: bool = False) -> None:
-    """Compile the kernel of this head's family (or load it from numba's cache) before training is timed, for
-    examples of `slots` input words, with or without subword rows (the loop is compiled for each kind:
-    update.Params.rows_in)."""
+    """Load the kernel of this head's family from numba's cache (compiled there first, in a child process, if it is
+    not: jit_cache.compiled_apart) before training is timed, for examples of `slots` input words, with or without
+    subword rows (the loop is compiled for each kind: update.Params.rows_in)."""
     family, tab, width = tables(head)
     # the head's dim: the kernel compiled for it (step's `fixed`)
     emb, vec = np.zeros((1, head.weight.shape[1]), dtype=np.float32), np.zeros(1, dtype=np.float32)
@@ -137,4 +145,4 @@ def warm_up(head, slots: int = 1, subwords: bool = False) -> None:
     step(family, emb, emb.copy(), vec.copy(), ctx, np.ones((1, slots), dtype=np.bool_), one,
          np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
          tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1,
-         subwords=subs)
+         subwords=subs, apart=True)

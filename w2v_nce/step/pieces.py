@@ -41,6 +41,7 @@ import numpy as np
 from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, own_rows, params_of, scratch, softmax_range
 from .kernel import tables
 from .native import inline, jit, mark, numba, prange, read, serial, take
+from .. import jit_cache
 from ..corpus.examples import emit
 from ..corpus.vocab import SEPARATOR
 from ..model.heads import LOGISTIC
@@ -270,13 +271,17 @@ class Threads:
         self.before = np.concatenate(([0], np.cumsum(self.words[self.order])))
 
     def warm_up(self) -> None:
-        """Compile the epoch's kernel for these arrays' types (or load it from numba's cache) before training is timed:
-        an epoch of no piece, which trains nothing."""
-        self._kernel(0, np.zeros(0), np.zeros(1, np.int64), np.zeros((1, 3)), np.array([0, 0, 1], np.int64))
+        """Load the epoch's kernel for these arrays' types from numba's cache (compiled there first, in a child
+        process, if it is not: jit_cache.compiled_apart) before training is timed: an epoch of no piece, which trains
+        nothing."""
+        self._kernel(0, np.zeros(0), np.zeros(1, np.int64), np.zeros((1, 3)), np.array([0, 0, 1], np.int64), True)
 
-    def _kernel(self, epoch: int, lrs, done, results, control) -> None:
-        _epoch(self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window,
-               self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
+    def _kernel(self, epoch: int, lrs, done, results, control, apart: bool = False) -> None:
+        args = (self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window,
+                self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
+        if apart:
+            jit_cache.compiled_apart(_epoch, *args)
+        _epoch(*args)
 
     def piece(self, k: int, epoch: int, lr: float, t: int = 0) -> np.ndarray:
         """Train piece k alone with thread t's buffers, in this thread (the tests); returns its (loss, examples,

@@ -51,14 +51,16 @@ class Plan:
     note: str | None = None  # why --kernel auto fell back to the PyTorch step on a GPU, for the log
     share: int = 1  # consecutive examples that share one draw of noise words (the fused steps)
 
-    def warm(self, head, threads: int, slots: int = 1, subwords: bool = False) -> None:
-        """Before the timed training: the compiled CPU step's threads, and its loop compiled (or loaded from
-        numba's cache) for examples of `slots` input words (1: skip-gram; 2W: CBOW), with or without subword rows.
-        One thread is reproducible to the bit; more update without locks (Hogwild), as word2vec.c and gensim do. On a
-        GPU, the CUDA kernel of the head's family for its dim."""
+    def warm(self, head, threads: int, slots: int = 1, subwords: bool = False, step: bool = True) -> None:
+        """Before the timed training: the compiled CPU step's threads, and with `step` its loop compiled (or loaded
+        from numba's cache) for examples of `slots` input words (1: skip-gram; 2W: CBOW), with or without subword
+        rows (a run by pieces needs the threads only: it trains with pieces.py's kernel). One thread is reproducible
+        to the bit; more update without locks (Hogwild), as word2vec.c and gensim do. On a GPU, the CUDA kernel of
+        the head's family for its dim."""
         if self.kernel == "fused" and self.device.type == "cpu":
             cpu.set_threads(threads)
-            cpu.warm_up(head, slots, subwords)
+            if step:
+                cpu.warm_up(head, slots, subwords)
         elif self.kernel == "fused":
             from . import cuda
             cuda.warm_up(self.device, head.weight.shape[1], ("neg",) if head.family == LOGISTIC else ("infonce",))
