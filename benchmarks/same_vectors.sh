@@ -5,6 +5,9 @@
 #   benchmarks/same_vectors.sh BASE        (about 2 minutes on 2 cores; gensim's Lee corpus)
 # A base before 05bc3d7 (each epoch's pieces shuffled) or, on an AVX-512 machine, before b741414 (512-bit vectors)
 # trains the CPU runs otherwise by design: compare against one at or after both.
+# A base before 7235a98 compiles each kernel in the process at its first run, and a kernel compiled in the process
+# can differ in the last bits from one loaded from numba's cache (docs/benchmarks-log.md section 23); at this
+# script's dim 32 a base of c2ba51c gave 15 of 15 identical.
 set -euo pipefail
 BASE=${1:?usage: benchmarks/same_vectors.sh BASE-REVISION}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
