@@ -145,6 +145,12 @@ def test_plan_decides_the_step_and_its_batch_once():
     # under torchrun none by default (it cost 2 processes of sg-neg 0.016 of analogy), a given one kept
     assert make_plan(make_config(device="cpu", model="sg"), processes=2).share == 1
     assert make_plan(make_config(device="cpu", model="sg", shared_noise=8), processes=2).share == 8
+    # with subwords none by default; a given one shared across skip-gram's centres (pieces.share_across), which
+    # only the pieces (one process on the CPU) do
+    assert cpu(model="sg", subwords="1-4").share == 1 and cpu(model="sg", subwords="1-4", shared_noise=8).share == 8
+    with pytest.raises(UsageError, match="--shared-noise 8 with --subwords and --model sg runs in one process"):
+        make_plan(make_config(device="cpu", model="sg", subwords="3-6", shared_noise=8), processes=2)
+    assert make_plan(make_config(device="cpu", model="cbow", subwords="3-6", shared_noise=4), processes=2).share == 4
     assert cpu(kernel="torch").share == 1 and cpu(kernel="torch", shared_noise=1).share == 1
     with pytest.raises(UsageError, match="--shared-noise 8 runs on the fused steps only"):
         cpu(kernel="torch", shared_noise=8)

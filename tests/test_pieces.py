@@ -98,6 +98,21 @@ def test_a_pieces_examples_are_word2vecs(sg):
     assert every == reference(ids, 0, 3000, keep, key, window, sg)
 
 
+def test_skip_grams_pairs_made_centre_first_share_draws_across_centres():
+    """share_across: the k-th example of each of N consecutive centres shares the draw of the first of them that has
+    a k-th; a centre's own examples never share one (they have one input word). Centres of 3, 2, 4, 1 and 3 examples
+    from row 10, N = 2: centres 0-1 and 2-3 pair up, centre 4 starts a group of its own."""
+    first = np.full(30, -9, np.int64)
+    slots = np.zeros(4, np.int64)
+    n = 10
+    for centre, count in enumerate([3, 2, 4, 1, 3]):
+        pieces.share_across(first, n, n + count, centre, 2, slots)
+        n += count
+    assert first[10:23].tolist() == [10, 11, 12, 10, 11, 15, 16, 17, 18, 15, 20, 21, 22]
+    for centre_rows in ([10, 11, 12], [15, 16, 17, 18], [20, 21, 22]):
+        assert len(set(first[centre_rows])) == len(centre_rows)
+
+
 def test_the_draws_are_what_they_should_be():
     """Kept tokens: each word kept with its keep probability (binomial tests); windows uniform on 1..W (chi-square)."""
     ids = np.repeat(np.arange(4, dtype=np.int32), 50_000)

@@ -319,6 +319,32 @@ def test_shared_noise_draws_once_for_each_run_of_examples(arch, loss):
         np.testing.assert_allclose(got, r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
 
 
+@pytest.mark.parametrize("loss", ["neg", "infonce"])
+def test_shared_noise_draws_where_the_batch_says(loss):
+    """Batch.first (pieces.share_across): each example takes the draws of the example it names, an earlier one or
+    itself, whatever their distance; each is then updated as the exact step updates it (the float64 reference of
+    the same candidates)."""
+    model, ctx, valid, targets = make_problem("sg", loss, n=90)
+    head = model.head
+    family, tab, width = kernel.tables(head)
+    arrays = [t.numpy().copy() for t in (model.input, head.weight, head.bias)]
+    n = len(targets)
+    first = np.arange(n, dtype=np.int64)
+    first[[5, 9, 30, 31, 60, 89]] = [0, 0, 7, 7, 2, 88]  # several examples on one draw, far and near
+    rows, coef, losses = np.zeros((n, width), np.int64), np.zeros((n, width), np.float32), np.zeros(n, np.float32)
+    params = update.Params(*arrays)
+    cpu._run(family, update.own_rows(params, 1), update.Batch(ctx, valid, targets, rows, coef, losses, first),
+             tab, 0.3, True, 77, threads=1)
+    prob, alias = head.sampler.prob.numpy(), head.sampler.alias.numpy()
+    for i in range(n):
+        assert rows[i, 1:].tolist() == [update._noise(np.uint64(77), first[i] * width + j, prob, alias)
+                                        for j in range(1, width)], i
+    ref = reference(head, *(t.numpy() for t in (model.input, head.weight, head.bias)), ctx, valid,
+                    candidates_of(head, targets, rows), 0.3)
+    for got, r in zip(arrays + [losses], ref):
+        np.testing.assert_allclose(got, r, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(r).max())))
+
+
 @pytest.mark.parametrize("loss", ["nce", "infonce"])
 def test_shared_draws_across_the_threads_shares(loss):
     """With 2 shares of 45 examples and draws shared by 4, the second share begins inside a shared draw (example 44's):

@@ -168,22 +168,49 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
     m, c0, c1 = _compact(ids, start, end, text.keep, key, window, words, lines, eff)
     ctx, valid, targets = batch.ctx, batch.valid, batch.targets
     most = 2 * window if ctx.shape[1] == 1 else 1  # examples a centre makes at most: a block never splits a centre's
-    size, n, block = targets.shape[0], 0, 0
+    size, n, block, centres = targets.shape[0], 0, 0, 0
     total, count, rate = 0.0, 0, np.float32(lr)
+    across = len(batch.first) > 1
+    slots = np.empty(2 * window if across else 0, np.int64)
     for i in range(c0, c1 + 1):
         if n > 0 and (i == c1 or n + most > size):
             seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
             total += _block(params, batch, shared, tab, softmax, several, n, rate, seed, fixed)
             count += n
-            n, block = 0, block + 1
+            n, block, centres = 0, block + 1, 0
         if i < c1:
+            n0 = n
             n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets, text.centre_in)
+            if across and n > n0:
+                share_across(batch.first, n0, n, centres, tab.share, slots)
+                centres += 1
     words_done = 0
     for p in range(start, end):
         words_done += ids[p] != SEPARATOR
     result[0] += total
     result[1] += count
     result[2] += words_done
+
+
+@inline
+def share_across(first, n0, n, centre, share, slots):
+    """Batch.first of a centre's examples [n0, n) (skip-gram's pairs made (centre, context), one input word): the
+    k-th example of each of `share` consecutive centres (centre: this one's number in the block) shares one draw of
+    noise words, the first of them drawing it (slots[k]: that example). Why not N consecutive examples, as the
+    pairs made (context, centre) share them: those have N inputs against one target, as pWord2Vec's shared
+    negatives; these would have one input against the same noise words N times over, which cost subword runs 0.10
+    of English analogy at N = 8 (log section 24)."""
+    if centre % share == 0:
+        for k in range(len(slots)):
+            slots[k] = -1
+    for e in range(n0, n):
+        k = e - n0
+        if k < len(slots) and slots[k] >= 0:
+            first[e] = slots[k]
+        else:
+            first[e] = e
+            if k < len(slots):
+                slots[k] = e
 
 
 @serial
@@ -211,7 +238,7 @@ def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs
     workers, dim, width = control[WORKERS], params.inp.shape[1], batches.rows.shape[2]
     for t in prange(workers):
         batch = Batch(batches.ctx[t], batches.valid[t], batches.targets[t], batches.rows[t], batches.coef[t],
-                      batches.loss[t])
+                      batches.loss[t], batches.first[t])
         own = Kept(kept.words[t], kept.lines[t], kept.eff[t])
         mine = of_thread(shared, t, dim, width)
         while read(control, STOP) == 0:
@@ -254,9 +281,12 @@ class Threads:
         self.fixed = fixed_for(dim)
         size = max(plan.batch_size, 2 * cfg.window)  # a block holds at least one centre's examples
         span = self.size + 2 * cfg.window + 1  # a piece's tokens and the window's worth each side
+        # Batch.first: where the pairs are made (centre, context) and share noise draws, across centres
+        across = self.text.centre_in and plan.share > 1
         self.batches = Batch(np.zeros((t, size, slots), np.int64), np.ones((t, size, slots), np.bool_),
                              np.zeros((t, size), np.int64), np.zeros((t, size, width), np.int64),
-                             np.zeros((t, size, width), np.float32), np.zeros((t, size), np.float32))
+                             np.zeros((t, size, width), np.float32), np.zeros((t, size), np.float32),
+                             np.zeros((t, size if across else 1), np.int64))
         self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64))
         self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
 

@@ -111,6 +111,12 @@ def make_plan(cfg: Config, processes: int = 1) -> Plan:
     # rate) lost 0.016 of analogy with it, 0.306 without against one process's 0.305 (log section 15)
     share = cfg.shared_noise or (SHARED_NOISE.get((cfg.model, cfg.loss), 1)
                                  if cpu_fused and cfg.subwords is None and processes == 1 else 1)
+    # skip-gram's pairs with subwords are made (centre, context): a centre's examples have one input word, and the
+    # pieces share a draw among other centres' examples (pieces.share_across); the chunk loop would share it among
+    # a centre's own, the same noise words against one input N times over (English analogy -0.10 at N = 8)
+    if share > 1 and cfg.subwords is not None and cfg.model == "sg" and not (cpu_fused and processes == 1):
+        raise UsageError(f"--shared-noise {share} with --subwords and --model sg runs in one process on the CPU only; "
+                         "leave it out or give 1")
     return Plan(device, kernel, cfg.batch_size or default, note, share)
 
 

@@ -23,7 +23,8 @@ The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled 
 by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
 FIXED_FROM (the tests') share one kernel that reads the length. The loops prefetch the next example's output rows
 (_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
-of noise words, so that each noise row is fetched from memory once for them.
+of noise words, so that each noise row is fetched from memory once for them (or the examples the batch names:
+Batch.first, for skip-gram's subword pairs).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ SYNC = 1024  # hs with several threads: each gives its changes to those rows and
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
 
 
+CONSECUTIVE = np.zeros(1, dtype=np.int64)  # Batch.first where consecutive examples share their draws
 WORDS_ONLY = np.zeros(1, dtype=np.int64)  # Params' subword arrays where a word's input vector is its own row
 OWN_ROWS, ANY_ROWS = np.zeros(1, dtype=np.int8), np.zeros((1, 1), dtype=np.int8)  # Params.rows_in
 
@@ -83,6 +85,9 @@ class Batch(NamedTuple):
     rows: np.ndarray  # (B, C) int64: each example's candidates (written)
     coef: np.ndarray  # (B, C) float32: -lr dL/dΔ of each, 0 where skipped (written; the biases read it)
     loss: np.ndarray  # (B,) float32: each example's loss, or the probe: 0, NaN if a score is not finite (written)
+    # (B,) int64: the example whose noise draw each shares (itself, or one before it: _first), as the examples'
+    # maker gives it; CONSECUTIVE (one element) where --shared-noise N shares among N consecutive examples
+    first: np.ndarray = CONSECUTIVE
 
 
 class Scratch(NamedTuple):
@@ -193,7 +198,15 @@ def add_biases(bias, rows, coef):
 
 
 @inline
-def _touch(out, rows, targets, e, width, source, seed, prob, alias, share):
+def _first(first, i, share):
+    """The example whose noise draw example i shares (Batch.first): the first of its N consecutive examples, or
+    where the examples' maker chose (pieces.share_across: examples of other centres, for skip-gram's pairs made
+    (centre, context), whose consecutive examples share their input word)."""
+    return first[i] if len(first) > 1 else i - i % share
+
+
+@inline
+def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh):
     """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
     the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
     a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
@@ -205,7 +218,7 @@ def _touch(out, rows, targets, e, width, source, seed, prob, alias, share):
     if source != NOISE:
         return
     _prefetch_row(out, targets[e])
-    if e % share != 0:  # shared draws: prefetched with the first example that draws them
+    if not fresh:  # shared draws: prefetched with the first example that draws them
         return
     for j in range(1, width):
         r = _noise(seed, e * width + j, prob, alias)
@@ -234,16 +247,16 @@ def _draw(rows, i, first, start, j, width, target, seed, tab):
 
 
 @inline
-def _noise_example(out, bias, h, grad, target, i, start, rows, coef, deltas, kept, lr, need_loss, seed, tab, width,
-                   fixed):
+def _noise_example(out, bias, h, grad, target, i, first, start, rows, coef, deltas, kept, lr, need_loss, seed, tab,
+                   width, fixed):
     """The logistic loss of example i over its target and noise words (candidate 0 the target, label 1; the rest
     label 0), each row updated in order right after its score; returns the example's loss. Every score is taken
     first: the rows are distinct but for a noise word drawn twice (or the target drawn), so the scores do not
     depend on each other and the core overlaps them, where one after another each waited on the last's update
     (docs/benchmarks-log.md section 22). A row that an earlier candidate of the example has (and may have updated)
     is scored again just before its own term: the sequential loop's result to the bit. rows: (B, C), the batch's
-    (this thread's examples begin at start: _draw reads the noise words drawn already there)."""
-    first = i - i % tab.share
+    (this thread's examples begin at start: _draw reads the noise words drawn already there); first: the example
+    whose draw i shares (_first)."""
     for j in range(width):
         r, positive, s, used = _draw(rows, i, first, start, j, width, target, seed, tab)
         rows[i, j], kept[j] = r, used
@@ -318,7 +331,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
     own = params.rows_in.ndim == 1  # a constant of the compiled loop: the inputs are the words' own rows, in place
     out, bias = params.out, params.bias
-    ctx, valid, targets, rows, coef, loss = batch
+    ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
     width = rows.shape[1]
     carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
@@ -327,7 +340,9 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
         if several and (i - i0) % SYNC == SYNC - 1:
             _sync(out, top, mine, base, True)  # give the changes, take the others'
         if tab.ahead and i + tab.ahead < i1:
-            _touch(out, rows, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+            e = i + tab.ahead
+            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
+                   _first(batch.first, e, tab.share) == e)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
@@ -340,8 +355,8 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
         else:
-            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, i0, rows, coef[i], scratch.deltas,
-                                     scratch.kept, lr, need_loss, seed, tab, width, fixed)
+            loss[i] = _noise_example(out, bias, h, grad, targets[i], i, _first(batch.first, i, tab.share), i0, rows,
+                                     coef[i], scratch.deltas, scratch.kept, lr, need_loss, seed, tab, width, fixed)
         if own:
             add_row(h, grad, fixed)
         else:
@@ -356,13 +371,15 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
     """The softmax loop over examples [i0, i1), in order, by one thread."""
     own = params.rows_in.ndim == 1  # as in logistic_range
     out, bias = params.out, params.bias
-    ctx, valid, targets, rows, coef, loss = batch
+    ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, deltas, kept = scratch.hidden, scratch.grad, scratch.deltas, scratch.kept
     width = rows.shape[1]
     carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
     for i in range(i0, i1):
         if tab.ahead and i + tab.ahead < i1:
-            _touch(out, rows, targets, i + tab.ahead, width, tab.source, seed, tab.prob, tab.alias, tab.share)
+            e = i + tab.ahead
+            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
+                   _first(batch.first, e, tab.share) == e)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
@@ -371,7 +388,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
-        top, first = np.float32(-np.inf), i - i % tab.share
+        top, first = np.float32(-np.inf), _first(batch.first, i, tab.share)
         for j in range(width):  # every score first: each gradient needs the softmax of all of them
             r, positive, s, used = _draw(rows, i, first, i0, j, width, targets[i], seed, tab)
             rows[i, j], kept[j] = r, used
