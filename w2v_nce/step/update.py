@@ -23,8 +23,7 @@ The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled 
 by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
 FIXED_FROM (the tests') share one kernel that reads the length. The loops prefetch the next example's output rows
 (_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
-of noise words, so that each noise row is fetched from memory once for them (or the examples the batch names:
-Batch.first, for skip-gram's subword pairs).
+of noise words, so that each noise row is fetched from memory once for them (or those Batch.first names).
 """
 
 from __future__ import annotations
@@ -85,8 +84,7 @@ class Batch(NamedTuple):
     rows: np.ndarray  # (B, C) int64: each example's candidates (written)
     coef: np.ndarray  # (B, C) float32: -lr dL/dΔ of each, 0 where skipped (written; the biases read it)
     loss: np.ndarray  # (B,) float32: each example's loss, or the probe: 0, NaN if a score is not finite (written)
-    # (B,) int64: the example whose noise draw each shares (itself, or one before it: _first), as the examples'
-    # maker gives it; CONSECUTIVE (one element) where --shared-noise N shares among N consecutive examples
+    # (B,) int64: the example (itself or an earlier one) whose noise draw each shares, or CONSECUTIVE: _first
     first: np.ndarray = CONSECUTIVE
 
 
@@ -199,9 +197,8 @@ def add_biases(bias, rows, coef):
 
 @inline
 def _first(first, i, share):
-    """The example whose noise draw example i shares (Batch.first): the first of its N consecutive examples, or
-    where the examples' maker chose (pieces.share_across: examples of other centres, for skip-gram's pairs made
-    (centre, context), whose consecutive examples share their input word)."""
+    """The example whose noise draw example i shares: the first of its N consecutive ones, or where the examples'
+    maker chose (Batch.first; pieces.share_across: other centres', for skip-gram's pairs made (centre, context))."""
     return first[i] if len(first) > 1 else i - i % share
 
 
@@ -255,8 +252,7 @@ def _noise_example(out, bias, h, grad, target, i, first, start, rows, coef, delt
     depend on each other and the core overlaps them, where one after another each waited on the last's update
     (docs/benchmarks-log.md section 22). A row that an earlier candidate of the example has (and may have updated)
     is scored again just before its own term: the sequential loop's result to the bit. rows: (B, C), the batch's
-    (this thread's examples begin at start: _draw reads the noise words drawn already there); first: the example
-    whose draw i shares (_first)."""
+    (this thread's examples begin at start: _draw reads the noise words drawn already there, at first: _first)."""
     for j in range(width):
         r, positive, s, used = _draw(rows, i, first, start, j, width, target, seed, tab)
         rows[i, j], kept[j] = r, used
