@@ -199,18 +199,14 @@ def share_across(first, n0, n, centre, share, slots):
     noise words, the first of them drawing it (slots[k]: that example). Why not N consecutive examples, as the
     pairs made (context, centre) share them: those have N inputs against one target, as pWord2Vec's shared
     negatives; these would have one input against the same noise words N times over, which cost subword runs 0.10
-    of English analogy at N = 8 (log section 24)."""
+    of English analogy at N = 8 (log section 24). slots: (2W,), a centre's examples at most."""
     if centre % share == 0:
-        for k in range(len(slots)):
-            slots[k] = -1
+        slots[:] = -1
     for e in range(n0, n):
         k = e - n0
-        if k < len(slots) and slots[k] >= 0:
-            first[e] = slots[k]
-        else:
-            first[e] = e
-            if k < len(slots):
-                slots[k] = e
+        if slots[k] < 0:
+            slots[k] = e
+        first[e] = slots[k]
 
 
 @serial
