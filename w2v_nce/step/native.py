@@ -19,7 +19,14 @@ if numba is not None:
     # because a non-finite score is how divergence is detected
     MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
     jit = numba.njit(parallel=True, fastmath=MATH, cache=True, nogil=True)  # a kernel with a prange over threads
-    serial = numba.njit(fastmath=MATH, cache=True, nogil=True)  # one thread's loop, called from such a kernel
+    # one thread's loop, called from such a kernel; without numba's reference counts (_nrt=False): numba counts the
+    # references to an array, with an atomic add on a count all threads share, for every row it takes as a view
+    # (out[r]), and its pass that removes the pairs of adds keeps them where the loop branches between them: 5-6% of
+    # the samples, and the calls around which the compiler spills the vector registers (sg-neg 1.15x, cbow-neg 1.09x,
+    # subword skip-gram 1.16x; docs/benchmarks-log.md section 25). Safe where a loop allocates nothing and returns
+    # no array (no count is then needed: the caller holds every array through the call); numba refuses to compile
+    # an allocation here.
+    serial = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False)
     inline = numba.njit(inline="always", cache=True)  # a small step of a loop, copied into it
     prange = numba.prange
 

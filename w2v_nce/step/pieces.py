@@ -60,6 +60,7 @@ class Kept(NamedTuple):
     words: np.ndarray  # (M,) int64
     lines: np.ndarray  # (M,) int32: the line of each, counted from the piece's first
     eff: np.ndarray  # (M,) int64: each centre's drawn window
+    slots: np.ndarray  # (2W,) int64: share_across's, a centre's examples at most
 
 
 PIECE_MAX, PIECE_MIN = 16384, 1024  # tokens: a piece is 10-20 ms of one thread's work on the benchmark corpus
@@ -164,14 +165,13 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
     breaks aside)."""
     ids = text.ids
     start, end = text.bounds[piece, 0], text.bounds[piece, 1]
-    words, lines, eff = kept
+    words, lines, eff, slots = kept
     m, c0, c1 = _compact(ids, start, end, text.keep, key, window, words, lines, eff)
     ctx, valid, targets = batch.ctx, batch.valid, batch.targets
     most = 2 * window if ctx.shape[1] == 1 else 1  # examples a centre makes at most: a block never splits a centre's
     size, n, block, centres = targets.shape[0], 0, 0, 0
     total, count, rate = 0.0, 0, np.float32(lr)
     across = len(batch.first) > 1
-    slots = np.empty(2 * window if across else 0, np.int64)
     for i in range(c0, c1 + 1):
         if n > 0 and (i == c1 or n + most > size):
             seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
@@ -235,7 +235,7 @@ def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs
     for t in prange(workers):
         batch = Batch(batches.ctx[t], batches.valid[t], batches.targets[t], batches.rows[t], batches.coef[t],
                       batches.loss[t], batches.first[t])
-        own = Kept(kept.words[t], kept.lines[t], kept.eff[t])
+        own = Kept(kept.words[t], kept.lines[t], kept.eff[t], kept.slots[t])
         mine = of_thread(shared, t, dim, width)
         while read(control, STOP) == 0:
             k = take(control, NEXT)
@@ -283,7 +283,8 @@ class Threads:
                              np.zeros((t, size), np.int64), np.zeros((t, size, width), np.int64),
                              np.zeros((t, size, width), np.float32), np.zeros((t, size), np.float32),
                              np.zeros((t, size if across else 1), np.int64))
-        self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64))
+        self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64),
+                         np.zeros((t, 2 * cfg.window), np.int64))
         self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
 
     def arrange(self, epoch: int, shuffled: bool = True) -> None:
