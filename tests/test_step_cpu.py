@@ -405,3 +405,33 @@ def test_reading_ahead_changes_nothing(loss, share):
         for other in out[1:]:  # two threads update rows they share without locks (Hogwild): their draws only
             for a, b in zip(out[0], other) if threads == 1 else [(out[0][3], other[3])]:
                 assert np.array_equal(a, b)
+
+
+def test_the_loops_count_no_references():
+    """update.py's and pieces.py's loops are compiled without numba's reference counts (native.serial): a row taken
+    as a view in a loop that branches was an atomic add on a count every thread shares (docs/benchmarks-log.md
+    section 25). A loop of that shape, compiled by the decorator, gives its result and calls no NRT_incref; the step's
+    loops are compiled by it."""
+    from numba.core.caching import NullCache
+
+    from w2v_nce.step import native, pieces
+
+    def rows_summed(arrays, keep):  # a tuple of arrays, as the loops' NamedTuples
+        out, rows = arrays
+        total = np.float32(0.0)
+        for i in range(rows.shape[0]):
+            row = out[rows[i]]  # a view
+            if keep[i]:
+                total += row[0]
+            else:
+                total -= row[1]
+        return total
+
+    loop = native.serial(rows_summed)
+    loop._cache = NullCache()  # compiled here, so that its LLVM IR is at hand
+    out = np.arange(12, dtype=np.float32).reshape(4, 3)
+    assert loop((out, np.array([0, 3, 1])), np.array([True, False, True])) == 0 + 3 - 10
+    (ir,) = loop.inspect_llvm().values()
+    assert "NRT_incref" not in ir and "NRT_decref" not in ir
+    for loop in (update.logistic_range, update.softmax_range, pieces._piece, pieces._block, pieces._compact):
+        assert loop.targetoptions.get("_nrt") is False, loop
