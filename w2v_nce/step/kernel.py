@@ -40,6 +40,8 @@ class Tables(NamedTuple):
     bias_now: bool = False  # each bias change at once (the GPU), not summed to the end of the batch (the CPU)
     share: int = 1  # consecutive examples that share one draw of noise words (--shared-noise; 1: each its own)
     ahead: int = AHEAD  # the CPU kernels prefetch the output rows of the example this many ahead; 0: none
+    hot: int = 0  # the CPU's pieces: output rows below this have a copy of the thread's (copies.py; 0: none)
+    hot_at: int = 0  # and the thread's copy of row r is row hot_at + r
 
 
 @functools.lru_cache(maxsize=None)

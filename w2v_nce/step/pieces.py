@@ -39,6 +39,7 @@ import numpy as np
 
 
 from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, own_rows, params_of, scratch, softmax_range
+from .copies import Copies, merge, relabel, thread_own, thread_tab
 from .kernel import tables
 from .native import inline, jit, mark, numba, prange, read, serial, take
 from .. import jit_cache
@@ -143,15 +144,17 @@ def _compact(ids, start, end, keep, key, window, words, lines, eff):
 
 
 @serial
-def _block(params, batch, shared, tab, softmax, several, n, lr, seed, fixed):
+def _block(params, batch, shared, tab, own, softmax, several, n, lr, seed, fixed):
     """Train the block's n examples (update.py's loop of the head's family, one thread), then their biases; returns the
-    sum of their losses."""
+    sum of their losses. The examples name the thread's copies of the hot rows (copies.py), given at the end."""
+    relabel(batch, n, tab, own)
     if softmax:
         softmax_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared)
     else:
         logistic_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared, several)
     if tab.learn_bias and not tab.bias_now:  # the biases at the block's end, as the batch kernels do
         add_biases(params.bias, batch.rows[:n], batch.coef[:n])
+    merge(params, tab, own)
     total = 0.0
     for a in range(n):
         total += batch.loss[a]
@@ -159,7 +162,7 @@ def _block(params, batch, shared, tab, softmax, several, n, lr, seed, fixed):
 
 
 @serial
-def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr, key, piece, fixed, result):
+def _piece(text, params, batch, kept, shared, tab, own, softmax, several, window, lr, key, piece, fixed, result):
     """Piece `piece` of the text: its examples made (emit) and trained, a block of the batch's size at a time
     (_block). result (3,) float64: += the loss summed over its examples, their number, and the piece's words (line
     breaks aside)."""
@@ -167,6 +170,7 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
     start, end = text.bounds[piece, 0], text.bounds[piece, 1]
     words, lines, eff, slots = kept
     m, c0, c1 = _compact(ids, start, end, text.keep, key, window, words, lines, eff)
+    merge(params, tab, own)  # take the hot rows as the other threads left them (copies.py)
     ctx, valid, targets = batch.ctx, batch.valid, batch.targets
     most = 2 * window if ctx.shape[1] == 1 else 1  # examples a centre makes at most: a block never splits a centre's
     size, n, block, centres = targets.shape[0], 0, 0, 0
@@ -175,7 +179,7 @@ def _piece(text, params, batch, kept, shared, tab, softmax, several, window, lr,
     for i in range(c0, c1 + 1):
         if n > 0 and (i == c1 or n + most > size):
             seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
-            total += _block(params, batch, shared, tab, softmax, several, n, rate, seed, fixed)
+            total += _block(params, batch, shared, tab, own, softmax, several, n, rate, seed, fixed)
             count += n
             n, block, centres = 0, block + 1, 0
         if i < c1:
@@ -224,7 +228,8 @@ NEXT, STOP, WORKERS = 0, 1, 2  # the control array: the next piece to take, the 
 
 
 @jit
-def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs, key, fixed, control, done, results):
+def _epoch(text, params, batches, kept, shared, copies, tab, softmax, window, order, lrs, key, fixed, control, done,
+           results):
     """An epoch's pieces in their order from place control[NEXT] on, by control[WORKERS] threads, each taking the next
     until none is left or control[STOP] is set (then it finishes the piece it has): the piece at place k is
     order[k], trained at rate lrs[k]; done[k] is set once it is trained, results[k] is its (loss, examples, words).
@@ -237,12 +242,13 @@ def _epoch(text, params, batches, kept, shared, tab, softmax, window, order, lrs
                       batches.loss[t], batches.first[t])
         own = Kept(kept.words[t], kept.lines[t], kept.eff[t], kept.slots[t])
         mine = of_thread(shared, t, dim, width)
+        tab_t, own_copies = thread_tab(tab, t), thread_own(copies, t)
         while read(control, STOP) == 0:
             k = take(control, NEXT)
             if k >= len(lrs):
                 break
-            _piece(text, params, batch, own, mine, tab, softmax, workers > 1, window, lrs[k], key, order[k], fixed,
-                   results[k])
+            _piece(text, params, batch, own, mine, tab_t, own_copies, softmax, workers > 1, window, lrs[k], key,
+                   order[k], fixed, results[k])
             mark(done, k)
 
 
@@ -286,6 +292,9 @@ class Threads:
         self.kept = Kept(np.zeros((t, span), np.int64), np.zeros((t, span), np.int32), np.zeros((t, span), np.int64),
                          np.zeros((t, 2 * cfg.window), np.int64))
         self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
+        # each thread's copies of the hot rows, after the model's own (copies.py): the model's tensors move
+        self.copies = Copies(model, self.params, self.tab, t, cfg.subwords is not None)
+        self.params, self.tab = self.copies.params, self.copies.tab
 
     def arrange(self, epoch: int, shuffled: bool = True) -> None:
         """The epoch's order of the pieces (the module docstring): a permutation drawn from the seed and the epoch, the
@@ -304,8 +313,8 @@ class Threads:
         self._kernel(0, np.zeros(0), np.zeros(1, np.int64), np.zeros((1, 3)), np.array([0, 0, 1], np.int64), True)
 
     def _kernel(self, epoch: int, lrs, done, results, control, apart: bool = False) -> None:
-        args = (self.text, self.params, self.batches, self.kept, self.shared, self.tab, self.softmax, self.window,
-                self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
+        args = (self.text, self.params, self.batches, self.kept, self.shared, self.copies.shared(), self.tab,
+                self.softmax, self.window, self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
         if apart:
             jit_cache.compiled_apart(_epoch, *args)
         _epoch(*args)
@@ -316,8 +325,9 @@ class Threads:
         result = np.zeros(3)
         dim, width = self.params.inp.shape[1], self.batches.rows.shape[2]
         batch = Batch(*(a[t] for a in self.batches))
+        tab, copies = _thread_tab(self.tab, t), _thread_own(self.copies.shared(), t)
         _piece(self.text, self.params, batch, Kept(*(a[t] for a in self.kept)), _own(self.shared, t, dim, width),
-               self.tab, self.softmax, False, self.window, lr, epoch_key(self.seed, epoch), k, self.fixed, result)
+               tab, copies, self.softmax, False, self.window, lr, epoch_key(self.seed, epoch), k, self.fixed, result)
         return result
 
     def piece_at(self, chunk: int, chunk_tokens: int) -> int:
@@ -403,6 +413,8 @@ class Gather:
 
 
 _own = numba.njit(of_thread.py_func) if numba is not None else of_thread  # of_thread, callable from Python
+_thread_tab, _thread_own = ((numba.njit(thread_tab.py_func), numba.njit(thread_own.py_func)) if numba is not None
+                            else (thread_tab, thread_own))
 
 
 def _words(ids: np.ndarray, bound: np.ndarray, chunk_tokens: int) -> np.ndarray:

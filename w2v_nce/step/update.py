@@ -28,14 +28,14 @@ of noise words, so that each noise row is fetched from memory once for them (or 
 
 from __future__ import annotations
 
-import math
 from typing import NamedTuple
 
 import numpy as np
 
 from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
 from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
-from .native import float32_bits, inline, int32_bits, numba, prefetch, serial
+from .fastmath import exp32, log32
+from .native import inline, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
@@ -105,57 +105,6 @@ def fixed_for(dim: int) -> tuple:
     return (0,) * dim if dim >= FIXED_FROM else ()
 
 
-def exp32(x):
-    """e^x in float32 without a call (the CPU kernels'): within 1.2e-7 (2 ulp) of e^x for x in [-87, 88], NaN for
-    NaN; below -87.3 it gives 1.2e-38 and above 88 e^88, where the kernels only add e^x to 1 (σ) or to a sum of at
-    least 1 (a softmax). Why: libm's expf is a call, around which the compiler spills the vector registers. Cephes's expf: e^x = 2^n e^r, n = round(x / ln 2), r = x - n ln 2 (ln 2 in two parts), e^r by its
-    polynomial, 2^n made from its bits. The comparisons keep NaN (NaN < lo is false), as the divergence probe
-    needs. (libm's log once an example was 2.5% of sg-neg's time: log32.)"""
-    lo, hi = np.float32(-87.33654), np.float32(88.0)
-    x = lo if x < lo else x
-    x = hi if x > hi else x
-    n = np.floor(x * np.float32(1.4426950408889634) + np.float32(0.5))  # float32 (math.floor gives an int)
-    r = x - n * np.float32(0.693359375) + n * np.float32(2.12194440e-4)
-    p = np.float32(1.9875691500e-4)
-    p = p * r + np.float32(1.3981999507e-3)
-    p = p * r + np.float32(8.3334519073e-3)
-    p = p * r + np.float32(4.1665795894e-2)
-    p = p * r + np.float32(1.6666665459e-1)
-    p = p * r + np.float32(5.0000001201e-1)
-    return (p * r * r + r + np.float32(1.0)) * float32_bits((np.int32(n) + np.int32(127)) << np.int32(23))
-
-
-def log32(x):
-    """log x in float32 without a call (the CPU kernels' loss, once an example): within 1 ulp of log x (0.82 at most)
-    for x a positive normal float32; libm's log elsewhere (NaN, 0 and below, the subnormals, inf: a branch the
-    kernels never take but for the divergence probe's NaN). Why: libm's log is a call, around which the compiler
-    spills the vector registers: 2.5% of sg-neg's time (docs/benchmarks-log.md section 21). Cephes's logf: x = m 2^e
-    with m in [sqrt(1/2), sqrt(2)), log x = e ln 2 + log m, log(1 + f) by its polynomial, ln 2 in two parts."""
-    if not (x >= np.float32(1.1754944e-38) and x <= np.float32(3.4028235e38)):  # NaN, <= 0, subnormal, inf
-        return np.float32(math.log(x))
-    bits = int32_bits(x)
-    e = ((bits >> np.int32(23)) & np.int32(0xFF)) - np.int32(126)  # x = m 2^e, m in [1/2, 1)
-    m = float32_bits((bits & np.int32(0x007FFFFF)) | np.int32(0x3F000000))
-    if m < np.float32(0.707106781186547524):
-        e -= np.int32(1)
-        f = m + m - np.float32(1.0)
-    else:
-        f = m - np.float32(1.0)
-    z = f * f
-    y = np.float32(7.0376836292e-2)
-    y = y * f - np.float32(1.1514610310e-1)
-    y = y * f + np.float32(1.1676998740e-1)
-    y = y * f - np.float32(1.2420140846e-1)
-    y = y * f + np.float32(1.4249322787e-1)
-    y = y * f - np.float32(1.6668057665e-1)
-    y = y * f + np.float32(2.0000714765e-1)
-    y = y * f - np.float32(2.4999993993e-1)
-    y = y * f + np.float32(3.3333331174e-1)
-    n = np.float32(e)
-    y = y * f * z - n * np.float32(2.12194440e-4) - np.float32(0.5) * z
-    return f + y + n * np.float32(0.693359375)
-
-
 # kernel.py's functions compiled for the CPU (cuda.py compiles them for the GPU)
 _noise = inline(noise_draw)
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
@@ -203,7 +152,7 @@ def _first(first, i, share):
 
 
 @inline
-def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh):
+def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh, hot, hot_at):
     """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
     the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
     a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
@@ -218,7 +167,7 @@ def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh):
     if not fresh:  # shared draws: prefetched with the first example that draws them
         return
     for j in range(1, width):
-        r = _noise(seed, e * width + j, prob, alias)
+        r = _copy_of(_noise(seed, e * width + j, prob, alias), hot, hot_at)
         rows[e, j] = r
         _prefetch_row(out, r)
 
@@ -239,8 +188,18 @@ def _draw(rows, i, first, start, j, width, target, seed, tab):
     if tab.source == NOISE and j > 0 and drawn:
         r = rows[first, j]
         return r, False, tab.shift[r], not (tab.drop_hits and r == target)
-    return _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.alias, tab.drop_hits,
-                      tab.offsets, tab.points, tab.codes)
+    r, positive, s, used = _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.alias,
+                                      tab.drop_hits, tab.offsets, tab.points, tab.codes)
+    if tab.source == NOISE and j > 0 and r < tab.hot:  # the thread's copy (its shift the word's)
+        r += tab.hot_at
+        used = not (tab.drop_hits and r == target)
+    return r, positive, s, used
+
+
+@inline
+def _copy_of(r, hot, at):
+    """The row of noise word r this thread trains: its own copy of a hot word's (copies.py), else r."""
+    return r + at if r < hot else r
 
 
 @inline
@@ -338,7 +297,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
         if tab.ahead and i + tab.ahead < i1:
             e = i + tab.ahead
             _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
-                   _first(batch.first, e, tab.share) == e)
+                   _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
@@ -375,7 +334,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
         if tab.ahead and i + tab.ahead < i1:
             e = i + tab.ahead
             _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
-                   _first(batch.first, e, tab.share) == e)
+                   _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
         if own:
