@@ -296,6 +296,19 @@ def test_non_finite_score_is_reported(loss):
     assert not torch.isfinite(probe)
 
 
+def test_the_cpus_packed_alias_table_draws_what_the_gpus_draws():
+    """Tables.entries (each column's alias and probability in one int64, the CPU's) gives every draw the table read
+    apart gives (kernel.split_entry, the GPU's): the same noise stream on both backends."""
+    counts = (5000 / np.arange(1, 301)).astype(np.int64) + 1
+    head = make_head("neg", counts, 8, AliasSampler(counts, 0.75), 5)
+    family, tab, width = kernel.tables(head)
+    split = cpu.numba.njit(kernel.draw_function(cpu.numba.njit(kernel.split_entry)))
+    for seed in (0, 77, 2**63 + 5):
+        got = [update._noise(np.uint64(seed), m, tab.prob, tab.entries) for m in range(3000)]
+        assert got == [split(np.uint64(seed), m, tab.prob, tab.alias) for m in range(3000)]
+        assert len(set(got)) > 100  # draws of many words, through both sides of the table
+
+
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
 @pytest.mark.parametrize("loss", ["neg", "nce", "infonce", "sampled-softmax"])
 def test_shared_noise_draws_once_for_each_run_of_examples(arch, loss):
@@ -310,8 +323,7 @@ def test_shared_noise_draws_once_for_each_run_of_examples(arch, loss):
     cpu.step(family, *arrays, ctx, valid, targets, rows, coef, losses, 0.3, True, tab._replace(share=4), 77)
     for i in range(n):
         a = i - i % 4
-        want = [update._noise(np.uint64(77), a * width + j, head.sampler.prob.numpy(), head.sampler.alias.numpy())
-                for j in range(1, width)]
+        want = [update._noise(np.uint64(77), a * width + j, tab.prob, tab.entries) for j in range(1, width)]
         assert rows[i, 1:].tolist() == want
     ref = reference(head, *(t.numpy() for t in (model.input, head.weight, head.bias)), ctx, valid,
                     candidates_of(head, targets, rows), 0.3)
@@ -335,9 +347,9 @@ def test_shared_noise_draws_where_the_batch_says(loss):
     params = update.Params(*arrays)
     cpu._run(family, update.own_rows(params, 1), update.Batch(ctx, valid, targets, rows, coef, losses, first),
              tab, 0.3, True, 77, threads=1)
-    prob, alias = head.sampler.prob.numpy(), head.sampler.alias.numpy()
+    prob, entries = tab.prob, tab.entries  # the CPU's packed table (Tables.entries)
     for i in range(n):
-        assert rows[i, 1:].tolist() == [update._noise(np.uint64(77), first[i] * width + j, prob, alias)
+        assert rows[i, 1:].tolist() == [update._noise(np.uint64(77), first[i] * width + j, prob, entries)
                                         for j in range(1, width)], i
     ref = reference(head, *(t.numpy() for t in (model.input, head.weight, head.bias)), ctx, valid,
                     candidates_of(head, targets, rows), 0.3)
@@ -357,9 +369,9 @@ def test_shared_draws_across_the_threads_shares(loss):
     rows = np.zeros((90, width), np.int64)
     cpu.step(family, *arrays, ctx, valid, targets, rows, np.zeros((90, width), np.float32), np.zeros(90, np.float32),
                0.3, True, tab._replace(share=4), 77, threads=2)
-    prob, alias = head.sampler.prob.numpy(), head.sampler.alias.numpy()
+    prob, entries = tab.prob, tab.entries  # the CPU's packed table (Tables.entries)
     for i in range(90):
-        assert rows[i, 1:].tolist() == [update._noise(np.uint64(77), (i - i % 4) * width + j, prob, alias)
+        assert rows[i, 1:].tolist() == [update._noise(np.uint64(77), (i - i % 4) * width + j, prob, entries)
                                         for j in range(1, width)]
 
 

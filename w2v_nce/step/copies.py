@@ -26,7 +26,7 @@ import torch
 from .kernel import NOISE, Tables
 from .native import inline, serial
 
-HOT = 1024  # the most frequent words whose rows each thread copies (256: 1.22-1.26x cbow-neg, 1,024: 1.26-1.27x)
+HOT = 512  # the most frequent words whose rows each thread copies: on the whole benchmark corpus 256 and 512 ran alike, 1,024 up to 7% slower, 4,096 15-20% (its merges)
 
 
 class Own(NamedTuple):
@@ -90,7 +90,7 @@ class Copies:
 def thread_tab(tab, t):
     """Thread t's Tables: its copies of the hot output rows (hot_at)."""
     return Tables(tab.source, tab.shift, tab.prob, tab.alias, tab.drop_hits, tab.offsets, tab.points, tab.codes,
-                  tab.learn_bias, tab.bias_now, tab.share, tab.ahead, tab.hot, tab.hot_at + t * tab.hot)
+                  tab.learn_bias, tab.bias_now, tab.share, tab.ahead, tab.hot, tab.hot_at + t * tab.hot, tab.entries)
 
 
 @inline

@@ -144,5 +144,5 @@ def warm_up(head, slots: int = 1, subwords: bool = False) -> None:
     subs = (np.array([0, 1]), np.zeros(1, np.int64)) if subwords else (WORDS_ONLY, WORDS_ONLY)  # word 0: row 0
     step(family, emb, emb.copy(), vec.copy(), ctx, np.ones((1, slots), dtype=np.bool_), one,
          np.zeros((1, 1), np.int64), np.zeros((1, 1), np.float32), vec.copy(), 0.0, True,
-         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, offsets=np.zeros(2, np.int64)), 1,
+         tab._replace(shift=vec, prob=np.ones(1, np.float32), alias=one, entries=one, offsets=np.zeros(2, np.int64)), 1,
          subwords=subs, apart=True)

@@ -36,7 +36,7 @@ import torch
 from . import cpu
 from .cuda_update import MAX_CANDIDATES, kernels  # noqa: F401 (the limits of the GPU, plan.unsupported reads here)
 from numba import config, cuda  # after cuda_update, which makes numpy ready for numba-cuda
-from .kernel import TREE, tables
+from .kernel import TREE, Tables, tables
 from .update import WORDS_ONLY
 from ..model.heads import LOGISTIC
 
@@ -50,6 +50,9 @@ WARPS = 1  # warps a block (kernels()): 1 keeps the warps in flight at 32 an SM
 # eligible warps a scheduler); 64 lets it hold its 32 blocks. None: the compiler's choice
 MAX_REGISTERS = 64
 MAX_DIM = 1024  # 32 components a lane at most; a larger --dim runs the PyTorch step
+# the Tables fields the kernels take, in order: those after `ahead` are the CPU's alone (its threads' copies, its
+# packed alias table)
+GPU_FIELDS = Tables._fields.index("ahead") + 1
 
 
 def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need_loss, tab, seed,
@@ -72,7 +75,7 @@ def launch(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, ne
     logistic_kernel, softmax_kernel = kernels(-(-inp.shape[1] // 32), warps, MAX_REGISTERS)
     kernel = logistic_kernel if family == LOGISTIC else softmax_kernel
     kernel[blocks, 32 * warps, stream](inp, out, bias, *subwords, ctx, valid, targets, rows, coef, loss,
-                                       np.float32(lr), bool(need_loss), per, seed, *tab)
+                                       np.float32(lr), bool(need_loss), per, seed, *tab[:GPU_FIELDS])
 
 
 @functools.lru_cache(maxsize=None)

@@ -24,11 +24,11 @@ if not hasattr(np, "row_stack"):
 
 from numba import config, cuda, float32, float64, int32, int64  # noqa: E402
 
-from .kernel import TINY, candidate_function, count, logistic, noise_draw
+from .kernel import TINY, candidate_function, count, draw_function, logistic, split_entry
 
 MAX_CANDIDATES = 256  # the softmax family keeps every score of an example: k + 1 <= this on the GPU
 
-_noise = cuda.jit(device=True)(noise_draw)  # the CPU kernels' math, compiled for the GPU
+_noise = cuda.jit(device=True)(draw_function(cuda.jit(device=True)(split_entry)))  # the CPU kernels' math, for the GPU
 _count = cuda.jit(device=True)(count)
 _logistic = cuda.jit(device=True)(logistic)
 _candidate = cuda.jit(device=True)(candidate_function(_noise))

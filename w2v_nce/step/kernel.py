@@ -42,6 +42,9 @@ class Tables(NamedTuple):
     ahead: int = AHEAD  # the CPU kernels prefetch the output rows of the example this many ahead; 0: none
     hot: int = 0  # the CPU's pieces: output rows below this have a copy of the thread's (copies.py; 0: none)
     hot_at: int = 0  # and the thread's copy of row r is row hot_at + r
+    # (V,) int64: the alias table packed for the CPU, column c's alias in the high 32 bits and its probability's float32
+    # bits in the low: a draw reads one entry, where prob and alias apart were two misses of the cache (update._noise)
+    entries: np.ndarray = np.zeros(1, np.int64)
 
 
 @functools.lru_cache(maxsize=None)
@@ -59,27 +62,37 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
     if head.family == EXACT:
         raise ValueError("the exact softmax has no compiled step")
     s = head.sampler
+    entries = (s.alias << 32) | (s.prob.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
     return head.family, Tables(NOISE, to(head.shift), to(s.prob), to(s.alias), head.drop_hits, i64, i64, i8,
-                               head.learns_bias), head.k + 1
+                               head.learns_bias, entries=to(entries)), head.k + 1
 
 
-def noise_draw(seed, m, prob, alias):
-    """Draw number m of a batch from the alias table (prob, alias), from splitmix64(seed + m·golden):
-    32 bits choose the column (multiply-shift, uniform to 2^-32), the other 32 bits are the coin that
-    keeps the column with probability prob[column] or else gives alias[column]."""
-    z = seed + np.uint64(m) * np.uint64(0x9E3779B97F4A7C15)
-    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
-    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    z = z ^ (z >> np.uint64(31))
-    col = np.int64(((z >> np.uint64(32)) * np.uint64(len(prob))) >> np.uint64(32))
-    # [0, 1]: the low 32 bits rounded once to float32, then scaled exactly (the same value as through float64, with
-    # no float64 arithmetic, which costs the GPU)
-    coin = np.float32(np.uint32(z & np.uint64(0xFFFFFFFF))) * np.float32(2.3283064365386963e-10)
-    # the alias read whatever the coin says: its load no longer waits on a branch that goes one way for a third of
-    # the columns, at random (the CPU mispredicted it; 1.03-1.08x sg and cbow words/s, docs/benchmarks-log.md
-    # section 21), and the GPU's threads do not diverge on it
-    other = alias[col]
-    return col if coin < prob[col] else other
+def draw_function(entry):
+    """`noise_draw` for a backend whose alias table gives column c's (probability, alias) as entry(prob, alias, c):
+    the GPU reads prob and alias apart (split_entry), the CPU one packed int64 (Tables.entries, given as alias)."""
+    def noise_draw(seed, m, prob, alias):
+        """Draw number m of a batch from the alias table (prob, alias), from splitmix64(seed + m·golden):
+        32 bits choose the column (multiply-shift, uniform to 2^-32), the other 32 bits are the coin that
+        keeps the column with probability prob[column] or else gives alias[column]."""
+        z = seed + np.uint64(m) * np.uint64(0x9E3779B97F4A7C15)
+        z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        z = z ^ (z >> np.uint64(31))
+        col = np.int64(((z >> np.uint64(32)) * np.uint64(len(prob))) >> np.uint64(32))
+        # [0, 1]: the low 32 bits rounded once to float32, then scaled exactly (the same value as through float64,
+        # with no float64 arithmetic, which costs the GPU)
+        coin = np.float32(np.uint32(z & np.uint64(0xFFFFFFFF))) * np.float32(2.3283064365386963e-10)
+        # the alias read whatever the coin says: its load no longer waits on a branch that goes one way for a third
+        # of the columns, at random (the CPU mispredicted it; 1.03-1.08x sg and cbow words/s, docs/benchmarks-log.md
+        # section 21), and the GPU's threads do not diverge on it
+        p, other = entry(prob, alias, col)
+        return col if coin < p else other
+    return noise_draw
+
+
+def split_entry(prob, alias, col):
+    """Column col of the alias table as the GPU reads it: its probability and its alias, apart."""
+    return prob[col], alias[col]
 
 
 def count(target, source, width, offsets):

@@ -86,7 +86,7 @@ def bounds(n_tokens: int, chunk_tokens: int, piece: int) -> np.ndarray:
 
 @inline
 def _hash(key, m):
-    """splitmix64 of key + m·golden, as kernel.noise_draw mixes its counter."""
+    """splitmix64 of key + m·golden, as kernel.draw_function's noise draws mix their counter."""
     z = key + np.uint64(m) * GOLDEN
     z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)

@@ -32,10 +32,10 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernel import NOISE, TINY, TREE, candidate_function, logistic_function, noise_draw
+from .kernel import NOISE, TINY, TREE, candidate_function, draw_function, logistic_function
 from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
 from .fastmath import exp32, log32
-from .native import inline, numba, prefetch, serial
+from .native import float32_bits, inline, numba, prefetch, serial
 
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
@@ -106,7 +106,14 @@ def fixed_for(dim: int) -> tuple:
 
 
 # kernel.py's functions compiled for the CPU (cuda.py compiles them for the GPU)
-_noise = inline(noise_draw)
+@inline
+def _packed_entry(prob, entries, col):
+    """Column col of the CPU's alias table (Tables.entries): its probability and its alias, from one int64."""
+    e = entries[col]
+    return float32_bits(np.int32(e & np.int64(0xFFFFFFFF))), e >> np.int64(32)
+
+
+_noise = inline(draw_function(_packed_entry))  # noise draws reading Tables.entries: one load of the table a draw
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
 _exp32 = inline(exp32)
 _log32 = inline(log32)
@@ -152,7 +159,7 @@ def _first(first, i, share):
 
 
 @inline
-def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh, hot, hot_at):
+def _touch(out, rows, targets, e, width, source, seed, prob, entries, fresh, hot, hot_at):
     """Prefetch every cache line of example e's output rows (its target and noise words), so that they arrive while
     the core works on the examples before e: the step is bound by memory latency, and without it each noise row is
     a miss that its example waits for. A prefetch, not a load: a load that nothing waits on still holds up the
@@ -167,7 +174,7 @@ def _touch(out, rows, targets, e, width, source, seed, prob, alias, fresh, hot, 
     if not fresh:  # shared draws: prefetched with the first example that draws them
         return
     for j in range(1, width):
-        r = _copy_of(_noise(seed, e * width + j, prob, alias), hot, hot_at)
+        r = _copy_of(_noise(seed, e * width + j, prob, entries), hot, hot_at)
         rows[e, j] = r
         _prefetch_row(out, r)
 
@@ -188,7 +195,7 @@ def _draw(rows, i, first, start, j, width, target, seed, tab):
     if tab.source == NOISE and j > 0 and drawn:
         r = rows[first, j]
         return r, False, tab.shift[r], not (tab.drop_hits and r == target)
-    r, positive, s, used = _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.alias,
+    r, positive, s, used = _candidate(first, j, width, target, tab.source, seed, tab.shift, tab.prob, tab.entries,
                                       tab.drop_hits, tab.offsets, tab.points, tab.codes)
     if tab.source == NOISE and j > 0 and r < tab.hot:  # the thread's copy (its shift the word's)
         r += tab.hot_at
@@ -296,7 +303,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
             _sync(out, top, mine, base, True)  # give the changes, take the others'
         if tab.ahead and i + tab.ahead < i1:
             e = i + tab.ahead
-            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
+            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.entries,
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
@@ -333,7 +340,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
     for i in range(i0, i1):
         if tab.ahead and i + tab.ahead < i1:
             e = i + tab.ahead
-            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.alias,
+            _touch(out, rows, targets, e, width, tab.source, seed, tab.prob, tab.entries,
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
