@@ -18,7 +18,12 @@ if numba is not None:
     # 'fast' minus nnan/ninf: the compiler may reorder sums (vectorising the dot products) but must keep NaN and inf,
     # because a non-finite score is how divergence is detected
     MATH = {"reassoc", "contract", "nsz", "arcp", "afn"}
-    jit = numba.njit(parallel=True, fastmath=MATH, cache=True, nogil=True)  # a kernel with a prange over threads
+    # numpy's rules for a division by zero (inf or NaN, no exception): under Python's, every division tests its
+    # divisor and branches to raise, and a loop with a branch out of it is not vectorised (hs's logistic terms,
+    # update._lanes). No kernel divides by a zero it does not test for first.
+    ERRORS = "numpy"
+    # a kernel with a prange over threads
+    jit = numba.njit(parallel=True, fastmath=MATH, cache=True, nogil=True, error_model=ERRORS)
     # one thread's loop, called from such a kernel; without numba's reference counts (_nrt=False): numba counts the
     # references to an array, with an atomic add on a count all threads share, for every row it takes as a view
     # (out[r]), and its pass that removes the pairs of adds keeps them where the loop branches between them: 5-6% of
@@ -26,7 +31,7 @@ if numba is not None:
     # subword skip-gram 1.16x; docs/benchmarks-log.md section 25). Safe where a loop allocates nothing and returns
     # no array (no count is then needed: the caller holds every array through the call); numba refuses to compile
     # an allocation here.
-    serial = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False)
+    serial = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False, error_model=ERRORS)
     inline = numba.njit(inline="always", cache=True)  # a small step of a loop, copied into it
     prange = numba.prange
 

@@ -7,9 +7,9 @@ One loop per family, as word2vec.c's hierarchical softmax and negative sampling 
   logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
       c = -lr dL/dΔ; grad += c out_r; then out_r += c h (every Δ is taken first: the same result, as a path's
       nodes are distinct, and a sampled row that an earlier candidate has is scored again; the independent
-      scores overlap in the core)
-  softmax (infonce, sampled-softmax): every Δ first, then for each candidate c = -lr (softmax_r - [r is the
-      target]); grad += c out_r; out_r += c h
+      scores overlap in the core; hs's path takes every term's logistic next, LANES at a time: _lanes)
+  softmax (infonce, sampled-softmax): every Δ first (their exponentials LANES at a time), then for each candidate
+      c = -lr (softmax_r - [r is the target]); grad += c out_r; out_r += c h
   every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
 The difference from the PyTorch step is when rows change: here after each example, there after each batch. The
 biases (word2vec has none) are summed over the batch and applied at its end: the biases of the most frequent words
@@ -37,6 +37,7 @@ from .inputs import add_row, dims, example_done, example_input, flush, hidden_of
 from .fastmath import exp32, log32
 from .native import float32_bits, inline, numba, prefetch, serial
 
+LANES = 16  # the logistic terms of hs's path, the exponentials of a softmax: taken this many at a time, a vector
 TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
@@ -92,12 +93,14 @@ class Scratch(NamedTuple):
     """One thread's working memory."""
     hidden: np.ndarray  # (D,) float32: the hidden vector (cbow's mean; sg reads its context row itself)
     grad: np.ndarray  # (D,) float32: the gradient of the hidden vector
-    deltas: np.ndarray  # (C,) float32: an example's scores (the softmax loop; the logistic loop's noise heads)
+    deltas: np.ndarray  # (C',) float32: an example's scores (C' = C rounded up to LANES: hs's _lanes reads past C)
     acc: np.ndarray  # (D,) float32: the gradient waiting for the carried input word's rows (carry_input)
-    kept: np.ndarray  # (C,) bool: which of an example's candidates are terms of the loss (as deltas)
+    kept: np.ndarray  # (C,) bool: which of an example's candidates are terms of the loss (hs: which have label 1)
     mine: np.ndarray  # (TOP_NODES, D) float32: hs's copy of the top rows (empty for the other heads)
     base: np.ndarray  # (TOP_NODES, D) float32: those rows as the thread took them
     top: int  # the first of the top rows (the number of output rows where there is no copy)
+    hinges: np.ndarray  # (C',) float32 each: hs's loss terms apart (_lanes)
+    qs: np.ndarray
 
 
 def fixed_for(dim: int) -> tuple:
@@ -248,30 +251,57 @@ def _noise_example(out, bias, h, grad, target, i, first, start, rows, coef, delt
 
 
 @inline
-def _path_example(out, bias, mine, top, h, grad, target, rows, coef, lr, need_loss, offsets, points, codes,
+def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr, need_loss, offsets, points, codes,
                   fixed):
-    """The hs loss over the target's path: every score first, then every update. A path's nodes are distinct and h
-    is fixed within the example, so this is the sequential loop's result; but the scores, independent of each
-    other, overlap in the core. Nodes at or above `top` are read and written in mine[r - top], this
+    """The hs loss over the target's path: every score first, then every term's logistic, then every update. A path's
+    nodes are distinct and h is fixed within the example, so this is the sequential loop's result; but the scores,
+    independent of each other, overlap in the core, and the logistics are taken LANES at a time, each operation one
+    vector instruction for all of them (_lanes). Nodes at or above `top` are read and written in mine[r - top], this
     thread's copy of those rows. Returns the example's loss; coef holds the coefficients."""
+    deltas, positive, hinges, qs = scratch.deltas, scratch.kept, scratch.hinges, scratch.qs
     p0 = offsets[target]
     m = offsets[target + 1] - p0
     for j in range(m):
         r = points[p0 + j]
         rows[j] = r
-        coef[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h, fixed)
+        positive[j] = codes[p0 + j] == 0
+        deltas[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h, fixed)
+    for j in range(m, _span(m)):  # the last block's lanes past the path: finite, never used
+        deltas[j] = np.float32(0.0)
+    for j0 in range(0, m, LANES):
+        _lanes(deltas, positive, hinges, qs, j0, lr, need_loss)
     total, prod = np.float32(0.0), 1.0
     for j in range(m):
-        g, hinge, q = _logistic(coef[j], codes[p0 + j] == 0, need_loss)
-        total += hinge
-        prod *= q
-        coef[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
+        total += hinges[j]
+        prod *= qs[j]
+        coef[j] = deltas[j]
     for j in range(m):
         r, c = rows[j], coef[j]
         if c == np.float32(0.0):
             continue
         _update(mine[r - top] if r >= top else out[r], h, grad, c, fixed)
     return total - _log32(np.float32(prod))
+
+
+@inline
+def _lanes(deltas, positive, hinges, qs, j0, lr, need_loss):
+    """The logistic terms of scores deltas[j0:j0 + LANES] (label 1 where positive): deltas gets each -lr dL/dΔ (0 below
+    TINY), hinges and qs their loss parts. LANES steps with no branch: each operation one vector instruction for every
+    lane, where one node after another they were a quarter of hs's time (docs/benchmarks-log.md section 27)."""
+    deltas, positive, hinges, qs = deltas[j0:], positive[j0:], hinges[j0:], qs[j0:]
+    for j in range(LANES):  # indices the compiler sees are in [0, LANES): no wrap-around of negative ones to test
+        g, hinge, q = _logistic(deltas[j], positive[j], need_loss)
+        deltas[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
+        hinges[j] = hinge
+        qs[j] = q
+
+
+@inline
+def _exps(deltas, j0, top):
+    """deltas[j] = e^(deltas[j] - top) for j in [j0, j0 + LANES), as _lanes: one vector instruction for every lane."""
+    deltas = deltas[j0:]
+    for j in range(LANES):
+        deltas[j] = _exp32(deltas[j] - top)
 
 
 @inline
@@ -314,7 +344,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
         if tab.source == TREE:
-            loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], lr, need_loss,
+            loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], scratch, lr, need_loss,
                                     tab.offsets, tab.points, tab.codes, fixed)
         else:
             loss[i] = _noise_example(out, bias, h, grad, targets[i], i, _first(batch.first, i, tab.share), i0, rows,
@@ -358,9 +388,10 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
                 deltas[j] = _score(out, bias, r, s, h, fixed)
                 top = max(top, deltas[j])
         z, target = np.float32(0.0), deltas[0]
-        for j in range(width):
+        for j0 in range(0, width, LANES):  # kept for the gradients: one exp a candidate, LANES at a time
+            _exps(deltas, j0, top)
+        for j in range(width):  # summed in order: the same sum to the bit as one candidate after another
             if kept[j]:
-                deltas[j] = _exp32(deltas[j] - top)  # kept for the gradients: one exp a candidate
                 z += deltas[j]
         term = top + _log32(z) - target  # -log softmax of the target (candidate 0)
         loss[i] = term if need_loss else np.float32(0.0) * term  # NaN if a score is not finite: the probe
@@ -386,18 +417,24 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
 def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
     """Each thread's hidden vector, gradient, scores and carried gradient, 128 bytes apart from the next thread's (two
     threads writing one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the
-    top rows: as arrays with a thread each, (rowwise (T, 3D + C + 32), kept (T, C + 128), copies, bases (T, n_top,
-    D + 32), top),
-    which `of_thread` views for thread t."""
+    top rows: as arrays with a thread each, (rowwise (T, 3D + 3C' + 32) with C' = C rounded up to LANES, kept (T,
+    C + 128), copies, bases (T, n_top, D + 32), top), which `of_thread` views for thread t."""
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
-    return (np.zeros((threads, 3 * dim + width + 32), dtype=np.float32), np.zeros((threads, width + 128), np.bool_),
-            copies, np.empty_like(copies), top)
+    return (np.zeros((threads, 3 * dim + 3 * _span(width) + 32), dtype=np.float32),
+            np.zeros((threads, width + 128), np.bool_), copies, np.empty_like(copies), top)
 
 
 @inline
 def of_thread(shared, t, dim, width):
     """Thread t's Scratch of the arrays `scratch` made."""
     rowwise, kept, copies, bases, top = shared
-    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + width],
-                   rowwise[t, 2 * dim + width:3 * dim + width], kept[t], copies[t], bases[t], top)
+    c = _span(width)
+    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + c],
+                   rowwise[t, 2 * dim + c:3 * dim + c], kept[t], copies[t], bases[t], top,
+                   rowwise[t, 3 * dim + c:3 * dim + 2 * c], rowwise[t, 3 * dim + 2 * c:3 * dim + 3 * c])
+
+
+@inline
+def _span(width):  # width rounded up to a whole number of LANES
+    return -(-width // LANES) * LANES
