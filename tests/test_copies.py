@@ -98,7 +98,7 @@ def test_a_thread_alone_on_copies_trains_what_it_trains_without(tmp_path, model,
             t.piece(k, 0, 0.025, threads - 1)
         models.append([p.numpy().copy() for p in (m.input, m.head.weight, m.head.bias)])
         c = t.copies
-        if threads == 1:
+        if threads == 1 or (loss, model) == ("hs", "sg"):  # skip-gram's hs copies none (copies.py)
             assert c.in_hot == c.out_hot == 0 and np.shares_memory(t.params.inp, m.input.numpy())
             assert t.params.out.shape == m.head.weight.shape
             continue

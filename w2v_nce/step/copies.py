@@ -12,8 +12,8 @@ Where: spare rows after the model's own rows, in the same storage (spare_rows), 
 array and never choose between two (a choice in the loop cost more than the copies saved: log section 24). A
 thread's examples name its copy of a hot word's row from the moment they are made (relabel), and its noise draws
 from the moment they are drawn (update._copy_of, with Tables.hot and hot_at). A vocabulary is by descending count:
-the hot words are ids below HOT. Not copied: the input rows with --subwords (a word's id names its n-gram rows there)
-and hs's inner nodes (its own copies, above).
+the hot words are ids below HOT. Not copied: the input rows with --subwords (a word's id names its n-gram rows there),
+hs's inner nodes (its own copies, above) and skip-gram hs's input rows (no speed gained, WS353 lost: log section 27).
 """
 
 from __future__ import annotations
@@ -56,10 +56,11 @@ class Copies:
     """The threads' copies of a model's hot rows: the model's tensors moved onto longer storages (spare_rows), the
     kernel's Params and Tables for them, and each thread's Own."""
 
-    def __init__(self, model, params, tab, threads: int, subwords: bool):
+    def __init__(self, model, params, tab, threads: int, subwords: bool, cbow: bool = False):
         head = model.head
         copy_out = threads > 1 and tab.source == NOISE  # hs: its top nodes have their own copies
-        copy_in = threads > 1 and not subwords
+        # skip-gram's hs: its inputs copied gained it no speed and cost 0.01 of WS353 in two seeds (log section 27)
+        copy_in = threads > 1 and not subwords and (tab.source == NOISE or cbow)
         self.out_hot = min(HOT, head.weight.shape[0]) if copy_out else 0
         self.in_hot = min(HOT, model.input.shape[0]) if copy_in else 0
         self.out_rows, self.in_rows = head.weight.shape[0], model.input.shape[0]

@@ -293,7 +293,7 @@ class Threads:
                          np.zeros((t, 2 * cfg.window), np.int64))
         self.shared = scratch(t, dim, width, self.params.out, self.tab.source)
         # each thread's copies of the hot rows, after the model's own (copies.py): the model's tensors move
-        self.copies = Copies(model, self.params, self.tab, t, cfg.subwords is not None)
+        self.copies = Copies(model, self.params, self.tab, t, cfg.subwords is not None, slots > 1)
         self.params, self.tab = self.copies.params, self.copies.tab
 
     def arrange(self, epoch: int, shuffled: bool = True) -> None:
