@@ -23,8 +23,8 @@ from .. import jit_cache
 from ..model.heads import LOGISTIC
 from .kernel import Tables, tables
 from .native import inline, jit, numba, prange
-from .update import (WORDS_ONLY, Batch, Params, add_biases, params_of, fixed_for, logistic_range, of_thread, own_rows,
-                     scratch, softmax_range)
+from .scratch import of_thread, scratch
+from .update import WORDS_ONLY, Batch, Params, add_biases, params_of, fixed_for, logistic_range, own_rows, softmax_range
 
 
 def set_threads(n: int) -> None:

@@ -38,7 +38,7 @@ def hidden_of(h, grad, params, ctx, valid, i, fixed):
         grad[d] = np.float32(0.0)
     for d in range(dim):
         h[d] = np.float32(0.0)
-    used = 0
+    used, waiting = 0, -1  # words' own rows are added two at a time (add_rows): h read and written once for both
     for s in range(ctx.shape[1]):
         if not valid[i, s]:
             continue
@@ -47,9 +47,14 @@ def hidden_of(h, grad, params, ctx, valid, i, fixed):
             for p in range(offsets[w], offsets[w + 1]):
                 add_row(h, inp[params.sub_rows[p]], fixed)
             used += offsets[w + 1] - offsets[w]
+        elif waiting < 0:
+            waiting = w
         else:
-            add_row(h, inp[w], fixed)
-            used += 1
+            add_rows(h, inp[waiting], inp[w], fixed)
+            used, waiting = used + 2, -1
+    if waiting >= 0:
+        add_row(h, inp[waiting], fixed)
+        used += 1
     if used > 1:
         scale = np.float32(1.0) / np.float32(used)
         for d in range(dim):
@@ -78,6 +83,13 @@ def add_row(row, x, fixed):
     """row += x."""
     for d in range(dims(fixed, x)):
         row[d] += x[d]
+
+
+@inline
+def add_rows(row, x, y, fixed):
+    """row += x, then row += y, in one pass."""
+    for d in range(dims(fixed, x)):
+        row[d] = (row[d] + x[d]) + y[d]
 
 
 @inline

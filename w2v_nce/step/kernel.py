@@ -132,8 +132,8 @@ def logistic_function(exp):
         sig = one / (one + exp(-delta))
         x = -delta if positive else delta
         g = sig - one if positive else sig
-        if need_loss:
-            return g, max(x, zero), sig if delta >= zero else one - sig
+        if need_loss:  # max(x, 0) said as a select: numba's max is a call, which LLVM left in hs's loop (_lanes)
+            return g, zero if x < zero else x, sig if delta >= zero else one - sig
         # said outright, not as 0·Δ: numba 0.59's compiler turned 0·Δ into 0 in the hs kernel, losing the probe
         return g, zero if abs(delta) <= np.float32(3.4e38) else np.float32(math.nan), one
     return logistic

@@ -38,7 +38,8 @@ from typing import NamedTuple
 import numpy as np
 
 
-from .update import Batch, add_biases, fixed_for, logistic_range, of_thread, own_rows, params_of, scratch, softmax_range
+from .scratch import of_thread, scratch
+from .update import Batch, add_biases, fixed_for, logistic_range, own_rows, params_of, softmax_range
 from .copies import Copies, merge, relabel, thread_own, thread_tab
 from .kernel import tables
 from .native import inline, jit, mark, numba, prange, read, serial, take

@@ -36,9 +36,8 @@ from .kernel import NOISE, TINY, TREE, candidate_function, draw_function, logist
 from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
 from .fastmath import exp32, log32
 from .native import float32_bits, inline, numba, prefetch, serial
+from .scratch import LANES, TOP_NODES, span as _span  # noqa: F401 (TOP_NODES: the tests read it here)
 
-LANES = 16  # the logistic terms of hs's path, the exponentials of a softmax: taken this many at a time, a vector
-TOP_NODES = 256  # hs: the inner nodes nearest the root, whose changes each thread holds apart
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
 
@@ -87,20 +86,6 @@ class Batch(NamedTuple):
     loss: np.ndarray  # (B,) float32: each example's loss, or the probe: 0, NaN if a score is not finite (written)
     # (B,) int64: the example (itself or an earlier one) whose noise draw each shares, or CONSECUTIVE: _first
     first: np.ndarray = CONSECUTIVE
-
-
-class Scratch(NamedTuple):
-    """One thread's working memory."""
-    hidden: np.ndarray  # (D,) float32: the hidden vector (cbow's mean; sg reads its context row itself)
-    grad: np.ndarray  # (D,) float32: the gradient of the hidden vector
-    deltas: np.ndarray  # (C',) float32: an example's scores (C' = C rounded up to LANES: hs's _lanes reads past C)
-    acc: np.ndarray  # (D,) float32: the gradient waiting for the carried input word's rows (carry_input)
-    kept: np.ndarray  # (C,) bool: which of an example's candidates are terms of the loss (hs: which have label 1)
-    mine: np.ndarray  # (TOP_NODES, D) float32: hs's copy of the top rows (empty for the other heads)
-    base: np.ndarray  # (TOP_NODES, D) float32: those rows as the thread took them
-    top: int  # the first of the top rows (the number of output rows where there is no copy)
-    hinges: np.ndarray  # (C',) float32 each: hs's loss terms apart (_lanes)
-    qs: np.ndarray
 
 
 def fixed_for(dim: int) -> tuple:
@@ -275,12 +260,31 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr
         total += hinges[j]
         prod *= qs[j]
         coef[j] = deltas[j]
+    a = -1  # the node waiting for a second: the updates go two nodes at a time (_update2)
     for j in range(m):
-        r, c = rows[j], coef[j]
-        if c == np.float32(0.0):
+        if coef[j] == np.float32(0.0):
             continue
-        _update(mine[r - top] if r >= top else out[r], h, grad, c, fixed)
+        if a < 0:
+            a = j
+            continue
+        r, s = rows[a], rows[j]
+        _update2(mine[r - top] if r >= top else out[r], mine[s - top] if s >= top else out[s], h, grad, coef[a],
+                 coef[j], fixed)
+        a = -1
+    if a >= 0:
+        r = rows[a]
+        _update(mine[r - top] if r >= top else out[r], h, grad, coef[a], fixed)
     return total - _log32(np.float32(prod))
+
+
+@inline
+def _update2(o, p, h, grad, c, e, fixed):
+    """_update of two distinct rows, o then p, in one pass: grad read and written once for both."""
+    for d in range(dims(fixed, h)):
+        g = grad[d] + c * o[d]
+        grad[d] = g + e * p[d]
+        o[d] += c * h[d]
+        p[d] += e * h[d]
 
 
 @inline
@@ -386,7 +390,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             rows[i, j], kept[j] = r, used
             if used:
                 deltas[j] = _score(out, bias, r, s, h, fixed)
-                top = max(top, deltas[j])
+                top = deltas[j] if deltas[j] > top else top  # max(top, Δ), but numba's max is a call
         z, target = np.float32(0.0), deltas[0]
         for j0 in range(0, width, LANES):  # kept for the gradients: one exp a candidate, LANES at a time
             _exps(deltas, j0, top)
@@ -412,29 +416,3 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
     if carry and word >= 0:
         flush(params, word, scratch.acc, fixed)
-
-
-def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
-    """Each thread's hidden vector, gradient, scores and carried gradient, 128 bytes apart from the next thread's (two
-    threads writing one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the
-    top rows: as arrays with a thread each, (rowwise (T, 3D + 3C' + 32) with C' = C rounded up to LANES, kept (T,
-    C + 128), copies, bases (T, n_top, D + 32), top), which `of_thread` views for thread t."""
-    top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
-    copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
-    return (np.zeros((threads, 3 * dim + 3 * _span(width) + 32), dtype=np.float32),
-            np.zeros((threads, width + 128), np.bool_), copies, np.empty_like(copies), top)
-
-
-@inline
-def of_thread(shared, t, dim, width):
-    """Thread t's Scratch of the arrays `scratch` made."""
-    rowwise, kept, copies, bases, top = shared
-    c = _span(width)
-    return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + c],
-                   rowwise[t, 2 * dim + c:3 * dim + c], kept[t], copies[t], bases[t], top,
-                   rowwise[t, 3 * dim + c:3 * dim + 2 * c], rowwise[t, 3 * dim + 2 * c:3 * dim + 3 * c])
-
-
-@inline
-def _span(width):  # width rounded up to a whole number of LANES
-    return -(-width // LANES) * LANES
