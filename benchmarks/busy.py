@@ -1,13 +1,17 @@
 """`make bench-busy` (docs/benchmarks-log.md section 12, issue 37): ours and gensim on a machine that is doing something else.
 
-Each round trains sg-neg and cbow-neg (the presets' defaults, 1 epoch, 2 threads / 2 workers) with our API and then
+Each round trains sg-neg and cbow-neg (or --loss hs; the presets' defaults, 1 epoch, 2 threads / 2 workers) with our API and then
 gensim's Word2Vec on the first MB megabytes of the corpus, idle and then beside COMPETITORS busy processes (`yes`,
 what a user's browser or another job is to a training run), in one process, one after the other. For each run: the
 training words/s (corpus tokens, as both tools count them), and the cores the process held while it trained (its CPU
 seconds over the wall seconds, from getrusage). The ratios that matter: ours / gensim under the same competitor, and
 ours busy / ours idle.
 
-    python benchmarks/busy.py CORPUS [--mb 20] [--rounds 2] [--competitors 1] [--models sg cbow] [--json]
+    python benchmarks/busy.py CORPUS [--mb 20] [--rounds 2] [--competitors 1] [--models sg cbow] [--loss neg]
+                              [--conditions idle busy] [--json]
+
+(--conditions idle with many --rounds: ours and gensim alternated on an idle machine whose speed drifts, each round's
+ratio taken side by side.)
 
 PYTHONPATH=another/checkout runs another version of ours (its API: w2v_nce.train) against the same gensim.
 """
@@ -44,17 +48,18 @@ def slice_of(corpus: Path, mb: int, where: Path) -> Path:
     return out
 
 
-def ours(text: Path, model: str, out: Path) -> dict:
+def ours(text: Path, model: str, out: Path, loss: str = "neg") -> dict:
     t, c = time.perf_counter(), cpu_seconds()
-    run = w2v_nce.train(text, out, overwrite=True, model=model, loss="neg", epochs=1, threads=2, progress=False)
+    run = w2v_nce.train(text, out, overwrite=True, model=model, loss=loss, epochs=1, threads=2, progress=False)
     wall, cpu = time.perf_counter() - t, cpu_seconds() - c
     s = run.summary
     # the training's own cores: the whole call's CPU less the vocabulary pass's (one thread), over training time
     return {"words_per_s": s.words_per_s, "cores": (cpu - s.vocab_seconds) / max(wall - s.vocab_seconds, 1e-9)}
 
 
-def gensim(text: Path, model: str) -> dict:
-    m = Word2Vec(sg=int(model == "sg"), vector_size=100, window=5, negative=5, sample=1e-3, min_count=5, workers=2,
+def gensim(text: Path, model: str, loss: str = "neg") -> dict:
+    m = Word2Vec(sg=int(model == "sg"), vector_size=100, window=5, negative=5 * (loss == "neg"),
+                 hs=int(loss == "hs"), sample=1e-3, min_count=5, workers=2,
                  seed=1)
     m.build_vocab(LineSentence(str(text)))
     t, c = time.perf_counter(), cpu_seconds()
@@ -63,7 +68,8 @@ def gensim(text: Path, model: str) -> dict:
     return {"words_per_s": m.corpus_total_words / wall, "cores": cpu / wall}
 
 
-def main(corpus: Path, mb: int, rounds: int, competitors: int, models: list[str]) -> list[dict]:
+def main(corpus: Path, mb: int, rounds: int, competitors: int, models: list[str], loss: str = "neg",
+         conditions: tuple = ("idle", "busy")) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory(prefix="w2v-busy-") as tmp:
         text = slice_of(corpus, mb, Path(tmp))
@@ -71,17 +77,17 @@ def main(corpus: Path, mb: int, rounds: int, competitors: int, models: list[str]
         # so that no round's cores count a compile, whose CPU seconds are the child's
         first = slice_of(corpus, 1, Path(tmp))
         for model in models:
-            ours(first, model, Path(tmp) / "run")
-        for condition in ("idle", "busy"):
+            ours(first, model, Path(tmp) / "run", loss)
+        for condition in conditions:
             hogs = [subprocess.Popen(["yes"], stdout=subprocess.DEVNULL) for _ in range(competitors)] \
                 if condition == "busy" else []
             try:
                 time.sleep(1.0 if hogs else 0.0)
                 for model in models:
                     for r in range(rounds):
-                        a = ours(text, model, Path(tmp) / "run")
-                        b = gensim(text, model)
-                        rows.append({"condition": condition, "model": model, "round": r + 1,
+                        a = ours(text, model, Path(tmp) / "run", loss)
+                        b = gensim(text, model, loss)
+                        rows.append({"condition": condition, "model": model, "loss": loss, "round": r + 1,
                                      "ours": a["words_per_s"], "gensim": b["words_per_s"],
                                      "ratio": a["words_per_s"] / b["words_per_s"],
                                      "ours_cores": a["cores"], "gensim_cores": b["cores"]})
@@ -104,7 +110,7 @@ def table(rows: list[dict]) -> str:
                 continue
             o = statistics.median(r["ours"] for r in mine)
             idle.setdefault(model, o)
-            lines.append(f"| {condition} | {model}-neg | {o:,.0f} | {statistics.median(r['gensim'] for r in mine):,.0f} "
+            lines.append(f"| {condition} | {model}-{mine[0]['loss']} | {o:,.0f} | {statistics.median(r['gensim'] for r in mine):,.0f} "
                          f"| {statistics.median(r['ratio'] for r in mine):.2f}x | "
                          f"{statistics.median(r['ours_cores'] for r in mine):.2f}, "
                          f"{statistics.median(r['gensim_cores'] for r in mine):.2f} | {100 * o / idle[model]:.0f}% |")
@@ -118,9 +124,11 @@ if __name__ == "__main__":
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--competitors", type=int, default=1)
     p.add_argument("--models", nargs="+", default=["sg", "cbow"])
+    p.add_argument("--loss", choices=["neg", "hs"], default="neg")
+    p.add_argument("--conditions", nargs="+", choices=["idle", "busy"], default=["idle", "busy"])
     p.add_argument("--json", action="store_true")
     a = p.parse_args()
-    result = main(a.corpus, a.mb, a.rounds, a.competitors, a.models)
+    result = main(a.corpus, a.mb, a.rounds, a.competitors, a.models, a.loss, tuple(a.conditions))
     print(json.dumps(result) if a.json else table(result))
     print(f"(ours: {os.environ.get('PYTHONPATH') or 'this checkout'}; {a.mb} MB, 1 epoch, 2 threads, "
           f"{a.competitors} competitor(s) when busy)")
