@@ -390,7 +390,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             rows[i, j], kept[j] = r, used
             if used:
                 deltas[j] = _score(out, bias, r, s, h, fixed)
-                top = deltas[j] if deltas[j] > top else top  # max(top, Δ), but numba's max is a call
+                top = max(top, deltas[j])
         z, target = np.float32(0.0), deltas[0]
         for j0 in range(0, width, LANES):  # kept for the gradients: one exp a candidate, LANES at a time
             _exps(deltas, j0, top)
