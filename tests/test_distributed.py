@@ -275,7 +275,7 @@ def test_interrupt_then_resume_with_as_many_processes_only(tmp_path):
     (line,) = errors(err)  # one line among 3 ranks
     assert line == (f"error: {run} was trained by 2 processes and this job has 3; resume it with 2: torchrun "
                     f"--standalone --nproc-per-node 2 -m w2v_nce train --resume {run}")
-    assert re.search(r"exitcode\s*:\s*2\b", err)  # torchrun's report of rank 0's exit code; its own is 1
+    assert re.search(r"exitcode\s*:\s*2\b", err), err  # torchrun's report of rank 0's exit code; its own is 1
     plain = CliRunner().invoke(app, ["train", "--resume", str(run)])  # not under torchrun
     assert plain.exit_code == 2 and plain.output.strip() == line.replace("this job has 3", "this job has 1")
 
