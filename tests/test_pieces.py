@@ -158,6 +158,20 @@ def test_a_piece_trains_the_same_on_any_thread(tmp_path):
     assert np.array_equal(again.vectors.vectors, run.vectors.vectors)
 
 
+@pytest.mark.parametrize("model,loss", [("sg", "neg"), ("cbow", "hs"), ("sg", "infonce")])
+def test_rows_longer_than_numba_passes_into_its_threads_train(tmp_path, model, loss):
+    """--dim 101 and above (300 is common) failed to compile: a kernel of the dim's own takes a tuple of dim elements
+    into the threads' parallel region, longer than numba passes there (NUMBA_PARFOR_MAX_TUPLE_SIZE, 100). Those
+    dims train with the kernel that reads the length (update.fixed_for), every family, two threads."""
+    from w2v_nce.step import update
+    dim = cpu.numba.config.PARFOR_MAX_TUPLE_SIZE + 1
+    assert update.fixed_for(dim) == () and len(update.fixed_for(dim - 1)) == dim - 1
+    run = w2v_nce.train(LEE, tmp_path / "r", model=model, loss=loss, epochs=1, threads=2, dim=dim, progress=False)
+    vectors = run.vectors.vectors
+    assert vectors.shape[1] == dim and np.isfinite(vectors).all()
+    assert np.abs(vectors).max() > 1 / dim  # trained: rows start in [-1/dim, 1/dim)
+
+
 def test_each_epoch_takes_the_pieces_in_an_order_of_its_own(tmp_path):
     """arrange: every piece once an epoch, in a permutation drawn from the seed and the epoch (another each epoch,
     the same in another process with the seed), the words before each place counted in that order; the file's

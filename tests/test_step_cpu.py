@@ -101,14 +101,14 @@ def reference(head, inp, out, bias, ctx, valid, cand, lr, bias_now=False):
 
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
 @pytest.mark.parametrize("loss", SAMPLED)
-@pytest.mark.parametrize("dim", [16, 100])  # 100: the kernel compiled for the rows' length (update.FIXED_FROM)
+@pytest.mark.parametrize("dim", [16, 100, 101])  # 100: the kernel compiled for the rows' length (update.fixed_for)
 def test_kernel_equals_the_sequential_reference(arch, loss, dim):
     model, ctx, valid, targets = make_problem(arch, loss, dim=dim)
     head = model.head
     inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.3)
     kernel = cpu._logistic_step if head.family == LOGISTIC else cpu._softmax_step
     fixed = [len(sig[7]) for sig in kernel.signatures]  # the 8th argument: the tuple whose length is the dim
-    assert (dim in fixed) == (dim >= update.FIXED_FROM)
+    assert (dim in fixed) == (update.FIXED_FROM <= dim <= cpu.numba.config.PARFOR_MAX_TUPLE_SIZE)
     cand = candidates_of(head, targets, rows)
     assert (rows == cand.rows.numpy()).all()  # the kernel's candidates are the head's (hs: its paths)
     if loss != "hs":
