@@ -62,6 +62,19 @@ def test_semantic_signal_on_real_text(tmp_path, lee, model, loss, kernel):
     assert 0 < summary.loss < np.log(len(kv.index_to_key)) + bound, summary.loss
 
 
+def test_the_exact_softmax_trains_at_its_default_batch_on_the_shipped_corpus(tmp_path):
+    """Every example updates every output row of the exact softmax, so the PyTorch step's sum over a batch is large
+    there: at 4,096 examples a step cbow-softmax diverged on the shipped corpus (this slice of it, 5 epochs: at step
+    23; the whole file at step 28), as cbow-hs did at 1,024. Its default batch is hs's (plan.largest_summed_batch)."""
+    import gzip
+    from pathlib import Path
+    with gzip.open(Path(__file__).parents[1] / "corpora" / "wiki10m.txt.gz", "rt", encoding="utf-8") as f:
+        (tmp_path / "slice.txt").write_text(f.read(1_500_000), encoding="utf-8")
+    cfg = make_config(model="cbow", loss="softmax", dim=16, epochs=5)
+    summary = train(cfg, tmp_path / "slice.txt", tmp_path / "run", progress=False, log=lambda *_: None)
+    assert np.isfinite(summary.loss) and 0 < summary.loss < np.log(5380), summary.loss  # below the uniform model's
+
+
 @pytest.mark.parametrize("kernel,threads,share", [("fused", 1, 1), ("fused", 1, 8), ("torch", 2, None)])
 def test_cpu_runs_are_reproducible(tmp_path, lee, kernel, threads, share):
     cfg = make_config(model="sg", loss="nce", epochs=1, min_count=5, lowercase=True, seed=3, threads=threads,
