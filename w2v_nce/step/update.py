@@ -254,7 +254,7 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr
         r = points[p0 + j]
         rows[j] = r
         positive[j] = codes[p0 + j] == 0
-        deltas[j] = bias[r] + _dot(mine[r - top] if r >= top else out[r], h, fixed)
+        deltas[j] = bias[r] + _dot(_node(out, mine, top, r), h, fixed)
     for j in range(m, _span(m)):  # the last block's lanes past the path: finite, never used
         deltas[j] = np.float32(0.0)
     for j0 in range(0, m, LANES):
@@ -272,13 +272,18 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr
             a = j
             continue
         r, s = rows[a], rows[j]
-        _update2(mine[r - top] if r >= top else out[r], mine[s - top] if s >= top else out[s], h, grad, coef[a],
-                 coef[j], fixed)
+        _update2(_node(out, mine, top, r), _node(out, mine, top, s), h, grad, coef[a], coef[j], fixed)
         a = -1
     if a >= 0:
         r = rows[a]
-        _update(mine[r - top] if r >= top else out[r], h, grad, coef[a], fixed)
+        _update(_node(out, mine, top, r), h, grad, coef[a], fixed)
     return total - _log32(np.float32(prod))
+
+
+@inline
+def _node(out, mine, top, r):
+    """hs's inner node r: its row in this thread's copy of the top rows (mine) where r >= top, else in out."""
+    return mine[r - top] if r >= top else out[r]
 
 
 @inline
