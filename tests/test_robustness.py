@@ -78,6 +78,20 @@ def test_resume_of_a_finished_run_is_refused(tmp_path):
         train_mod.train(None, None, tmp_path / "r", resume=True, progress=False)
 
 
+def test_an_interrupt_while_the_step_compiles_says_so_and_keeps_nothing(tmp_path, monkeypatch):
+    """Ctrl-C in the minute of a first compile (Trainer._warm) ended the process with 130 and not a word; now the
+    one line a user gets everywhere else, and the new run leaves no directory behind."""
+    from w2v_nce.errors import Interrupted
+
+    def interrupted(self, *args):
+        raise KeyboardInterrupt
+    cfg = make_config(epochs=2, min_count=3, dim=8)
+    monkeypatch.setattr(Trainer, "_warm", interrupted)
+    with pytest.raises(Interrupted, match=r"^interrupted before training started; nothing was kept$") as e:
+        train_mod.train(cfg, LEE, tmp_path / "r", progress=False, log=lambda *_: None)
+    assert e.value.code == 130 and isinstance(e.value, KeyboardInterrupt) and not (tmp_path / "r").exists()
+
+
 def test_divergence_of_a_large_summed_batch_suggests_a_smaller_batch(tmp_path):
     # the PyTorch step sums a batch's gradients; skip-gram diverged at batch 65,536 (docs/benchmarks-log.md section 3)
     cfg = make_config(epochs=1, min_count=3, dim=8, kernel="torch", batch_size=65536, lr=1e12)

@@ -155,7 +155,14 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
         sig.training = rank > 0
         run = open_run(world, cfg, corpus, run_dir, resume, progress, hooks.log, sig, held, init, facts, plan) \
             if rank == 0 else Opened(cfg, run_dir, resume=resume, given=None if resume else given(corpus))
-        trainer, replicas = _start(world, run, hooks, timeout, init)
+        try:
+            trainer, replicas = _start(world, run, hooks, timeout, init)
+        except KeyboardInterrupt as e:  # while the step compiled (a minute, the first time), or before
+            if isinstance(e, Interrupted) or world is not None:  # train() says it for a distributed run
+                raise
+            kept = (f"the run is as it was; continue with: {resume_command(None, run.run_dir)}" if run.resume
+                    else "nothing was kept")
+            raise Interrupted(f"interrupted before training started; {kept}", code=sig.code) from None
         start_words = trainer.global_words()
         _loop(trainer, replicas, run, sig, hooks, progress)
         if rank == 0:
