@@ -21,8 +21,8 @@ changes to the shared rows and takes the others' (_sync).
 
 The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple
 by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
-FIXED_FROM (the tests') and above numba's longest tuple in a parallel region share one kernel that reads the length. The loops prefetch the next example's output rows
-(_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
+FIXED_FROM (the tests') and above numba's longest tuple in a parallel region (fixed_for) share one kernel that reads
+the length. The loops prefetch the next example's output rows (_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
 of noise words, so that each noise row is fetched from memory once for them (or those Batch.first names).
 """
 
@@ -92,7 +92,8 @@ def fixed_for(dim: int) -> tuple:
     """The `fixed` a kernel takes for rows of this dim (the module docstring): its own kernel from FIXED_FROM dims up
     to the longest tuple numba passes into a parallel region (NUMBA_PARFOR_MAX_TUPLE_SIZE, 100 unless set), where a
     longer one fails to compile (--dim 101 and above did, the step's threads being such a region); above that the
-    kernel that reads the length, as fast at dim 300 and compiled in half the time (docs/benchmarks-log.md section 29)."""
+    kernel that reads the length, as fast at dim 300 and compiled in half the time (docs/benchmarks-log.md
+    section 29)."""
     longest = numba.config.PARFOR_MAX_TUPLE_SIZE if numba else dim
     return (0,) * dim if FIXED_FROM <= dim <= longest else ()
 
