@@ -22,8 +22,9 @@ changes to the shared rows and takes the others' (_sync).
 The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple
 by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
 FIXED_FROM (the tests') and above numba's longest tuple in a parallel region (fixed_for) share one kernel that reads
-the length. The loops prefetch the next example's output rows (_touch): the step waits on memory, not on arithmetic. With --shared-noise N, N consecutive examples share one draw
-of noise words, so that each noise row is fetched from memory once for them (or those Batch.first names).
+the length. The loops prefetch the next example's output rows (_touch): the step waits on memory, not on arithmetic.
+With --shared-noise N, N consecutive examples share one draw of noise words, so that each noise row is fetched from
+memory once for them (or those Batch.first names).
 """
 
 from __future__ import annotations
