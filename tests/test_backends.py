@@ -131,8 +131,9 @@ def test_plan_decides_the_step_and_its_batch_once():
             got = cpu(loss=loss, model=model)
             assert (got.kernel, got.batch_size) == ("fused", 65536 if (model, loss) == ("sg", "hs") else 4096)
         assert cpu(loss=loss, kernel="torch").kernel == "torch"
-    assert (cpu(loss="softmax").kernel, cpu(loss="softmax").batch_size) == ("torch", 4096)
-    assert cpu(loss="hs", kernel="torch").batch_size == 256  # the root's summed update (step/plan.py)
+    # the root's summed update, and every output row's of the exact softmax (plan.largest_summed_batch)
+    assert (cpu(loss="softmax").kernel, cpu(loss="softmax").batch_size) == ("torch", 256)
+    assert cpu(loss="hs", kernel="torch").batch_size == 256
     assert cpu(loss="neg", kernel="torch", batch_size=100).batch_size == 100
     with pytest.raises(UsageError, match="--kernel fused needs a sampled or tree head"):
         cpu(loss="softmax", kernel="fused")
