@@ -72,7 +72,8 @@ def test_the_exact_softmax_trains_at_its_default_batch_on_the_shipped_corpus(tmp
         (tmp_path / "slice.txt").write_text(f.read(1_500_000), encoding="utf-8")
     cfg = make_config(model="cbow", loss="softmax", dim=16, epochs=5)
     summary = train(cfg, tmp_path / "slice.txt", tmp_path / "run", progress=False, log=lambda *_: None)
-    assert np.isfinite(summary.loss) and 0 < summary.loss < np.log(5380), summary.loss  # below the uniform model's
+    # below the uniform model's loss
+    assert np.isfinite(summary.loss) and 0 < summary.loss < np.log(summary.vocab_size), summary.loss
 
 
 @pytest.mark.parametrize("kernel,threads,share", [("fused", 1, 1), ("fused", 1, 8), ("torch", 2, None)])

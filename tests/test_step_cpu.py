@@ -447,3 +447,20 @@ def test_the_loops_count_no_references():
     assert "NRT_incref" not in ir and "NRT_decref" not in ir
     for loop in (update.logistic_range, update.softmax_range, pieces._piece, pieces._block, pieces._compact):
         assert loop.targetoptions.get("_nrt") is False, loop
+
+
+def test_the_loops_are_compiled_unaliased_and_refuse_arrays_that_share_memory():
+    """update.py's loops are compiled on the promise that no array they write shares memory with another of theirs
+    (native.unaliased): a caller of step() that breaks it gets a ValueError, not wrong vectors."""
+    assert update.logistic_range.targetoptions.get("noalias") is True
+    assert update.softmax_range.targetoptions.get("noalias") is True
+    model, ctx, valid, targets = make_problem("sg", "neg", n=8)
+    family, tab, width = kernel.tables(model.head)
+    inp, bias = model.input.numpy().copy(), model.head.bias.numpy().copy()
+    rows, coef = np.zeros((8, width), np.int64), np.zeros((8, width), np.float32)
+    loss = np.zeros(8, np.float32)
+    for out, last in ((inp, loss), (model.head.weight.numpy().copy(), bias[:8])):  # out is inp; loss is bias's
+        with pytest.raises(ValueError, match="must not share memory"):
+            cpu.step(family, inp, out, bias, ctx, valid, targets, rows, coef, last, 0.1, True, tab, 1)
+    cpu.step(family, inp, model.head.weight.numpy().copy(), bias, ctx, valid, targets, rows, coef, loss, 0.1, True,
+             tab, 1)

@@ -112,7 +112,8 @@ def train(cfg: Config | None, corpus, run_dir: Path | None = None, resume: bool 
           hooks: Hooks | None = None, facts: dict | None = None, plan: Plan | None = None) -> Summary:
     """Train a model into a run directory; with resume=True continue the interrupted run in run_dir. `corpus`: a
     path or a list of paths; `init`: a finished run to continue from (its vocabulary grows by the corpus's words);
-    `facts`: more for config.toml's [run] table (opening.make_run_dir); `plan`: the step, where the caller made it from cfg.
+    `facts`: more for config.toml's [run] table (opening.make_run_dir); `plan`: the step, where the caller made it
+    from cfg.
 
     Launched by torchrun with 2 or more processes, they train it together; `timeout` (seconds) then bounds
     their collectives (default: cfg.sync_timeout, or Config's on a resume, whose config only rank 0 reads)."""
@@ -134,7 +135,7 @@ def train(cfg: Config | None, corpus, run_dir: Path | None = None, resume: bool 
         done = True
     except KeyboardInterrupt as e:
         if not isinstance(e, Interrupted):  # rank 0 before it has shared its run (the others wait, signals deferred)
-            e = Interrupted("interrupted before training started", code=130)
+            e = _not_started(None, 130)
         world.abort(e)
         raise e from None
     except BaseException as e:
@@ -160,9 +161,7 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
         except KeyboardInterrupt as e:  # while the step compiled (a minute, the first time), or before
             if isinstance(e, Interrupted) or world is not None:  # train() says it for a distributed run
                 raise
-            kept = (f"the run is as it was; continue with: {resume_command(None, run.run_dir)}" if run.resume
-                    else "nothing was kept")
-            raise Interrupted(f"interrupted before training started; {kept}", code=sig.code) from None
+            raise _not_started(run, sig.code) from None
         start_words = trainer.global_words()
         _loop(trainer, replicas, run, sig, hooks, progress)
         if rank == 0:
@@ -170,6 +169,14 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
             if trainer.last_row is not None:  # the last epoch's, once the run is written
                 hooks.call(trainer, hooks.on_epoch, trainer.epoch, trainer.last_row)
     return _summary(trainer, replicas, run, start_words, hooks.log)
+
+
+def _not_started(run: Opened | None, code: int) -> Interrupted:
+    """The interruption before the first step: for one process what was kept (run), for a distributed run (None)
+    rank 0's word before it has shared its run."""
+    kept = "" if run is None else "; " + (f"the run is as it was; continue with: {resume_command(None, run.run_dir)}"
+                                          if run.resume else "nothing was kept")
+    return Interrupted(f"interrupted before training started{kept}", code=code)
 
 
 def _start(world, run: Opened, hooks: Hooks, timeout, init) -> tuple[Trainer, Replicas | None]:

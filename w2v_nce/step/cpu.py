@@ -124,12 +124,24 @@ def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed,
     """The step's kernel on these arguments; with `apart`, compiled in a child process if numba's cache lacks it
     (jit_cache.compiled_apart: a run's warm-up)."""
     threads = threads or numba.get_num_threads()
+    _check_apart(params, batch, tab)
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     dim = params.inp.shape[1]
     args = (params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(dim))
     if apart:
         jit_cache.compiled_apart(kernel, *args)
     kernel(*args)
+
+
+def _check_apart(params: Params, batch: Batch, tab: Tables) -> None:
+    """The arrays the loops write share no memory with any other array of the call: the loops are compiled on that
+    promise (native.unaliased), which a caller of step() could otherwise break without a word."""
+    written = (params.inp, params.out, params.bias, batch.rows, batch.coef, batch.loss)
+    arrays = [a for a in (*params, *batch, *tab) if isinstance(a, np.ndarray)]
+    for w in written:
+        if sum(a is w or np.may_share_memory(a, w) for a in arrays) > 1:
+            raise ValueError("the step's written arrays (inp, out, bias, rows, coef, loss) must not share memory "
+                             "with each other or with the arrays it reads")
 
 
 def warm_up(head, slots: int = 1, subwords: bool = False) -> None:

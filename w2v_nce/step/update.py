@@ -36,7 +36,7 @@ import numpy as np
 from .kernel import NOISE, TINY, TREE, candidate_function, draw_function, logistic_function
 from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
 from .fastmath import exp32, log32
-from .native import float32_bits, inline, numba, prefetch, serial
+from .native import float32_bits, inline, numba, prefetch, unaliased
 from .scratch import LANES, TOP_NODES, span as _span  # noqa: F401 (TOP_NODES: the tests read it here)
 
 SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
@@ -332,7 +332,7 @@ def _sync(out, top, mine, base, give):
             base[q, d] = value
 
 
-@serial
+@unaliased
 def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch, several):
     """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
@@ -373,7 +373,7 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
     _sync(out, top, mine, base, True)
 
 
-@serial
+@unaliased
 def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch):
     """The softmax loop over examples [i0, i1), in order, by one thread."""
     own = params.rows_in.ndim == 1  # as in logistic_range
