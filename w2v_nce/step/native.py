@@ -46,7 +46,8 @@ if numba is not None:
     # their arrays' memory overlaps (LLVM's noalias on every pointer argument), which holds for theirs: the model's
     # matrices, the batch's buffers and a thread's scratch are apart, and only read-only tables share an array.
     # Without it each store to an output row may change the input row or the gradient, so the compiler reads them
-    # again from memory after every node's update: sg-hs ~5% less CPU time (docs/benchmarks-log.md section 30).
+    # again from memory after every node's update: sg-hs 1.03-1.16x words/s, the same vectors to the bit
+    # (docs/benchmarks-log.md section 30).
     unaliased = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False, error_model=ERRORS, **_noalias())
     inline = numba.njit(inline="always", cache=True)  # a small step of a loop, copied into it
     prange = numba.prange
