@@ -116,7 +116,9 @@ def step(family, inp, out, bias, ctx, valid, targets, rows, coef, loss, lr, need
     example's loss (or the probe: 0, NaN if a score is not finite). subwords: (offsets, rows) of each word's
     input rows (update.Params), or words only. apart: compile the kernel in a child process (_run)."""
     params = own_rows(Params(inp, out, bias, *subwords), ctx.shape[1])
-    _run(family, params, Batch(ctx, valid, targets, rows, coef, loss), tab, lr, need_loss, seed, threads, apart)
+    batch = Batch(ctx, valid, targets, rows, coef, loss)
+    _check_apart(params, batch, tab)  # train_step's and the pieces' arrays are apart as they are made (20-35 us a call)
+    _run(family, params, batch, tab, lr, need_loss, seed, threads, apart)
 
 
 def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed, threads: int | None = None,
@@ -124,7 +126,6 @@ def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed,
     """The step's kernel on these arguments; with `apart`, compiled in a child process if numba's cache lacks it
     (jit_cache.compiled_apart: a run's warm-up)."""
     threads = threads or numba.get_num_threads()
-    _check_apart(params, batch, tab)
     kernel = _logistic_step if family == LOGISTIC else _softmax_step
     dim = params.inp.shape[1]
     args = (params, batch, tab, np.float32(lr), bool(need_loss), threads, np.uint64(seed), fixed_for(dim))
@@ -135,7 +136,7 @@ def _run(family, params: Params, batch: Batch, tab: Tables, lr, need_loss, seed,
 
 def _check_apart(params: Params, batch: Batch, tab: Tables) -> None:
     """The arrays the loops write share no memory with any other array of the call: the loops are compiled on that
-    promise (native.unaliased), which a caller of step() could otherwise break without a word."""
+    promise (native.unaliased), which a caller of step(), given arrays, could otherwise break without a word."""
     written = (params.inp, params.out, params.bias, batch.rows, batch.coef, batch.loss)
     arrays = [a for a in (*params, *batch, *tab) if isinstance(a, np.ndarray)]
     for w in written:
