@@ -140,7 +140,7 @@ def _check_apart(params: Params, batch: Batch, tab: Tables) -> None:
     written = (params.inp, params.out, params.bias, batch.rows, batch.coef, batch.loss)
     arrays = [a for a in (*params, *batch, *tab) if isinstance(a, np.ndarray)]
     for w in written:
-        if sum(a is w or np.may_share_memory(a, w) for a in arrays) > 1:
+        if sum(np.may_share_memory(a, w) for a in arrays) > 1:  # w itself, and nothing else
             raise ValueError("the step's written arrays (inp, out, bias, rows, coef, loss) must not share memory "
                              "with each other or with the arrays it reads")
 

@@ -31,7 +31,8 @@ if numba is not None:
     # subword skip-gram 1.16x; docs/benchmarks-log.md section 25). Safe where a loop allocates nothing and returns
     # no array (no count is then needed: the caller holds every array through the call); numba refuses to compile
     # an allocation here.
-    serial = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False, error_model=ERRORS)
+    SERIAL = dict(fastmath=MATH, cache=True, nogil=True, _nrt=False, error_model=ERRORS)
+    serial = numba.njit(**SERIAL)
 
     def _noalias() -> dict:
         """numba's Flags.noalias, which its parallel loops set for their own bodies and no decorator option names:
@@ -48,7 +49,7 @@ if numba is not None:
     # Without it each store to an output row may change the input row or the gradient, so the compiler reads them
     # again from memory after every node's update: sg-hs 1.03-1.16x words/s, the same vectors to the bit
     # (docs/benchmarks-log.md section 30).
-    unaliased = numba.njit(fastmath=MATH, cache=True, nogil=True, _nrt=False, error_model=ERRORS, **_noalias())
+    unaliased = numba.njit(**SERIAL, **_noalias())
     inline = numba.njit(inline="always", cache=True)  # a small step of a loop, copied into it
     prange = numba.prange
 
