@@ -124,6 +124,32 @@ def test_kernel_equals_the_sequential_reference(arch, loss, dim):
     assert np.abs(inp - model.input.numpy()).max() > 0.1  # it did train
 
 
+@pytest.mark.parametrize("dim", [16, 100])
+def test_skip_gram_hs_on_a_centres_pairs_in_a_row_as_the_sequential_reference(dim):
+    """Skip-gram's hs on examples as the examples' makers give them: runs of one target (a centre's pairs, one path
+    trained again and again) with distinct context words, some with a context word twice, against the float64
+    reference of one example after another (a kernel that trains such a run as one, log section 31, is held here)."""
+    model, _, _, _ = make_problem("sg", "hs", dim=dim)
+    rng = np.random.default_rng(3)
+    ctx, targets = [], []
+    for run in [1, 2, 6, 10, 3, 21, 7, 1, 4, 8]:
+        centre = rng.integers(0, 40)
+        words = list(rng.choice(40, size=run, replace=False))
+        if run in (7, 8):
+            words[4] = words[1]  # the same context word twice in the window
+        ctx += words
+        targets += [centre] * run
+    ctx, targets = np.array(ctx)[:, None], np.array(targets)
+    valid = np.ones_like(ctx, dtype=bool)
+    inp, out, bias, rows, losses = run_kernel(model, ctx, valid, targets, 0.3)
+    head = model.head
+    want = reference(head, *(a.numpy() for a in (model.input, head.weight, head.bias)), ctx, valid,
+                     candidates_of(head, targets, rows), 0.3)
+    for got, ref in zip((inp, out, bias, losses), want):
+        np.testing.assert_allclose(got, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(np.abs(ref).max())))
+    assert np.abs(out - head.weight.numpy()).max() > 0.1  # it did train
+
+
 @pytest.mark.parametrize("arch", ["sg", "cbow"])
 def test_hs_nodes_below_and_among_the_copied_top_ones(arch):
     """hs with more inner nodes than update.TOP_NODES: the nodes nearest the root are read and written in the

@@ -91,7 +91,8 @@ class Copies:
 def thread_tab(tab, t):
     """Thread t's Tables: its copies of the hot output rows (hot_at)."""
     return Tables(tab.source, tab.shift, tab.prob, tab.alias, tab.drop_hits, tab.offsets, tab.points, tab.codes,
-                  tab.learn_bias, tab.bias_now, tab.share, tab.ahead, tab.hot, tab.hot_at + t * tab.hot, tab.entries)
+                  tab.learn_bias, tab.bias_now, tab.share, tab.ahead, tab.hot, tab.hot_at + t * tab.hot, tab.entries,
+                  tab.kind)
 
 
 @inline

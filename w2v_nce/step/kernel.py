@@ -23,6 +23,10 @@ NOISE, TREE = 0, 1  # where an example's candidates come from: noise draws, or t
 # rounding step of the weights, and late epochs slowed down on denormal numbers from saturated scores without a cut
 TINY = 1e-6
 AHEAD = 1  # the CPU kernels prefetch the output rows of the example this many ahead
+# A head's kind for the CPU's loops (Tables.kind): the number of dimensions of a one-element array, a constant of the
+# compiled loops rather than a value they test, as Params.rows_in is, so that numba compiles the loop of a run's
+# kind only: a first run's compile of sg-neg 33 s, not 64 s with every kind's (docs/benchmarks-log.md section 31)
+LOGISTIC_NOISE, LOGISTIC_TREE, SOFTMAX_NOISE = 1, 2, 3
 
 
 class Tables(NamedTuple):
@@ -45,6 +49,12 @@ class Tables(NamedTuple):
     # (V,) int64: the alias table packed for the CPU, column c's alias in the high 32 bits and its probability's float32
     # bits in the low: a draw reads one entry, where prob and alias apart were two misses of the cache (update._noise)
     entries: np.ndarray = np.zeros(1, np.int64)
+    kind: np.ndarray = np.zeros(1, np.int8)  # kind_of: LOGISTIC_NOISE, LOGISTIC_TREE or SOFTMAX_NOISE dimensions
+
+
+def kind_of(n: int) -> np.ndarray:
+    """Tables.kind for kind n (LOGISTIC_NOISE, ...): a one-element array of n dimensions."""
+    return np.zeros((1,) * n, np.int8)
 
 
 @functools.lru_cache(maxsize=None)
@@ -58,13 +68,14 @@ def tables(head, to=lambda t: t.numpy()) -> tuple[str, Tables, int]:
     f32, i64, i8 = (to(t) for t in _placeholders(str(head.weight.device)))
     if isinstance(head, HSHead):
         return LOGISTIC, Tables(TREE, f32, f32, i64, False, to(head.offsets), to(head.points), to(head.codes),
-                                head.learns_bias), head.depth
+                                head.learns_bias, kind=kind_of(LOGISTIC_TREE)), head.depth
     if head.family == EXACT:
         raise ValueError("the exact softmax has no compiled step")
     s = head.sampler
     entries = (s.alias << 32) | (s.prob.view(torch.int32).to(torch.int64) & 0xFFFFFFFF)
     return head.family, Tables(NOISE, to(head.shift), to(s.prob), to(s.alias), head.drop_hits, i64, i64, i8,
-                               head.learns_bias, entries=to(entries)), head.k + 1
+                               head.learns_bias, entries=to(entries),
+                               kind=kind_of(LOGISTIC_NOISE if head.family == LOGISTIC else SOFTMAX_NOISE)), head.k + 1
 
 
 def draw_function(entry):

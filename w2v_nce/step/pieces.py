@@ -46,7 +46,6 @@ from .native import inline, jit, mark, numba, prange, read, serial, take
 from .. import jit_cache
 from ..corpus.examples import emit
 from ..corpus.vocab import SEPARATOR
-from ..model.heads import LOGISTIC
 from ..model.word2vec import centre_input, input_slots
 
 class Text(NamedTuple):
@@ -145,14 +144,14 @@ def _compact(ids, start, end, keep, key, window, words, lines, eff):
 
 
 @serial
-def _block(params, batch, shared, tab, own, softmax, several, n, lr, seed, fixed):
+def _block(params, batch, shared, tab, kind, own, several, n, lr, seed, fixed):
     """Train the block's n examples (update.py's loop of the head's family, one thread), then their biases; returns the
     sum of their losses. The examples name the thread's copies of the hot rows (copies.py), given at the end."""
     relabel(batch, n, tab, own)
-    if softmax:
-        softmax_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared)
+    if kind.ndim == 3:  # SOFTMAX_NOISE: numba compiles the loop of the run's kind only (kernel.Tables.kind)
+        softmax_range(params, batch, tab, params.rows_in, lr, True, seed, fixed, 0, n, shared)
     else:
-        logistic_range(params, batch, tab, lr, True, seed, fixed, 0, n, shared, several)
+        logistic_range(params, batch, tab, kind, params.rows_in, lr, True, seed, fixed, 0, n, shared, several)
     if tab.learn_bias and not tab.bias_now:  # the biases at the block's end, as the batch kernels do
         add_biases(params.bias, batch.rows[:n], batch.coef[:n])
     merge(params, tab, own)
@@ -163,7 +162,7 @@ def _block(params, batch, shared, tab, own, softmax, several, n, lr, seed, fixed
 
 
 @serial
-def _piece(text, params, batch, kept, shared, tab, own, softmax, several, window, lr, key, piece, fixed, result):
+def _piece(text, params, batch, kept, shared, tab, own, several, window, lr, key, piece, fixed, result):
     """Piece `piece` of the text: its examples made (emit) and trained, a block of the batch's size at a time
     (_block). result (3,) float64: += the loss summed over its examples, their number, and the piece's words (line
     breaks aside)."""
@@ -180,7 +179,7 @@ def _piece(text, params, batch, kept, shared, tab, own, softmax, several, window
     for i in range(c0, c1 + 1):
         if n > 0 and (i == c1 or n + most > size):
             seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
-            total += _block(params, batch, shared, tab, own, softmax, several, n, rate, seed, fixed)
+            total += _block(params, batch, shared, tab, tab.kind, own, several, n, rate, seed, fixed)
             count += n
             n, block, centres = 0, block + 1, 0
         if i < c1:
@@ -229,8 +228,7 @@ NEXT, STOP, WORKERS = 0, 1, 2  # the control array: the next piece to take, the 
 
 
 @jit
-def _epoch(text, params, batches, kept, shared, copies, tab, softmax, window, order, lrs, key, fixed, control, done,
-           results):
+def _epoch(text, params, batches, kept, shared, copies, tab, window, order, lrs, key, fixed, control, done, results):
     """An epoch's pieces in their order from place control[NEXT] on, by control[WORKERS] threads, each taking the next
     until none is left or control[STOP] is set (then it finishes the piece it has): the piece at place k is
     order[k], trained at rate lrs[k]; done[k] is set once it is trained, results[k] is its (loss, examples, words).
@@ -248,7 +246,7 @@ def _epoch(text, params, batches, kept, shared, copies, tab, softmax, window, or
             k = take(control, NEXT)
             if k >= len(lrs):
                 break
-            _piece(text, params, batch, own, mine, tab_t, own_copies, softmax, workers > 1, window, lrs[k], key,
+            _piece(text, params, batch, own, mine, tab_t, own_copies, workers > 1, window, lrs[k], key,
                    order[k], fixed, results[k])
             mark(done, k)
 
@@ -259,9 +257,8 @@ class Threads:
     buffers, and the arrays the kernel reads (views of the model's tensors, which train in place)."""
 
     def __init__(self, ids: np.ndarray, keep: np.ndarray, model, plan, cfg, threads: int, seed: int):
-        family, tab, width = tables(model.head)
+        _, tab, width = tables(model.head)
         self.tab = tab._replace(share=plan.share)
-        self.softmax = family != LOGISTIC
         slots = input_slots(cfg.model, cfg.window)
         self.params = own_rows(params_of(model), slots)
         ids = np.asarray(ids)
@@ -315,7 +312,7 @@ class Threads:
 
     def _kernel(self, epoch: int, lrs, done, results, control, apart: bool = False) -> None:
         args = (self.text, self.params, self.batches, self.kept, self.shared, self.copies.shared(), self.tab,
-                self.softmax, self.window, self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
+                self.window, self.order, lrs, epoch_key(self.seed, epoch), self.fixed, control, done, results)
         if apart:
             jit_cache.compiled_apart(_epoch, *args)
         _epoch(*args)
@@ -328,7 +325,7 @@ class Threads:
         batch = Batch(*(a[t] for a in self.batches))
         tab, copies = _thread_tab(self.tab, t), _thread_own(self.copies.shared(), t)
         _piece(self.text, self.params, batch, Kept(*(a[t] for a in self.kept)), _own(self.shared, t, dim, width),
-               tab, copies, self.softmax, False, self.window, lr, epoch_key(self.seed, epoch), k, self.fixed, result)
+               tab, copies, False, self.window, lr, epoch_key(self.seed, epoch), k, self.fixed, result)
         return result
 
     def piece_at(self, chunk: int, chunk_tokens: int) -> int:

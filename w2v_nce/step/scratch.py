@@ -27,6 +27,7 @@ class Scratch(NamedTuple):
     top: int  # the first of the top rows (the number of output rows where there is no copy)
     hinges: np.ndarray  # (C',) float32 each: hs's loss terms apart (_lanes)
     qs: np.ndarray
+    ahead: np.ndarray  # (C',) float32: skip-gram's hs, the next example's scores, taken in this one's updates
 
 
 def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
@@ -36,7 +37,7 @@ def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
     C + 128), copies, bases (T, n_top, D + 32), top), which `of_thread` views for thread t."""
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)
-    return (np.zeros((threads, 3 * dim + 3 * span(width) + 32), dtype=np.float32),
+    return (np.zeros((threads, 3 * dim + 4 * span(width) + 32), dtype=np.float32),
             np.zeros((threads, width + 128), np.bool_), copies, np.empty_like(copies), top)
 
 
@@ -47,7 +48,8 @@ def of_thread(shared, t, dim, width):
     c = span(width)
     return Scratch(rowwise[t, :dim], rowwise[t, dim:2 * dim], rowwise[t, 2 * dim:2 * dim + c],
                    rowwise[t, 2 * dim + c:3 * dim + c], kept[t], copies[t], bases[t], top,
-                   rowwise[t, 3 * dim + c:3 * dim + 2 * c], rowwise[t, 3 * dim + 2 * c:3 * dim + 3 * c])
+                   rowwise[t, 3 * dim + c:3 * dim + 2 * c], rowwise[t, 3 * dim + 2 * c:3 * dim + 3 * c],
+                   rowwise[t, 3 * dim + 3 * c:3 * dim + 4 * c])
 
 
 @inline

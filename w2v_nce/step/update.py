@@ -33,7 +33,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernel import NOISE, TINY, TREE, candidate_function, draw_function, logistic_function
+from .kernel import NOISE, TINY, candidate_function, draw_function, logistic_function
 from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
 from .fastmath import exp32, log32
 from .native import float32_bits, inline, numba, prefetch, unaliased
@@ -60,8 +60,9 @@ class Params(NamedTuple):
     # OWN_ROWS where each example's input is one word's own row (skip-gram without subwords: own_rows), else
     # ANY_ROWS: told apart by their number of dimensions, a constant of the compiled loops rather than a value they
     # test, so that those runs' loops read and change the row in place with no branch on it (1.2-1.3x sg's words/s;
-    # docs/benchmarks-log.md section 21), and a run compiles the loops of its kind only. (A tuple, as `fixed` is,
-    # cannot be a field here: numba's parallel regions take no tuple inside a named tuple.)
+    # docs/benchmarks-log.md section 21), and a run compiles the loops of its kind only (the loops take it as an
+    # argument of its own: logistic_range). (A tuple, as `fixed` is, cannot be a field here: numba's parallel regions
+    # take no tuple inside a named tuple.)
     rows_in: np.ndarray = ANY_ROWS
 
 
@@ -243,20 +244,25 @@ def _noise_example(out, bias, h, grad, target, i, first, start, rows, coef, delt
 
 @inline
 def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr, need_loss, offsets, points, codes,
-                  fixed):
+                  fixed, scored, nxt, fuse):
     """The hs loss over the target's path: every score first, then every term's logistic, then every update. A path's
     nodes are distinct and h is fixed within the example, so this is the sequential loop's result; but the scores,
     independent of each other, overlap in the core, and the logistics are taken LANES at a time, each operation one
     vector instruction for all of them (_lanes). Nodes at or above `top` are read and written in mine[r - top], this
-    thread's copy of those rows. Returns the example's loss; coef holds the coefficients."""
-    deltas, positive, hinges, qs = scratch.deltas, scratch.kept, scratch.hinges, scratch.qs
+    thread's copy of those rows. Returns the example's loss; coef holds the coefficients.
+    With `fuse`, the next example has this path too and another input row, nxt (skip-gram's next pair of the same
+    centre): each row's score for it is taken in this example's update of the row, while the row is in registers
+    (_update2_dots), into scratch.ahead, where that example reads them (`scored`) rather than load every row again
+    for them: the same scores, on the rows as this example left them (sg-hs 1.12x words/s, the median of seven
+    alternated rounds; docs/benchmarks-log.md section 31)."""
+    deltas, positive, hinges, qs, ahead = scratch.deltas, scratch.kept, scratch.hinges, scratch.qs, scratch.ahead
     p0 = offsets[target]
     m = offsets[target + 1] - p0
     for j in range(m):
         r = points[p0 + j]
         rows[j] = r
         positive[j] = codes[p0 + j] == 0
-        deltas[j] = bias[r] + _dot(_node(out, mine, top, r), h, fixed)
+        deltas[j] = ahead[j] if scored else bias[r] + _dot(_node(out, mine, top, r), h, fixed)
     for j in range(m, _span(m)):  # the last block's lanes past the path: finite, never used
         deltas[j] = np.float32(0.0)
     for j0 in range(0, m, LANES):
@@ -266,6 +272,17 @@ def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr
         total += hinges[j]
         prod *= qs[j]
         coef[j] = deltas[j]
+    if fuse:  # the next example's input nxt: its scores on each row as updated, while the row is at hand
+        for j in range(0, m - 1, 2):
+            r, s = rows[j], rows[j + 1]
+            ahead[j], ahead[j + 1] = _update2_dots(_node(out, mine, top, r), _node(out, mine, top, s), h, grad,
+                                                   coef[j], coef[j + 1], nxt, fixed)
+            ahead[j] += bias[r]
+            ahead[j + 1] += bias[s]
+        if m % 2:
+            r = rows[m - 1]
+            ahead[m - 1] = bias[r] + _update_dot(_node(out, mine, top, r), h, grad, coef[m - 1], nxt, fixed)
+        return total - _log32(np.float32(prod))
     a = -1  # the node waiting for a second: the updates go two nodes at a time (_update2)
     for j in range(m):
         if coef[j] == np.float32(0.0):
@@ -296,6 +313,34 @@ def _update2(o, p, h, grad, c, e, fixed):
         grad[d] = g + e * p[d]
         o[d] += c * h[d]
         p[d] += e * h[d]
+
+
+@inline
+def _update2_dots(o, p, h, grad, c, e, nxt, fixed):
+    """_update2 (a coefficient may be 0: then the row is as it was), and each row's dot product with nxt after it."""
+    x, y = np.float32(0.0), np.float32(0.0)
+    for d in range(dims(fixed, h)):
+        od, pd = o[d], p[d]
+        grad[d] = (grad[d] + c * od) + e * pd
+        od += c * h[d]
+        pd += e * h[d]
+        o[d], p[d] = od, pd
+        x += od * nxt[d]
+        y += pd * nxt[d]
+    return x, y
+
+
+@inline
+def _update_dot(o, h, grad, c, nxt, fixed):
+    """_update, and the row's dot product with nxt after it."""
+    x = np.float32(0.0)
+    for d in range(dims(fixed, h)):
+        od = o[d]
+        grad[d] += c * od
+        od += c * h[d]
+        o[d] = od
+        x += od * nxt[d]
+    return x
 
 
 @inline
@@ -333,16 +378,19 @@ def _sync(out, top, mine, base, give):
 
 
 @unaliased
-def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch, several):
+def logistic_range(params, batch, tab, kind, rows_in, lr, need_loss, seed, fixed, i0, i1, scratch, several):
     """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
-    rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end)."""
-    own = params.rows_in.ndim == 1  # a constant of the compiled loop: the inputs are the words' own rows, in place
+    rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end). kind
+    and rows_in: tab.kind and params.rows_in, given apart because numba settles a branch as it compiles only on the
+    number of dimensions of an argument itself: the loop of a run's kind is compiled, not every kind's (half the
+    first compile: sg-neg 36 s, not 65 s; docs/benchmarks-log.md section 31)."""
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
     width = rows.shape[1]
     carry, word, gain = len(params.sub_offsets) > 1 and ctx.shape[1] == 1, np.int64(-1), np.float32(1.0)
     _sync(out, top, mine, base, False)
+    scored = False  # whether the example's scores were taken in the last one's updates (_path_example)
     for i in range(i0, i1):
         if several and (i - i0) % SYNC == SYNC - 1:
             _sync(out, top, mine, base, True)  # give the changes, take the others'
@@ -352,19 +400,26 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if own:
+        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
             h = own_row(params, grad, ctx, i, fixed)
         elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
-        if tab.source == TREE:
+        if kind.ndim == 2:  # LOGISTIC_TREE: numba compiles the branch of the run's kind only (kernel.Tables.kind)
+            # skip-gram's next pair of the same centre (the same path) and another context word: its scores taken in
+            # this example's updates, unless the rows are synchronised between them
+            e = i + 1
+            fuse = (rows_in.ndim == 1 and e < i1 and targets[e] == targets[i] and ctx[e, 0] != ctx[i, 0]
+                    and not (several and (e - i0) % SYNC == SYNC - 1))
+            nxt = params.inp[ctx[e, 0]] if fuse else h
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], scratch, lr, need_loss,
-                                    tab.offsets, tab.points, tab.codes, fixed)
+                                    tab.offsets, tab.points, tab.codes, fixed, scored, nxt, fuse)
+            scored = fuse
         else:
             loss[i] = _noise_example(out, bias, h, grad, targets[i], i, _first(batch.first, i, tab.share), i0, rows,
                                      coef[i], scratch.deltas, scratch.kept, lr, need_loss, seed, tab, width, fixed)
-        if own:
+        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
             add_row(h, grad, fixed)
         else:
             example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
@@ -374,9 +429,8 @@ def logistic_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scrat
 
 
 @unaliased
-def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratch):
-    """The softmax loop over examples [i0, i1), in order, by one thread."""
-    own = params.rows_in.ndim == 1  # as in logistic_range
+def softmax_range(params, batch, tab, rows_in, lr, need_loss, seed, fixed, i0, i1, scratch):
+    """The softmax loop over examples [i0, i1), in order, by one thread (rows_in: as logistic_range's)."""
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, deltas, kept = scratch.hidden, scratch.grad, scratch.deltas, scratch.kept
@@ -389,7 +443,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if own:
+        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
             h = own_row(params, grad, ctx, i, fixed)
         elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
@@ -421,7 +475,7 @@ def softmax_range(params, batch, tab, lr, need_loss, seed, fixed, i0, i1, scratc
             coef[i, j] = c
             if tab.learn_bias and tab.bias_now:
                 bias[rows[i, j]] += c
-        if own:
+        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
             add_row(h, grad, fixed)
         else:
             example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
