@@ -4,7 +4,7 @@ Why: two threads that write one row take its cache lines from each other's core 
 frequent words' rows are in nearly every example: CBOW's contexts and targets, skip-gram's pairs, a good share of the
 noise draws (unigram^0.75). Each thread trains its own copy of the HOT most frequent words' input and output rows
 (and biases), and at each block's end gives its changes to the shared rows and takes the other threads' (merge), as
-hs's top nodes are held (update._sync). The model's other rows stay shared, as word2vec.c's and gensim's threads
+hs's top nodes are held (paths.sync). The model's other rows stay shared, as word2vec.c's and gensim's threads
 share all of them. cbow-neg 1.2-1.3x words/s on two threads, cbow-infonce 1.4x, skip-gram's heads 1.1-1.15x
 (docs/benchmarks-log.md section 26); one thread has no copies and gives the vectors it gave before, to the bit.
 

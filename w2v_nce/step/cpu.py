@@ -41,8 +41,8 @@ def _logistic_step(params, batch, tab, lr, need_loss, threads, seed, fixed):
     per = (n + threads - 1) // threads
     shared = _scratch(threads, dim, width, params.out, tab.source)
     for t in prange(threads):  # thread t: examples [t·per, (t+1)·per), in order
-        logistic_range(params, batch, tab, tab.kind, params.rows_in, lr, need_loss, seed, fixed, t * per, min(n, (t + 1) * per),
-                       of_thread(shared, t, dim, width), threads > 1)
+        logistic_range(params, batch, tab, tab.kind, params.rows_in, lr, need_loss, seed, fixed, t * per,
+                       min(n, (t + 1) * per), of_thread(shared, t, dim, width), threads > 1)
     if tab.learn_bias and not tab.bias_now:
         add_biases(params.bias, batch.rows, batch.coef)
 

@@ -33,7 +33,7 @@ class Scratch(NamedTuple):
 def scratch(threads: int, dim: int, width: int, out: np.ndarray, source: int):
     """Each thread's hidden vector, gradient, scores and carried gradient, 128 bytes apart from the next thread's (two
     threads writing one cache line made some runs twice as slow), its candidates' flags, and for hs its copy of the
-    top rows: as arrays with a thread each, (rowwise (T, 3D + 3C' + 32) with C' = C rounded up to LANES, kept (T,
+    top rows: as arrays with a thread each, (rowwise (T, 3D + 4C' + 32) with C' = C rounded up to LANES, kept (T,
     C + 128), copies, bases (T, n_top, D + 32), top), which `of_thread` views for thread t."""
     top = out.shape[0] - min(TOP_NODES, out.shape[0]) if source == TREE else out.shape[0]
     copies = np.empty((threads, out.shape[0] - top, dim + 32), dtype=np.float32)

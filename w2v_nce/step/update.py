@@ -7,7 +7,7 @@ One loop per family, as word2vec.c's hierarchical softmax and negative sampling 
   logistic (neg, nce, hs): for each candidate r of the example, in order: Δ = <out_r, h> + b_r + shift,
       c = -lr dL/dΔ; grad += c out_r; then out_r += c h (every Δ is taken first: the same result, as a path's
       nodes are distinct, and a sampled row that an earlier candidate has is scored again; the independent
-      scores overlap in the core; hs's path takes every term's logistic next, LANES at a time: _lanes)
+      scores overlap in the core; hs's path takes every term's logistic next, LANES at a time: rows.logistic_lanes)
   softmax (infonce, sampled-softmax): every Δ first (their exponentials LANES at a time), then for each candidate
       c = -lr (softmax_r - [r is the target]); grad += c out_r; out_r += c h
   every context row (cbow) or the centre row (sg) += grad: the full gradient, word2vec's CBOW rule.
@@ -15,9 +15,7 @@ The difference from the PyTorch step is when rows change: here after each exampl
 biases (word2vec has none) are summed over the batch and applied at its end: the biases of the most frequent words
 share a cache line, which two threads writing it for every example kept taking from each other.
 
-In hs every example updates the root and the nodes below it, whose cache lines two threads kept taking from each
-other: each thread works on its own copy of the TOP_NODES nodes nearest the root and every SYNC examples gives its
-changes to the shared rows and takes the others' (_sync).
+hs's path, and each thread's copy of the nodes nearest the root, are paths.py's; one row's arithmetic is rows.py's.
 
 The length of the rows: a loop given `fixed`, a tuple of dim zeros, is compiled for that dim (numba types a tuple
 by its length), so its loops over a row have a constant trip count, unrolled and vectorised whole; dims below
@@ -33,13 +31,14 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernel import NOISE, TINY, candidate_function, draw_function, logistic_function
-from .inputs import add_row, dims, example_done, example_input, flush, hidden_of, own_row
-from .fastmath import exp32, log32
+from .kernel import NOISE, TINY, candidate_function, draw_function
+from .inputs import add_row, example_done, example_input, flush, hidden_of, own_row
 from .native import float32_bits, inline, numba, prefetch, unaliased
-from .scratch import LANES, TOP_NODES, span as _span  # noqa: F401 (TOP_NODES: the tests read it here)
+from .paths import SYNC, path_example as _path_example, sync as _sync
+from .rows import cpu_exp32 as _exp32, cpu_log32 as _log32, cpu_logistic as _logistic  # noqa: F401 (_exp32: the tests')
+from .rows import dot as _dot, exp_lanes as _exps, update_row as _update
+from .scratch import LANES, TOP_NODES  # noqa: F401 (TOP_NODES: the tests read it here)
 
-SYNC = 1024  # hs with several threads: each gives its changes to those rows and takes the others' every SYNC examples
 FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for their length
 
 
@@ -110,25 +109,6 @@ def _packed_entry(prob, entries, col):
 
 _noise = inline(draw_function(_packed_entry))  # noise draws reading Tables.entries: one load of the table a draw
 _candidate = numba.njit(inline="always")(candidate_function(_noise)) if numba else candidate_function(_noise)
-_exp32 = inline(exp32)
-_log32 = inline(log32)
-_logistic = inline(logistic_function(_exp32))
-
-
-@inline
-def _update(o, h, grad, c, fixed):
-    """grad += c out_r, with the row before its update (as the gradient needs); then out_r += c h."""
-    for d in range(dims(fixed, h)):
-        grad[d] += c * o[d]
-        o[d] += c * h[d]
-
-
-@inline
-def _dot(o, h, fixed):
-    total = np.float32(0.0)
-    for d in range(dims(fixed, h)):
-        total += o[d] * h[d]
-    return total
 
 
 @inline
@@ -242,148 +222,13 @@ def _noise_example(out, bias, h, grad, target, i, first, start, rows, coef, delt
     return total - _log32(np.float32(prod))
 
 
-@inline
-def _path_example(out, bias, mine, top, h, grad, target, rows, coef, scratch, lr, need_loss, offsets, points, codes,
-                  fixed, scored, nxt, fuse):
-    """The hs loss over the target's path: every score first, then every term's logistic, then every update. A path's
-    nodes are distinct and h is fixed within the example, so this is the sequential loop's result; but the scores,
-    independent of each other, overlap in the core, and the logistics are taken LANES at a time, each operation one
-    vector instruction for all of them (_lanes). Nodes at or above `top` are read and written in mine[r - top], this
-    thread's copy of those rows. Returns the example's loss; coef holds the coefficients.
-    With `fuse`, the next example has this path too and another input row, nxt (skip-gram's next pair of the same
-    centre): each row's score for it is taken in this example's update of the row, while the row is in registers
-    (_update2_dots), into scratch.ahead, where that example reads them (`scored`) rather than load every row again
-    for them: the same scores, on the rows as this example left them (sg-hs 1.12x words/s, the median of seven
-    alternated rounds; docs/benchmarks-log.md section 31)."""
-    deltas, positive, hinges, qs, ahead = scratch.deltas, scratch.kept, scratch.hinges, scratch.qs, scratch.ahead
-    p0 = offsets[target]
-    m = offsets[target + 1] - p0
-    for j in range(m):
-        r = points[p0 + j]
-        rows[j] = r
-        positive[j] = codes[p0 + j] == 0
-        deltas[j] = ahead[j] if scored else bias[r] + _dot(_node(out, mine, top, r), h, fixed)
-    for j in range(m, _span(m)):  # the last block's lanes past the path: finite, never used
-        deltas[j] = np.float32(0.0)
-    for j0 in range(0, m, LANES):
-        _lanes(deltas, positive, hinges, qs, j0, lr, need_loss)
-    total, prod = np.float32(0.0), 1.0
-    for j in range(m):
-        total += hinges[j]
-        prod *= qs[j]
-        coef[j] = deltas[j]
-    if fuse:  # the next example's input nxt: its scores on each row as updated, while the row is at hand
-        for j in range(0, m - 1, 2):
-            r, s = rows[j], rows[j + 1]
-            ahead[j], ahead[j + 1] = _update2_dots(_node(out, mine, top, r), _node(out, mine, top, s), h, grad,
-                                                   coef[j], coef[j + 1], nxt, fixed)
-            ahead[j] += bias[r]
-            ahead[j + 1] += bias[s]
-        if m % 2:
-            r = rows[m - 1]
-            ahead[m - 1] = bias[r] + _update_dot(_node(out, mine, top, r), h, grad, coef[m - 1], nxt, fixed)
-        return total - _log32(np.float32(prod))
-    a = -1  # the node waiting for a second: the updates go two nodes at a time (_update2)
-    for j in range(m):
-        if coef[j] == np.float32(0.0):
-            continue
-        if a < 0:
-            a = j
-            continue
-        r, s = rows[a], rows[j]
-        _update2(_node(out, mine, top, r), _node(out, mine, top, s), h, grad, coef[a], coef[j], fixed)
-        a = -1
-    if a >= 0:
-        r = rows[a]
-        _update(_node(out, mine, top, r), h, grad, coef[a], fixed)
-    return total - _log32(np.float32(prod))
-
-
-@inline
-def _node(out, mine, top, r):
-    """hs's inner node r: its row in this thread's copy of the top rows (mine) where r >= top, else in out."""
-    return mine[r - top] if r >= top else out[r]
-
-
-@inline
-def _update2(o, p, h, grad, c, e, fixed):
-    """_update of two distinct rows, o then p, in one pass: grad read and written once for both."""
-    for d in range(dims(fixed, h)):
-        g = grad[d] + c * o[d]
-        grad[d] = g + e * p[d]
-        o[d] += c * h[d]
-        p[d] += e * h[d]
-
-
-@inline
-def _update2_dots(o, p, h, grad, c, e, nxt, fixed):
-    """_update2 (a coefficient may be 0: then the row is as it was), and each row's dot product with nxt after it."""
-    x, y = np.float32(0.0), np.float32(0.0)
-    for d in range(dims(fixed, h)):
-        od, pd = o[d], p[d]
-        grad[d] = (grad[d] + c * od) + e * pd
-        od += c * h[d]
-        pd += e * h[d]
-        o[d], p[d] = od, pd
-        x += od * nxt[d]
-        y += pd * nxt[d]
-    return x, y
-
-
-@inline
-def _update_dot(o, h, grad, c, nxt, fixed):
-    """_update, and the row's dot product with nxt after it."""
-    x = np.float32(0.0)
-    for d in range(dims(fixed, h)):
-        od = o[d]
-        grad[d] += c * od
-        od += c * h[d]
-        o[d] = od
-        x += od * nxt[d]
-    return x
-
-
-@inline
-def _lanes(deltas, positive, hinges, qs, j0, lr, need_loss):
-    """The logistic terms of scores deltas[j0:j0 + LANES] (label 1 where positive): deltas gets each -lr dL/dΔ (0 below
-    TINY), hinges and qs their loss parts. LANES steps with no branch: each operation one vector instruction for every
-    lane, where one node after another they were a quarter of hs's time (docs/benchmarks-log.md section 27)."""
-    deltas, positive, hinges, qs = deltas[j0:], positive[j0:], hinges[j0:], qs[j0:]
-    for j in range(LANES):  # indices the compiler sees are in [0, LANES): no wrap-around of negative ones to test
-        g, hinge, q = _logistic(deltas[j], positive[j], need_loss)
-        deltas[j] = np.float32(0.0) if abs(g) < TINY else -lr * g
-        hinges[j] = hinge
-        qs[j] = q
-
-
-@inline
-def _exps(deltas, j0, top):
-    """deltas[j] = e^(deltas[j] - top) for j in [j0, j0 + LANES), as _lanes: one vector instruction for every lane."""
-    deltas = deltas[j0:]
-    for j in range(LANES):
-        deltas[j] = _exp32(deltas[j] - top)
-
-
-@inline
-def _sync(out, top, mine, base, give):
-    """hs's copy of the top rows (module docstring): with `give`, add its changes since it was taken (mine - base) to
-    the shared rows; then take the shared rows, the other threads' changes given so far included, as mine and base."""
-    for q in range(mine.shape[0]):
-        row = out[top + q]
-        for d in range(row.shape[0]):
-            value = row[d] + (mine[q, d] - base[q, d]) if give else row[d]
-            row[d] = value
-            mine[q, d] = value
-            base[q, d] = value
-
-
 @unaliased
 def logistic_range(params, batch, tab, kind, rows_in, lr, need_loss, seed, fixed, i0, i1, scratch, several):
     """The logistic loop over examples [i0, i1), in order, by one thread (`several`: others run beside it); hs's top
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end). kind
     and rows_in: tab.kind and params.rows_in, given apart because numba settles a branch as it compiles only on the
-    number of dimensions of an argument itself: the loop of a run's kind is compiled, not every kind's (half the
-    first compile: sg-neg 36 s, not 65 s; docs/benchmarks-log.md section 31)."""
+    number of dimensions of an argument itself: the loop of a run's kind is compiled, not every kind's (a first
+    compile of sg-neg 24 s, not 65 s; docs/benchmarks-log.md section 31)."""
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
