@@ -158,7 +158,7 @@ def _train(world, cfg, corpus, run_dir, resume, progress, hooks, timeout=None, i
             if rank == 0 else Opened(cfg, run_dir, resume=resume, given=None if resume else given(corpus))
         try:
             trainer, replicas = _start(world, run, hooks, timeout, init)
-        except KeyboardInterrupt as e:  # while the step compiled (half a minute, the first time), or before
+        except KeyboardInterrupt as e:  # while the step compiled (20-25 s, the first time), or before
             if isinstance(e, Interrupted) or world is not None:  # train() says it for a distributed run
                 raise
             raise _not_started(run, sig.code) from None

@@ -71,8 +71,8 @@ class Trainer:
 
     def _warm(self, log, single: bool) -> loops.Pieces | loops.Chunks:
         """The step compiled (or loaded from numba's cache, a fraction of a second) and the epoch's loop: by pieces
-        for one process on the CPU (single), by chunks otherwise. A first compile takes half a minute on 2 cores
-        (skip-gram 23-24 s a head, CBOW 36 s, at dim 100): the user is told why once it has lasted a second."""
+        for one process on the CPU (single), by chunks otherwise. A first compile takes 20-25 s on 2 cores
+        (a head and model at dim 100): the user is told why once it has lasted a second."""
         cfg = self.cfg
         says = threading.Timer(1.0, log, (f"compiling the training step for --loss {cfg.loss} at --dim {cfg.dim}: once "
                                           "per installation (numba keeps it; later runs load it at once)",))

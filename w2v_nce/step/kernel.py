@@ -25,7 +25,7 @@ TINY = 1e-6
 AHEAD = 1  # the CPU kernels prefetch the output rows of the example this many ahead
 # A head's kind for the CPU's loops (Tables.kind): the number of dimensions of a one-element array, a constant of the
 # compiled loops rather than a value they test, as Params.rows_in is, so that numba compiles the loop of a run's
-# kind only (update.logistic_range): a first run's compile of sg-neg 24 s, not 65 s (docs/benchmarks-log.md
+# kind only (update.logistic_range): a first run's compile of sg-neg 19 s, not 65 s (docs/benchmarks-log.md
 # section 31)
 LOGISTIC_NOISE, LOGISTIC_TREE, SOFTMAX_NOISE = 1, 2, 3
 

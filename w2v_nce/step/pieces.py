@@ -173,7 +173,9 @@ def _piece(text, params, batch, kept, shared, tab, own, several, window, lr, key
     merge(params, tab, own)  # take the hot rows as the other threads left them (copies.py)
     ctx, valid, targets = batch.ctx, batch.valid, batch.targets
     most = 2 * window if ctx.shape[1] == 1 else 1  # examples a centre makes at most: a block never splits a centre's
-    size, n, block, centres = targets.shape[0], 0, 0, 0
+    # n an int64 from the start: a literal 0 here had numba compile _block and its loop twice, once for n typed as
+    # the constant 0 (docs/benchmarks-log.md section 31)
+    size, n, block, centres = targets.shape[0], np.int64(0), 0, 0
     total, count, rate = 0.0, 0, np.float32(lr)
     across = len(batch.first) > 1
     for i in range(c0, c1 + 1):
@@ -181,7 +183,7 @@ def _piece(text, params, batch, kept, shared, tab, own, several, window, lr, key
             seed = _hash(key ^ NOISE, (np.int64(piece) << np.int64(24)) + block)
             total += _block(params, batch, shared, tab, tab.kind, own, several, n, rate, seed, fixed)
             count += n
-            n, block, centres = 0, block + 1, 0
+            n, block, centres = np.int64(0), block + 1, 0
         if i < c1:
             n0 = n
             n = emit(i, n, window, eff, lines, words, m, ctx, valid, targets, text.centre_in)

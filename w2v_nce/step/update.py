@@ -228,7 +228,7 @@ def logistic_range(params, batch, tab, kind, rows_in, lr, need_loss, seed, fixed
     rows in this thread's copy (taken at the start, given every SYNC examples when `several`, and at the end). kind
     and rows_in: tab.kind and params.rows_in, given apart because numba settles a branch as it compiles only on the
     number of dimensions of an argument itself: the loop of a run's kind is compiled, not every kind's (a first
-    compile of sg-neg 24 s, not 65 s; docs/benchmarks-log.md section 31)."""
+    compile of sg-neg 19 s with pieces._block's size typed once, not 65 s; docs/benchmarks-log.md section 31)."""
     out, bias = params.out, params.bias
     ctx, valid, targets, rows, coef, loss = batch.ctx, batch.valid, batch.targets, batch.rows, batch.coef, batch.loss
     hidden, grad, mine, base, top = scratch.hidden, scratch.grad, scratch.mine, scratch.base, scratch.top
