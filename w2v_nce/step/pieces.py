@@ -41,7 +41,7 @@ import numpy as np
 from .scratch import of_thread, scratch
 from .update import Batch, add_biases, fixed_for, logistic_range, own_rows, params_of, softmax_range
 from .copies import Copies, merge, relabel, thread_own, thread_tab
-from .kernel import tables
+from .kernel import SOFTMAX_NOISE, tables
 from .native import inline, jit, mark, numba, prange, read, serial, take
 from .. import jit_cache
 from ..corpus.examples import emit
@@ -148,7 +148,7 @@ def _block(params, batch, shared, tab, kind, own, several, n, lr, seed, fixed):
     """Train the block's n examples (update.py's loop of the head's family, one thread), then their biases; returns the
     sum of their losses. The examples name the thread's copies of the hot rows (copies.py), given at the end."""
     relabel(batch, n, tab, own)
-    if kind.ndim == 3:  # SOFTMAX_NOISE: numba compiles the loop of the run's kind only (kernel.Tables.kind)
+    if kind.ndim == SOFTMAX_NOISE:  # numba compiles the loop of the run's kind only (kernel.Tables.kind)
         softmax_range(params, batch, tab, params.rows_in, lr, True, seed, fixed, 0, n, shared)
     else:
         logistic_range(params, batch, tab, kind, params.rows_in, lr, True, seed, fixed, 0, n, shared, several)

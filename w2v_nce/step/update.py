@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from .kernel import NOISE, TINY, candidate_function, draw_function
+from .kernel import LOGISTIC_TREE, NOISE, TINY, candidate_function, draw_function
 from .inputs import add_row, example_done, example_input, flush, hidden_of, own_row
 from .native import float32_bits, inline, numba, prefetch, unaliased
 from .paths import SYNC, path_example as _path_example, sync as _sync
@@ -45,6 +45,7 @@ FIXED_FROM = 50  # rows of this many dims or more get a kernel compiled for thei
 CONSECUTIVE = np.zeros(1, dtype=np.int64)  # Batch.first where consecutive examples share their draws
 WORDS_ONLY = np.zeros(1, dtype=np.int64)  # Params' subword arrays where a word's input vector is its own row
 OWN_ROWS, ANY_ROWS = np.zeros(1, dtype=np.int8), np.zeros((1, 1), dtype=np.int8)  # Params.rows_in
+OWN = OWN_ROWS.ndim  # the loops' test `rows_in.ndim == OWN`: a module's constant is settled as they compile too
 
 
 class Params(NamedTuple):
@@ -245,17 +246,17 @@ def logistic_range(params, batch, tab, kind, rows_in, lr, need_loss, seed, fixed
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
+        if rows_in.ndim == OWN:  # the inputs are the words' own rows, in place
             h = own_row(params, grad, ctx, i, fixed)
         elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
         else:
             h = hidden_of(hidden, grad, params, ctx, valid, i, fixed)
-        if kind.ndim == 2:  # LOGISTIC_TREE: numba compiles the branch of the run's kind only (kernel.Tables.kind)
+        if kind.ndim == LOGISTIC_TREE:  # numba compiles the branch of the run's kind only (kernel.Tables.kind)
             # skip-gram's next pair of the same centre (the same path) and another context word: its scores taken in
             # this example's updates, unless the rows are synchronised between them
             e = i + 1
-            fuse = (rows_in.ndim == 1 and e < i1 and targets[e] == targets[i] and ctx[e, 0] != ctx[i, 0]
+            fuse = (rows_in.ndim == OWN and e < i1 and targets[e] == targets[i] and ctx[e, 0] != ctx[i, 0]
                     and not (several and (e - i0) % SYNC == SYNC - 1))
             nxt = params.inp[ctx[e, 0]] if fuse else h
             loss[i] = _path_example(out, bias, mine, top, h, grad, targets[i], rows[i], coef[i], scratch, lr, need_loss,
@@ -264,7 +265,7 @@ def logistic_range(params, batch, tab, kind, rows_in, lr, need_loss, seed, fixed
         else:
             loss[i] = _noise_example(out, bias, h, grad, targets[i], i, _first(batch.first, i, tab.share), i0, rows,
                                      coef[i], scratch.deltas, scratch.kept, lr, need_loss, seed, tab, width, fixed)
-        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
+        if rows_in.ndim == OWN:  # the inputs are the words' own rows, in place
             add_row(h, grad, fixed)
         else:
             example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
@@ -288,7 +289,7 @@ def softmax_range(params, batch, tab, rows_in, lr, need_loss, seed, fixed, i0, i
                    _first(batch.first, e, tab.share) == e, tab.hot, tab.hot_at)
         if tab.learn_bias and not tab.bias_now:  # the biases read every coefficient of the batch (buffers reused)
             coef[i, :] = np.float32(0.0)
-        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
+        if rows_in.ndim == OWN:  # the inputs are the words' own rows, in place
             h = own_row(params, grad, ctx, i, fixed)
         elif carry:
             h, word, gain = example_input(params, hidden, grad, scratch.acc, ctx, valid, i, carry, word, gain, fixed)
@@ -320,7 +321,7 @@ def softmax_range(params, batch, tab, rows_in, lr, need_loss, seed, fixed, i0, i
             coef[i, j] = c
             if tab.learn_bias and tab.bias_now:
                 bias[rows[i, j]] += c
-        if rows_in.ndim == 1:  # OWN_ROWS: the inputs are the words' own rows, in place
+        if rows_in.ndim == OWN:  # the inputs are the words' own rows, in place
             add_row(h, grad, fixed)
         else:
             example_done(params, h, grad, scratch.acc, ctx, valid, i, carry, gain, fixed)
