@@ -77,7 +77,7 @@ bench-phrases:
 	CORPUS=$(CORPUS) PYTHON=$(PYTHON) bash benchmarks/phrases.sh
 
 # a restructuring keeps every output: the same runs trained here and at BASE, one thread, compared to the bit
-# (about 2 minutes): make same-vectors BASE=REV
+# (about 6 minutes): make same-vectors BASE=REV
 BASE ?= HEAD
 same-vectors:
 	PYTHON=$(PYTHON) benchmarks/same_vectors.sh $(BASE)
