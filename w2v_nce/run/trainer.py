@@ -74,8 +74,10 @@ class Trainer:
         for one process on the CPU (single), by chunks otherwise. A first compile takes 20-25 s on 2 cores
         (a head and model at dim 100): the user is told why once it has lasted a second."""
         cfg = self.cfg
-        says = threading.Timer(1.0, log, (f"compiling the training step for --loss {cfg.loss} at --dim {cfg.dim}: once "
-                                          "per installation (numba keeps it; later runs load it at once)",))
+        # sg and cbow compile apart (update.Params.rows_in), so the message names the model too
+        says = threading.Timer(1.0, log, (f"compiling the training step for --model {cfg.model} --loss {cfg.loss} at "
+                                          f"--dim {cfg.dim}: once per installation (numba keeps it; later runs load "
+                                          "it at once)",))
         says.daemon = True
         says.start()
         try:
