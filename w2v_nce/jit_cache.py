@@ -8,17 +8,27 @@ kernels is keyed, besides, to one hash of every file a kernel can reach (the sta
 and tools/query.py): any change there compiles them again, as a new install does.
 
 It also sets, once for the process, the width of the vectors numba compiles for (wide_vectors): imported before any
-kernel is decorated, it is the one place that runs before numba makes its code generator; and it compiles the
-training kernels in a child process (compiled_apart), so that every run runs the machine code of numba's cache.
+kernel is decorated, it is the one place that runs before numba makes its code generator; it compiles the training
+kernels in a child process (compiled_apart), so that every run runs the machine code of numba's cache; and it makes
+processes that compile at once (torchrun's ranks on one machine, two runs started together) take turns: one compiles
+a kernel while the others wait and load it (compiled_apart's lock), and numba's cache index, which every save reads,
+extends and writes back, is written by one process at a time (one_saver).
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import os
 import pickle
 import subprocess
 import sys
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; compiles and saves are not serialised there, as in numba itself
+    fcntl = None
 
 PACKAGE = Path(__file__).resolve().parent
 COMPILED = ("step", "corpus", "model")  # the folders whose modules compile kernels or are inlined into them
@@ -26,6 +36,7 @@ ALSO = ("tools/query.py",)
 # cores that lower their clock while running 512-bit vector instructions (Intel's first AVX-512 generations), where
 # LLVM's preference for 256-bit vectors is right
 THROTTLED = {"skylake-avx512", "cascadelake", "cooperlake", "cannonlake", "knl", "knm"}
+OURS: set[str] = set()  # the cache folders of the package's kernels (their locators'): the saves one_saver locks
 
 
 def source_hash() -> str:
@@ -61,10 +72,48 @@ def _install() -> None:
 
             def get_source_stamp(self):
                 return super().get_source_stamp(), stamp
+
+            def get_cache_path(self):
+                path = super().get_cache_path()
+                OURS.add(path)
+                return path
         Locator.__name__ = f"W2VNCE{base.__name__.lstrip('_')}"
         return Locator
 
     impl._locator_classes[0:0] = [keyed(b) for b in bases]
+    index = getattr(caching, "IndexDataCacheFile", None)
+    if index is not None and hasattr(index, "save") and not hasattr(index.save, "one_saver"):
+        index.save = one_saver(index.save)
+
+
+def one_saver(save):
+    """numba's IndexDataCacheFile.save, one process at a time in a folder of ours (OURS). Why: a save reads the
+    kernel's index, picks the first free data-file number and writes both back; two processes saving two signatures of
+    one kernel at once (two ranks, or a rank and a run, compiling) both take number n, and the index keeps one key
+    while the data file holds the other's machine code, which a later run would load for the wrong types."""
+    def locked(self, key, data):
+        if self._cache_path not in OURS:
+            return save(self, key, data)
+        with _flock(self._index_path + ".lock"):
+            return save(self, key, data)
+    locked.one_saver = True
+    return locked
+
+
+@contextlib.contextmanager
+def _flock(path: str):
+    """Hold the OS's exclusive lock on the file `path` (made if need be) for the block, waiting for it; without flock,
+    or where the file cannot be made, the block runs unlocked (as numba runs it)."""
+    fd = None
+    if fcntl is not None:
+        with contextlib.suppress(OSError):
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+            fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        if fd is not None:
+            os.close(fd)  # releases the lock
 
 
 def wide_features(features: str, cpu: str) -> str | None:
@@ -106,7 +155,9 @@ def compiled_apart(kernel, *args) -> None:
     computes otherwise than the same kernel loaded from its cache (measured; where in numba was not found): one
     thread's vectors differed in the last bits (3e-8 after two epochs of the Lee corpus) between the first run after
     an install or an edit and every run after it; from the cache, they are the same in every run
-    (docs/benchmarks-log.md section 23). Where the child cannot (no writable cache, a numba whose cache this does not
+    (docs/benchmarks-log.md section 23). Processes that need one kernel for the same types at once take turns
+    (a lock file beside its cache index): the first compiles it, the others wait and find it in the cache, where
+    each would otherwise compile it again on a core of its own. Where the child cannot (no writable cache, a numba whose cache this does not
     know, a kernel it cannot import, any failure), the call compiles in the process, as numba would."""
     try:
         sig = tuple(kernel.typeof_pyval(a) for a in args)
@@ -115,7 +166,11 @@ def compiled_apart(kernel, *args) -> None:
         func = kernel.py_func
         # the child imports as this process did (its sys.path) before it reads the types, which name our classes
         job = pickle.dumps((sys.path, pickle.dumps((func.__module__, func.__qualname__, sig))))
-        subprocess.run([sys.executable, "-c", CHILD], input=job, capture_output=True, check=False)
+        turn = hashlib.sha1(str(sig).encode()).hexdigest()[:12]
+        with _flock(f"{kernel._cache._cache_file._index_path}.{turn}.lock"):
+            if _cached(kernel, sig):  # another process compiled it while this one waited
+                return
+            subprocess.run([sys.executable, "-c", CHILD], input=job, capture_output=True, check=False)
     except Exception:  # numba's internals (a version that keeps its cache otherwise), a child that cannot start
         return
 
