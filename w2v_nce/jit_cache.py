@@ -155,10 +155,11 @@ def compiled_apart(kernel, *args) -> None:
     computes otherwise than the same kernel loaded from its cache (measured; where in numba was not found): one
     thread's vectors differed in the last bits (3e-8 after two epochs of the Lee corpus) between the first run after
     an install or an edit and every run after it; from the cache, they are the same in every run
-    (docs/benchmarks-log.md section 23). Processes that need one kernel for the same types at once take turns
-    (a lock file beside its cache index): the first compiles it, the others wait and find it in the cache, where
-    each would otherwise compile it again on a core of its own. Where the child cannot (no writable cache, a numba whose cache this does not
-    know, a kernel it cannot import, any failure), the call compiles in the process, as numba would."""
+    (docs/benchmarks-log.md section 23). Processes that need one kernel for the same types at once take turns (a
+    lock file beside its cache index): the first compiles it, the others wait and find it in the cache, where each
+    would otherwise compile it again on a core of its own. Where the child cannot (no writable cache, a numba whose
+    cache this does not know, a kernel it cannot import, any failure), the call compiles in the process, as numba
+    would."""
     try:
         sig = tuple(kernel.typeof_pyval(a) for a in args)
         if sig in kernel.overloads or _cached(kernel, sig):
